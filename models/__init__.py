@@ -1,0 +1,49 @@
+"""Tortoise models. No GraphQL and no business rules live here."""
+
+from models.audit import AuditEntry
+from models.enums import (
+    CustomFieldType,
+    OrgRole,
+    Plan,
+    ProjectRole,
+    TaskPriority,
+    TaskStatus,
+)
+from models.events import BoardEvent
+from models.identity import ApiKey, User
+from models.org import Invite, Organization, OrganizationMember
+from models.project import CustomFieldDefinition, Label, Project, ProjectMember
+from models.task import Task, TaskComment, TaskLabel
+
+MODEL_MODULES = [
+    "models.identity",
+    "models.org",
+    "models.project",
+    "models.task",
+    "models.events",
+    "models.audit",
+]
+
+__all__ = [
+    "ApiKey",
+    "AuditEntry",
+    "BoardEvent",
+    "CustomFieldDefinition",
+    "CustomFieldType",
+    "Invite",
+    "Label",
+    "MODEL_MODULES",
+    "OrgRole",
+    "Organization",
+    "OrganizationMember",
+    "Plan",
+    "Project",
+    "ProjectMember",
+    "ProjectRole",
+    "Task",
+    "TaskComment",
+    "TaskLabel",
+    "TaskPriority",
+    "TaskStatus",
+    "User",
+]

@@ -1,0 +1,21 @@
+from tortoise import fields
+from tortoise.models import Model
+
+
+class AuditEntry(Model):
+    id = fields.BigIntField(primary_key=True)
+    organization = fields.ForeignKeyField("models.Organization", related_name="audit", null=True)
+    actor = fields.ForeignKeyField("models.User", related_name="audit_entries", null=True)
+    api_key = fields.ForeignKeyField("models.ApiKey", related_name="audit_entries", null=True)
+    action = fields.CharField(max_length=64)
+    resource_type = fields.CharField(max_length=64)
+    resource_id = fields.CharField(max_length=64)
+    before = fields.JSONField(null=True)
+    after = fields.JSONField(null=True)
+    ip = fields.CharField(max_length=64, null=True)
+    request_id = fields.CharField(max_length=64, null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "audit_entry"
+        indexes = (("organization", "created_at"),)

@@ -1,0 +1,40 @@
+from tortoise import fields
+from tortoise.models import Model
+
+from models.enums import OrgRole
+
+
+class User(Model):
+    id = fields.IntField(primary_key=True)
+    email = fields.CharField(max_length=254, unique=True)
+    name = fields.CharField(max_length=200)
+    password_hash = fields.CharField(max_length=255)
+    is_active = fields.BooleanField(default=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "users"
+
+
+class ApiKey(Model):
+    """An organization-scoped key. It acts as its creator, capped at `role`.
+
+    Only a SHA-256 of the secret is stored: keys are 256-bit random, so a slow KDF would
+    buy nothing and cost every request.
+    """
+
+    id = fields.IntField(primary_key=True)
+    organization = fields.ForeignKeyField("models.Organization", related_name="api_keys")
+    created_by = fields.ForeignKeyField("models.User", related_name="api_keys")
+    name = fields.CharField(max_length=100)
+    prefix = fields.CharField(max_length=16)
+    key_hash = fields.CharField(max_length=64, unique=True)
+    role = fields.CharEnumField(OrgRole, max_length=16)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    last_used_at = fields.DatetimeField(null=True)
+    expires_at = fields.DatetimeField(null=True)
+    revoked_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "api_key"

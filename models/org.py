@@ -1,0 +1,49 @@
+from tortoise import fields
+from tortoise.models import Model
+
+from models.enums import OrgRole, Plan
+
+
+class Organization(Model):
+    id = fields.IntField(primary_key=True)
+    slug = fields.CharField(max_length=64, unique=True)
+    name = fields.CharField(max_length=200)
+    plan = fields.CharEnumField(Plan, max_length=16, default=Plan.FREE)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "organization"
+
+
+class OrganizationMember(Model):
+    id = fields.IntField(primary_key=True)
+    organization = fields.ForeignKeyField("models.Organization", related_name="members")
+    user = fields.ForeignKeyField("models.User", related_name="org_memberships")
+    role = fields.CharEnumField(OrgRole, max_length=16)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "organization_member"
+        unique_together = (("organization", "user"),)
+
+
+class Invite(Model):
+    """An invitation to an organization, redeemed with a one-time token by the invited email."""
+
+    id = fields.IntField(primary_key=True)
+    organization = fields.ForeignKeyField("models.Organization", related_name="invites")
+    email = fields.CharField(max_length=254)
+    role = fields.CharEnumField(OrgRole, max_length=16)
+    token_hash = fields.CharField(max_length=64, unique=True)
+    invited_by = fields.ForeignKeyField("models.User", related_name="invites_sent")
+    created_at = fields.DatetimeField(auto_now_add=True)
+    expires_at = fields.DatetimeField()
+    accepted_at = fields.DatetimeField(null=True)
+    accepted_by = fields.ForeignKeyField(
+        "models.User", related_name="invites_accepted", null=True
+    )
+    revoked_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "invite"

@@ -1,0 +1,60 @@
+from tortoise import fields
+from tortoise.models import Model
+
+from models.enums import CustomFieldType, ProjectRole
+
+
+class Project(Model):
+    id = fields.IntField(primary_key=True)
+    organization = fields.ForeignKeyField("models.Organization", related_name="projects")
+    name = fields.CharField(max_length=200)
+    description = fields.TextField(default="")
+    created_by = fields.ForeignKeyField("models.User", related_name="projects_created")
+    # Last BoardEvent seq handed out; bumped inside each write's transaction.
+    event_seq = fields.BigIntField(default=0)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+    archived_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "project"
+
+
+class ProjectMember(Model):
+    id = fields.IntField(primary_key=True)
+    project = fields.ForeignKeyField("models.Project", related_name="members")
+    user = fields.ForeignKeyField("models.User", related_name="project_memberships")
+    role = fields.CharEnumField(ProjectRole, max_length=16)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "project_member"
+        unique_together = (("project", "user"),)
+
+
+class Label(Model):
+    id = fields.IntField(primary_key=True)
+    project = fields.ForeignKeyField("models.Project", related_name="labels")
+    name = fields.CharField(max_length=50)
+    color = fields.CharField(max_length=7)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "label"
+        unique_together = (("project", "name"),)
+
+
+class CustomFieldDefinition(Model):
+    id = fields.IntField(primary_key=True)
+    project = fields.ForeignKeyField("models.Project", related_name="custom_fields")
+    key = fields.CharField(max_length=64)
+    name = fields.CharField(max_length=100)
+    type = fields.CharEnumField(CustomFieldType, max_length=16)
+    # Allowed values for select / multi_select.
+    options = fields.JSONField(default=list)
+    required = fields.BooleanField(default=False)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "custom_field_definition"
+        unique_together = (("project", "key"),)

@@ -1,0 +1,56 @@
+from tortoise import fields
+from tortoise.models import Model
+
+from models.enums import TaskPriority, TaskStatus
+
+
+class Task(Model):
+    id = fields.IntField(primary_key=True)
+    project = fields.ForeignKeyField("models.Project", related_name="tasks")
+    title = fields.CharField(max_length=500)
+    description = fields.TextField(default="")
+    status = fields.CharEnumField(TaskStatus, max_length=16, default=TaskStatus.TODO)
+    priority = fields.CharEnumField(TaskPriority, max_length=16, default=TaskPriority.MEDIUM)
+    priority_rank = fields.SmallIntField(default=2)
+    # Fractional-index rank within the status column: a move rewrites only this row.
+    position = fields.CharField(max_length=128)
+    assignee = fields.ForeignKeyField(
+        "models.User", related_name="assigned_tasks", null=True, on_delete=fields.SET_NULL
+    )
+    created_by = fields.ForeignKeyField("models.User", related_name="created_tasks")
+    parent = fields.ForeignKeyField(
+        "models.Task", related_name="subtasks", null=True, on_delete=fields.SET_NULL
+    )
+    due_date = fields.DateField(null=True)
+    custom_properties = fields.JSONField(default=dict)
+    version = fields.IntField(default=1)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+    archived_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "task"
+        indexes = (("project", "status", "position"),)
+
+
+class TaskComment(Model):
+    id = fields.IntField(primary_key=True)
+    task = fields.ForeignKeyField("models.Task", related_name="comments")
+    author = fields.ForeignKeyField("models.User", related_name="comments")
+    body = fields.TextField()
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "task_comment"
+        indexes = (("task", "created_at"),)
+
+
+class TaskLabel(Model):
+    id = fields.IntField(primary_key=True)
+    task = fields.ForeignKeyField("models.Task", related_name="task_labels")
+    label = fields.ForeignKeyField("models.Label", related_name="task_labels")
+
+    class Meta:
+        table = "task_label"
+        unique_together = (("task", "label"),)

@@ -1,0 +1,2 @@
+"""The logic: access checks, reads, writes, loaders, events. Functions take (ctx, ...) and
+return models or plain data; Strawberry stays in schema/."""

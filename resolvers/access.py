@@ -1,0 +1,237 @@
+"""The one access layer.
+
+`Viewer` is built once per request. Every org-scoped read asks it for a queryset already
+narrowed to what the caller may see, and every write calls `require*`. Whatever the viewer
+may not see raises NOT_FOUND exactly as a missing row would: there is no second way in.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from tortoise.expressions import Q
+from tortoise.queryset import QuerySet
+
+from models import (
+    ApiKey,
+    Label,
+    Organization,
+    OrganizationMember,
+    OrgRole,
+    Project,
+    ProjectMember,
+    ProjectRole,
+    Task,
+    TaskComment,
+    User,
+)
+from resolvers.auth import Principal
+from resolvers.errors import Forbidden, NotFound, Unauthenticated
+
+
+class Permission(Enum):
+    """Project rights, by the least project role that holds them."""
+
+    READ = ProjectRole.VIEWER
+    WRITE_TASKS = ProjectRole.EDITOR
+    COMMENT = ProjectRole.EDITOR
+    MANAGE_LABELS = ProjectRole.EDITOR
+    DELETE_TASKS = ProjectRole.ADMIN
+    MANAGE_PROJECT = ProjectRole.ADMIN
+    MANAGE_MEMBERS = ProjectRole.ADMIN
+    ARCHIVE_PROJECT = ProjectRole.OWNER
+
+
+class OrgPermission(Enum):
+    READ = OrgRole.MEMBER
+    CREATE_PROJECT = OrgRole.MEMBER
+    MANAGE_MEMBERS = OrgRole.ADMIN
+    MANAGE_API_KEYS = OrgRole.ADMIN
+    MANAGE_OWNERS = OrgRole.OWNER
+
+
+# Org owners and admins see every project of their org with at least this role.
+_IMPLIED_PROJECT_ROLE = {OrgRole.OWNER: ProjectRole.OWNER, OrgRole.ADMIN: ProjectRole.ADMIN}
+
+
+class Viewer:
+    def __init__(self, principal: Principal | None) -> None:
+        self.principal = principal
+        self._loaded = False
+        self._org_roles: dict[int, OrgRole] = {}
+        # project id -> (organization id, explicit role)
+        self._project_roles: dict[int, tuple[int, ProjectRole]] = {}
+
+    # -- identity ---------------------------------------------------------------------------
+
+    @property
+    def is_authenticated(self) -> bool:
+        return self.principal is not None
+
+    @property
+    def user(self) -> User:
+        if self.principal is None:
+            raise Unauthenticated()
+        return self.principal.user
+
+    @property
+    def user_id(self) -> int:
+        return self.user.id
+
+    @property
+    def api_key(self) -> ApiKey | None:
+        return self.principal.api_key if self.principal else None
+
+    # -- memberships, loaded once per request -------------------------------------------------
+
+    async def load(self) -> Viewer:
+        if self._loaded:
+            return self
+        user = self.user
+        key = self.api_key
+        org_rows = OrganizationMember.filter(user_id=user.id)
+        project_rows = ProjectMember.filter(user_id=user.id)
+        if key is not None:
+            org_rows = org_rows.filter(organization_id=key.organization_id)
+            project_rows = project_rows.filter(project__organization_id=key.organization_id)
+        for org_id, role in await org_rows.values_list("organization_id", "role"):
+            role = OrgRole(role)
+            if key is not None and key.role.rank < role.rank:
+                role = key.role
+            self._org_roles[org_id] = role
+        for project_id, org_id, role in await project_rows.values_list(
+            "project_id", "project__organization_id", "role"
+        ):
+            # A project membership is void once its holder has left the organization.
+            if org_id in self._org_roles:
+                self._project_roles[project_id] = (org_id, ProjectRole(role))
+        self._loaded = True
+        return self
+
+    async def reload(self) -> Viewer:
+        """Reload memberships after a write that changed them."""
+        self._loaded = False
+        self._org_roles.clear()
+        self._project_roles.clear()
+        return await self.load()
+
+    def org_role(self, organization_id: int) -> OrgRole | None:
+        self._check_loaded()
+        return self._org_roles.get(organization_id)
+
+    def org_ids(self) -> list[int]:
+        self._check_loaded()
+        return list(self._org_roles)
+
+    def project_role(self, project: Project) -> ProjectRole | None:
+        """The effective role: the explicit membership or the one implied by the org role."""
+        self._check_loaded()
+        org_role = self._org_roles.get(project.organization_id)
+        if org_role is None:
+            return None
+        explicit = self._project_roles.get(project.id)
+        roles = [r for r in (explicit and explicit[1], _IMPLIED_PROJECT_ROLE.get(org_role)) if r]
+        return max(roles, key=lambda r: r.rank) if roles else None
+
+    def _check_loaded(self) -> None:
+        if not self._loaded:
+            raise RuntimeError("Viewer.load() must be awaited before access checks")
+
+    def project_scope(self, path: str = "") -> Q:
+        """Projects the viewer may read; `path` reaches the project from another model."""
+        admin_orgs = [o for o, r in self._org_roles.items() if r in _IMPLIED_PROJECT_ROLE]
+        return Q(**{f"{path}organization_id__in": admin_orgs or [0]}) | Q(
+            **{f"{path}id__in": list(self._project_roles) or [0]}
+        )
+
+    # -- narrowed querysets (reads) -----------------------------------------------------------
+
+    async def organizations(self) -> QuerySet[Organization]:
+        await self.load()
+        return Organization.filter(id__in=self.org_ids() or [0])
+
+    async def projects(self) -> QuerySet[Project]:
+        await self.load()
+        return Project.filter(self.project_scope())
+
+    async def tasks(self) -> QuerySet[Task]:
+        await self.load()
+        return Task.filter(self.project_scope("project__"))
+
+    async def comments(self) -> QuerySet[TaskComment]:
+        await self.load()
+        return TaskComment.filter(self.project_scope("task__project__"))
+
+    async def labels(self) -> QuerySet[Label]:
+        await self.load()
+        return Label.filter(self.project_scope("project__"))
+
+    async def scoped(self, model, path: str) -> QuerySet:
+        """Any project-owned model, narrowed through `path` (e.g. "project__")."""
+        await self.load()
+        return model.filter(self.project_scope(path))
+
+    async def org_scoped(self, model, *, min_role: OrgRole = OrgRole.MEMBER) -> QuerySet:
+        """Any organization-owned model, in orgs where the viewer holds at least `min_role`."""
+        await self.load()
+        orgs = [o for o, r in self._org_roles.items() if r.rank >= min_role.rank]
+        return model.filter(organization_id__in=orgs or [0])
+
+    async def users(self) -> QuerySet[User]:
+        """Users who share at least one organization with the viewer."""
+        await self.load()
+        return User.filter(
+            Q(id=self.user_id) | Q(org_memberships__organization_id__in=self.org_ids() or [0])
+        ).distinct()
+
+    # -- single objects -----------------------------------------------------------------------
+
+    async def organization(self, pk: int) -> Organization:
+        org = await (await self.organizations()).get_or_none(id=pk)
+        if org is None:
+            raise NotFound("Organization")
+        return org
+
+    async def project(self, pk: int) -> Project:
+        await self.load()
+        project = await Project.get_or_none(id=pk)
+        if project is None or self.project_role(project) is None:
+            raise NotFound("Project")
+        return project
+
+    async def task(self, pk: int) -> Task:
+        await self.load()
+        task = await Task.get_or_none(id=pk).select_related("project")
+        if task is None or self.project_role(task.project) is None:
+            raise NotFound("Task")
+        return task
+
+    def can_read(self, project: Project) -> bool:
+        return self.project_role(project) is not None
+
+    # -- writes -------------------------------------------------------------------------------
+
+    async def require(self, permission: Permission, project: Project) -> ProjectRole:
+        """Raise NOT_FOUND if the project is invisible, FORBIDDEN if the role is too low."""
+        await self.load()
+        role = self.project_role(project)
+        if role is None:
+            raise NotFound("Project")
+        if role.rank < permission.value.rank:
+            raise Forbidden(
+                f"Your project role ({role.value}) does not allow this",
+                required_role=permission.value.value,
+            )
+        return role
+
+    async def require_org(self, permission: OrgPermission, organization_id: int) -> OrgRole:
+        await self.load()
+        role = self.org_role(organization_id)
+        if role is None:
+            raise NotFound("Organization")
+        if role.rank < permission.value.rank:
+            raise Forbidden(
+                f"Your organization role ({role.value}) does not allow this",
+                required_role=permission.value.value,
+            )
+        return role

@@ -1,0 +1,58 @@
+"""Organizations: creation and org-scoped reads."""
+
+from __future__ import annotations
+
+from tortoise.exceptions import IntegrityError
+
+from models import Organization, OrganizationMember, OrgRole, Plan
+from resolvers import validation
+from resolvers.access import OrgPermission
+from resolvers.errors import Conflict
+from resolvers.pagination import Order, paginate
+from resolvers.writes import transaction
+
+
+def snapshot(org: Organization) -> dict:
+    return {"id": org.id, "slug": org.slug, "name": org.name, "plan": org.plan.value}
+
+
+async def organization_by_slug(ctx, slug: str) -> Organization | None:
+    if not isinstance(slug, str) or len(slug) > 64:
+        return None
+    return await (await ctx.viewer.organizations()).get_or_none(slug=slug)
+
+
+async def viewer_memberships(ctx) -> list[OrganizationMember]:
+    await ctx.viewer.load()
+    return await OrganizationMember.filter(
+        user_id=ctx.viewer.user_id, organization_id__in=ctx.viewer.org_ids() or [0]
+    ).order_by("created_at", "id")
+
+
+async def members(ctx, org: Organization, first, after, last=None, before=None):
+    await ctx.viewer.require_org(OrgPermission.READ, org.id)
+    qs = OrganizationMember.filter(organization_id=org.id)
+    return await paginate(
+        qs, Order((("created_at", False),)), first=first, after=after, last=last, before=before
+    )
+
+
+async def create_organization(ctx, slug: str, name: str) -> Organization:
+    user = ctx.viewer.user
+    slug = validation.slug(slug)
+    name = validation.text(name, "name", max_len=validation.NAME_MAX)
+    if await Organization.exists(slug=slug):
+        raise Conflict("This slug is taken", field="slug")
+    try:
+        async with transaction(ctx) as tx:
+            org = await Organization.create(slug=slug, name=name, plan=Plan.FREE)
+            await OrganizationMember.create(organization=org, user_id=user.id, role=OrgRole.OWNER)
+            await tx.audit(
+                "organization.create", "Organization", org.id, organization_id=org.id,
+                after=snapshot(org),
+            )
+    except IntegrityError:
+        raise Conflict("This slug is taken", field="slug") from None
+    await ctx.viewer.reload()
+    return org
+

@@ -1,0 +1,139 @@
+"""Keyset cursor pagination over a Tortoise queryset.
+
+A cursor encodes the sort values of its row and the row id, so pages stay stable when rows
+are inserted or moved elsewhere in the list (unlike offsets).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Generic, TypeVar
+
+import orjson
+from tortoise.expressions import Q
+from tortoise.queryset import QuerySet
+
+from resolvers.errors import BadInput
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 100
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Order:
+    """Sort fields (name, descending); `id` in the same direction as the last one breaks ties."""
+
+    fields: tuple[tuple[str, bool], ...]
+
+    def with_tiebreak(self) -> tuple[tuple[str, bool], ...]:
+        if any(f == "id" for f, _ in self.fields):
+            return self.fields
+        return (*self.fields, ("id", self.fields[-1][1] if self.fields else False))
+
+
+@dataclass
+class Page(Generic[T]):
+    items: list[T]
+    cursors: list[str]
+    has_next_page: bool
+    has_previous_page: bool
+    queryset: QuerySet  # unpaginated, for totalCount
+
+    async def total_count(self) -> int:
+        return await self.queryset.count()
+
+
+def check_page_args(first: int | None, last: int | None) -> None:
+    for name, value in (("first", first), ("last", last)):
+        if value is not None and not 0 <= value <= MAX_PAGE:
+            raise BadInput(f"`{name}` must be between 0 and {MAX_PAGE}", field=name)
+    if first is not None and last is not None:
+        raise BadInput("Pass `first` or `last`, not both", field="last")
+
+
+def _encode_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {"dt": value.isoformat()}
+    if isinstance(value, date):
+        return {"d": value.isoformat()}
+    if hasattr(value, "value"):  # enums
+        return value.value
+    return value
+
+
+def _decode_value(value: Any) -> Any:
+    if isinstance(value, dict) and "dt" in value:
+        return datetime.fromisoformat(value["dt"])
+    if isinstance(value, dict) and "d" in value:
+        return date.fromisoformat(value["d"])
+    return value
+
+
+def encode_cursor(row: Any, fields: tuple[tuple[str, bool], ...]) -> str:
+    values = [_encode_value(getattr(row, name)) for name, _ in fields]
+    return base64.urlsafe_b64encode(orjson.dumps(values)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, fields: tuple[tuple[str, bool], ...], arg: str) -> list[Any]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        values = orjson.loads(raw)
+    except (binascii.Error, ValueError, orjson.JSONDecodeError):
+        raise BadInput("Malformed cursor", field=arg) from None
+    if not isinstance(values, list) or len(values) != len(fields):
+        raise BadInput("Cursor does not belong to this list or ordering", field=arg)
+    try:
+        return [_decode_value(v) for v in values]
+    except (TypeError, ValueError):
+        raise BadInput("Malformed cursor", field=arg) from None
+
+
+def _after(fields: tuple[tuple[str, bool], ...], values: list[Any], forward: bool) -> Q:
+    """Rows strictly after `values` in the given order (or before, when not forward)."""
+    clauses = []
+    for i, (name, desc) in enumerate(fields):
+        op = "gt" if desc != forward else "lt"
+        eq = {f: v for (f, _), v in zip(fields[:i], values[:i])}
+        clauses.append(Q(**eq, **{f"{name}__{op}": values[i]}))
+    q = clauses[0]
+    for c in clauses[1:]:
+        q = q | c
+    return q
+
+
+async def paginate(
+    queryset: QuerySet,
+    order: Order,
+    *,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> Page:
+    check_page_args(first, last)
+    fields = order.with_tiebreak()
+    qs = queryset
+    if after:
+        qs = qs.filter(_after(fields, decode_cursor(after, fields, "after"), True))
+    if before:
+        qs = qs.filter(_after(fields, decode_cursor(before, fields, "before"), False))
+    backwards = last is not None
+    limit = last if backwards else (first if first is not None else DEFAULT_PAGE)
+    ordering = [(("-" if desc != backwards else "") + name) for name, desc in fields]
+    rows = list(await qs.order_by(*ordering).limit(limit + 1))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if backwards:
+        rows.reverse()
+    return Page(
+        items=rows,
+        cursors=[encode_cursor(r, fields) for r in rows],
+        has_next_page=more if not backwards else bool(before),
+        has_previous_page=more if backwards else bool(after),
+        queryset=queryset,
+    )

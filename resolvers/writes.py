@@ -1,0 +1,44 @@
+"""One write = one transaction: rows, audit entry and board events, or nothing.
+
+    async with transaction(ctx) as tx:
+        task = await Task.create(...)
+        await tx.audit("task.create", "Task", task.id, organization_id=..., after=...)
+        await tx.event(project.id, "TaskCreated", {...})
+
+Events are published only after the transaction has committed, so a rolled-back write
+publishes nothing. Loaders are cleared after commit so the payload shows fresh data.
+Never await a dataloader inside the block: on SQLite it would deadlock on the connection.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from tortoise.transactions import in_transaction
+
+from models import AuditEntry, BoardEvent
+from resolvers import audit, events
+
+
+class Transaction:
+    def __init__(self, ctx) -> None:
+        self.ctx = ctx
+        self.events: list[BoardEvent] = []
+
+    async def audit(self, action: str, resource_type: str, resource_id, **kwargs) -> AuditEntry:
+        return await audit.record(self.ctx, action, resource_type, resource_id, **kwargs)
+
+    async def event(self, project_id: int, type_: str, payload: dict) -> BoardEvent:
+        actor = self.ctx.viewer.principal
+        event = await events.append(project_id, type_, payload, actor.user.id if actor else None)
+        self.events.append(event)
+        return event
+
+
+@asynccontextmanager
+async def transaction(ctx):
+    tx = Transaction(ctx)
+    async with in_transaction():
+        yield tx
+    ctx.loaders.clear_all()
+    await events.publish(ctx.broadcast, tx.events)

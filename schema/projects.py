@@ -1,0 +1,230 @@
+"""Projects, their members, board, labels and custom fields."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from models import CustomFieldDefinition as FieldModel
+from models import Project as ProjectModel
+from models import ProjectMember as ProjectMemberModel
+from models import TaskStatus as TaskStatusModel
+from resolvers import projects as project_resolvers
+from resolvers import tasks as task_resolvers
+from resolvers.ids import decode_id, to_global_id
+from resolvers.tasks import ORDERS
+from schema.common import (
+    Connection,
+    CustomFieldType,
+    Node,
+    ProjectRole,
+    TaskStatus,
+    ctx,
+    model_type_check,
+)
+
+if TYPE_CHECKING:
+    from schema.orgs import Organization
+    from schema.tasks import Label, TaskConnection, TaskFilter, TaskOrder
+    from schema.users import User
+
+OrganizationRef = Annotated["Organization", strawberry.lazy("schema.orgs")]
+UserRef = Annotated["User", strawberry.lazy("schema.users")]
+LabelRef = Annotated["Label", strawberry.lazy("schema.tasks")]
+TaskConnectionRef = Annotated["TaskConnection", strawberry.lazy("schema.tasks")]
+TaskFilterRef = Annotated["TaskFilter", strawberry.lazy("schema.tasks")]
+TaskOrderRef = Annotated["TaskOrder", strawberry.lazy("schema.tasks")]
+
+
+def _task_connection():
+    from schema.tasks import TaskConnection
+
+    return TaskConnection
+
+
+@strawberry.type(description="A typed property that tasks of a project may carry.")
+class CustomFieldDefinition(Node):
+    is_type_of = model_type_check(FieldModel)
+    key: str
+    name: str
+    type: CustomFieldType
+    required: bool
+    created_at: datetime
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(to_global_id("CustomFieldDefinition", self.id))
+
+    @strawberry.field(description="Allowed values for SELECT and MULTI_SELECT fields.")
+    def options(self) -> list[str]:
+        return self.options
+
+
+@strawberry.type(description="A user's membership of a project.")
+class ProjectMember(Node):
+    is_type_of = model_type_check(ProjectMemberModel)
+    role: ProjectRole
+    created_at: datetime
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(to_global_id("ProjectMember", self.id))
+
+    @strawberry.field
+    async def user(self, info: Info) -> UserRef:
+        return await ctx(info).loaders.user.load(self.user_id)
+
+    @strawberry.field
+    async def project(self, info: Info) -> Project:
+        return await ctx(info).loaders.project.load(self.project_id)
+
+
+@strawberry.type
+class ProjectMemberConnection(Connection[ProjectMember]):
+    pass
+
+
+@strawberry.type(description="One status column of a board.")
+class BoardColumn:
+    status: TaskStatus
+    _project: strawberry.Private[ProjectModel]
+
+    @strawberry.field(description="Open tasks of this column, ordered by position.")
+    async def tasks(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> TaskConnectionRef:
+        page = await project_resolvers.column_tasks(
+            ctx(info), self._project, self.status, first, after, last, before
+        )
+        return _task_connection().of(page)
+
+
+@strawberry.type(description="A project's board: the five status columns in order.")
+class Board:
+    _project: strawberry.Private[ProjectModel]
+
+    @strawberry.field
+    def columns(self) -> list[BoardColumn]:
+        return [BoardColumn(status=s, _project=self._project) for s in TaskStatusModel]
+
+
+@strawberry.type(description="A project of an organization, with its board.")
+class Project(Node):
+    is_type_of = model_type_check(ProjectModel)
+    name: str
+    description: str
+    created_at: datetime
+    updated_at: datetime
+    archived_at: datetime | None
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(to_global_id("Project", self.id))
+
+    @strawberry.field
+    async def organization(self, info: Info) -> OrganizationRef:
+        return await ctx(info).loaders.organization.load(self.organization_id)
+
+    @strawberry.field(description="The viewer's effective role in this project.")
+    def viewer_role(self, info: Info) -> ProjectRole:
+        return ctx(info).viewer.project_role(self)
+
+    @strawberry.field
+    def board(self) -> Board:
+        return Board(_project=self)
+
+    @strawberry.field
+    async def tasks(
+        self,
+        info: Info,
+        filter: TaskFilterRef | None = None,
+        order_by: TaskOrderRef | None = None,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> TaskConnectionRef:
+        field = order_by.field.value if order_by else "POSITION"
+        descending = bool(order_by and order_by.direction.value == "DESC")
+        page = await task_resolvers.project_tasks(
+            ctx(info),
+            self,
+            filter.to_data() if filter else None,
+            field if field in ORDERS else "POSITION",
+            descending,
+            first=first,
+            after=after,
+            last=last,
+            before=before,
+        )
+        return _task_connection().of(page)
+
+    @strawberry.field(description="Number of tasks that are not archived.")
+    async def task_count(self, info: Info) -> int:
+        return await ctx(info).loaders.open_task_count_by_project.load(self.id)
+
+    @strawberry.field
+    async def members(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> ProjectMemberConnection:
+        page = await project_resolvers.project_members(ctx(info), self, first, after, last, before)
+        return ProjectMemberConnection.of(page)
+
+    @strawberry.field
+    async def member_count(self, info: Info) -> int:
+        return await ctx(info).loaders.member_count_by_project.load(self.id)
+
+    @strawberry.field
+    async def labels(self, info: Info) -> list[LabelRef]:
+        return await ctx(info).loaders.labels_by_project.load(self.id)
+
+    @strawberry.field
+    async def custom_fields(self, info: Info) -> list[CustomFieldDefinition]:
+        return await ctx(info).loaders.custom_fields_by_project.load(self.id)
+
+
+@strawberry.type
+class ProjectConnection(Connection[Project]):
+    pass
+
+
+@strawberry.input
+class CreateProjectInput:
+    organization_id: strawberry.ID
+    name: str
+    description: str | None = None
+
+
+@strawberry.type
+class ProjectPayload:
+    project: Project
+
+
+@strawberry.type
+class ProjectMutations:
+    @strawberry.mutation(description="Create a project; the creator becomes its owner.")
+    async def create_project(self, info: Info, input: CreateProjectInput) -> ProjectPayload:
+        project = await project_resolvers.create_project(
+            ctx(info),
+            decode_id(input.organization_id, "Organization", "organizationId"),
+            input.name,
+            input.description,
+        )
+        return ProjectPayload(project=project)
+
+
+__all__ = ["JSON"]

@@ -1,0 +1,104 @@
+"""Assembles the Query, Mutation and Subscription roots into the schema."""
+
+from __future__ import annotations
+
+import logging
+
+import strawberry
+from graphql.error import GraphQLError
+from strawberry.extensions import ParserCache, QueryDepthLimiter, ValidationCache
+from strawberry.tools import merge_types
+from strawberry.types import Info
+
+from resolvers import nodes as node_resolvers
+from resolvers import orgs as org_resolvers
+from resolvers import projects as project_resolvers
+from resolvers import tasks as task_resolvers
+from resolvers.errors import NotFound
+from resolvers.ids import decode_id
+from schema.common import Node, ctx
+from schema.errors import ErrorCodes, is_expected
+from schema.orgs import Organization, OrgMutations
+from schema.projects import Project, ProjectConnection, ProjectMutations
+from schema.tasks import Task, TaskMutations
+from schema.users import UserMutations, Viewer
+
+log = logging.getLogger("pcg.errors")
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="The authenticated caller.")
+    async def viewer(self, info: Info) -> Viewer:
+        return Viewer(user=ctx(info).viewer.user)
+
+    @strawberry.field(description="Any object by global ID; null if it does not exist or is not visible.")
+    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+        return await node_resolvers.node(ctx(info), id)
+
+    @strawberry.field(description="Objects by global IDs, in order; null where not found (max 100).")
+    async def nodes(self, info: Info, ids: list[strawberry.ID]) -> list[Node | None]:
+        return await node_resolvers.nodes(ctx(info), ids)
+
+    @strawberry.field
+    async def organization(self, info: Info, slug: str) -> Organization | None:
+        return await org_resolvers.organization_by_slug(ctx(info), slug)
+
+    @strawberry.field(description="Projects the viewer may see, across organizations.")
+    async def projects(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        include_archived: bool = False,
+        search: str | None = None,
+    ) -> ProjectConnection:
+        page = await project_resolvers.projects(
+            ctx(info),
+            include_archived=include_archived,
+            search=search,
+            first=first,
+            after=after,
+            last=last,
+            before=before,
+        )
+        return ProjectConnection.of(page)
+
+    @strawberry.field
+    async def project(self, info: Info, id: strawberry.ID) -> Project | None:
+        try:
+            return await ctx(info).viewer.project(decode_id(id, "Project"))
+        except NotFound:
+            return None
+
+    @strawberry.field
+    async def task(self, info: Info, id: strawberry.ID) -> Task | None:
+        return await task_resolvers.get_task_or_none(ctx(info), decode_id(id, "Task"))
+
+
+Mutation = merge_types("Mutation", (UserMutations, OrgMutations, ProjectMutations, TaskMutations))
+
+
+class Schema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context=None) -> None:
+        for error in errors:
+            if not is_expected(error):
+                log.error("unexpected error", exc_info=error.original_error)
+
+
+def build_schema() -> strawberry.Schema:
+    return Schema(
+        query=Query,
+        mutation=Mutation,
+        extensions=[
+            ErrorCodes,
+            lambda: QueryDepthLimiter(max_depth=12),
+            lambda: ParserCache(maxsize=1024),
+            lambda: ValidationCache(maxsize=1024),
+        ],
+    )
+
+
+schema = build_schema()

@@ -1,0 +1,61 @@
+"""The application factory: Starlette + Strawberry + Tortoise + broadcast."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from broadcaster import Broadcast
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+from tortoise import Tortoise
+from tortoise.contrib.starlette import RegisterTortoise
+
+from schema.root import schema as default_schema
+from server.db import tortoise_config
+from server.graphql_app import PcgGraphQL
+from server.middleware import RequestIdMiddleware
+from server.settings import Settings
+
+log = logging.getLogger("pcg")
+
+
+async def health(request: Request) -> JSONResponse:
+    try:
+        await Tortoise.get_connection("default").execute_query("SELECT 1")
+        database = "ok"
+    except Exception:  # noqa: BLE001 - report, don't raise
+        database = "unavailable"
+    status = 200 if database == "ok" else 503
+    return JSONResponse({"status": "ok" if status == 200 else "degraded", "database": database}, status)
+
+
+def create_app(settings: Settings, schema=default_schema) -> Starlette:
+    settings = settings.with_secret()
+    broadcast = Broadcast(settings.broadcast_url)
+    graphql = PcgGraphQL(schema, settings=settings, broadcast=broadcast)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        async with RegisterTortoise(app, config=tortoise_config(settings.database_url)):
+            await broadcast.connect()
+            try:
+                yield
+            finally:
+                await broadcast.disconnect()
+
+    app = Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            Route("/api/health", health),
+        ],
+        middleware=[Middleware(RequestIdMiddleware)],
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.broadcast = broadcast
+    return app

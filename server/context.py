@@ -1,0 +1,24 @@
+"""The per-request context that resolvers receive as `ctx`."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from resolvers.access import Viewer
+from resolvers.loaders import Loaders
+from server.settings import Settings
+
+
+@dataclass
+class Context:
+    settings: Settings
+    viewer: Viewer
+    broadcast: Any
+    request: Any = None
+    response: Any = None
+    ip: str | None = None
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    loaders: Loaders = field(default_factory=Loaders)
+    connection_params: dict | None = None

@@ -1,0 +1,102 @@
+"""Settings from the environment (prefix PCG_). One frozen object, built once per process."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = Path("./data")
+
+
+class SettingsError(RuntimeError):
+    pass
+
+
+# name, default, help: the single source for `pcg serve --help` and the README table.
+DOCUMENTED = [
+    ("PCG_ENV", "development", "`development` or `production`; production refuses to start without PCG_SECRET_KEY."),
+    ("PCG_DATA_DIR", "./data", "Where the embedded default keeps its SQLite file and generated secret key."),
+    ("PCG_DATABASE_URL", "sqlite://./data/pcg.db", "Tortoise database URL: `sqlite://PATH` or `postgres://user@host:5432/db`."),
+    ("PCG_BROADCAST_URL", "memory://", "broadcaster URL for live events: `memory://`, `redis://host:6379`, `postgres://...`."),
+    ("PCG_SECRET_KEY", "(generated)", "Signs access tokens. Generated into the data dir on first run unless set."),
+    ("PCG_ACCESS_TOKEN_TTL", "3600", "Lifetime of a logIn access token, in seconds."),
+    ("PCG_PUBLIC_URL", "http://127.0.0.1:8000", "Base URL printed in instructions (GraphiQL link)."),
+    ("PCG_NORA_PROVIDER", "builtin", "NORA's model provider: `builtin` or `openai`."),
+    ("PCG_NORA_BASE_URL", "", "OpenAI-compatible endpoint for the `openai` provider."),
+    ("PCG_NORA_API_KEY", "", "API key for the `openai` provider."),
+    ("PCG_NORA_MODEL", "", "Model name for the `openai` provider."),
+]
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "development"
+    data_dir: Path = DEFAULT_DATA_DIR
+    database_url: str = "sqlite://./data/pcg.db"
+    broadcast_url: str = "memory://"
+    secret_key: str = ""
+    access_token_ttl: int = 3600
+    public_url: str = "http://127.0.0.1:8000"
+    migrations_dir: Path = PROJECT_ROOT / "migrations"
+    nora_provider: str = "builtin"
+    nora_base_url: str = ""
+    nora_api_key: str = ""
+    nora_model: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite://")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        data_dir = Path(env.get("PCG_DATA_DIR", str(DEFAULT_DATA_DIR)))
+        database_url = env.get("PCG_DATABASE_URL") or f"sqlite://{data_dir / 'pcg.db'}"
+        ttl = env.get("PCG_ACCESS_TOKEN_TTL", "3600")
+        if not ttl.isdigit() or int(ttl) <= 0:
+            raise SettingsError("PCG_ACCESS_TOKEN_TTL must be a positive number of seconds")
+        settings = cls(
+            env=env.get("PCG_ENV", "development"),
+            data_dir=data_dir,
+            database_url=database_url,
+            broadcast_url=env.get("PCG_BROADCAST_URL", "memory://"),
+            secret_key=env.get("PCG_SECRET_KEY", ""),
+            access_token_ttl=int(ttl),
+            public_url=env.get("PCG_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
+            nora_provider=env.get("PCG_NORA_PROVIDER", "builtin"),
+            nora_base_url=env.get("PCG_NORA_BASE_URL", ""),
+            nora_api_key=env.get("PCG_NORA_API_KEY", ""),
+            nora_model=env.get("PCG_NORA_MODEL", ""),
+        )
+        if settings.env not in ("development", "production", "test"):
+            raise SettingsError(f"PCG_ENV must be development, production or test, not {settings.env!r}")
+        return settings
+
+    def with_secret(self) -> Settings:
+        """Return settings with a secret key: the explicit one, or one kept in the data dir.
+
+        Production never falls back to a generated key: a key that silently changes with the
+        data dir would log everyone out, or worse, be shared by accident.
+        """
+        if self.secret_key:
+            if len(self.secret_key) < 32:
+                raise SettingsError("PCG_SECRET_KEY must be at least 32 characters")
+            return self
+        if self.is_production:
+            raise SettingsError("PCG_ENV=production requires an explicit PCG_SECRET_KEY")
+        key_file = self.data_dir / "secret_key"
+        if key_file.exists():
+            return replace(self, secret_key=key_file.read_text().strip())
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        key_file.write_text(key + "\n")
+        key_file.chmod(0o600)
+        return replace(self, secret_key=key)

@@ -1,0 +1,166 @@
+"""Test harness: a database built by the committed Aerich migrations, the real ASGI app
+(lifespan included) over HTTP, and helpers to create data and call GraphQL."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from models import (
+    Organization,
+    OrganizationMember,
+    OrgRole,
+    Project,
+    ProjectMember,
+    ProjectRole,
+    User,
+)
+from resolvers.auth import hash_password, issue_access_token
+from resolvers.ids import to_global_id
+from server.app import create_app
+from server.db import migrate
+from server.settings import Settings
+
+SECRET = "test-secret-key-" + "x" * 40
+PASSWORD = "correct horse battery staple"
+_counter = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory) -> Path:
+    """One SQLite file built by `pcg migrate`'s code path; each test gets a copy."""
+    path = tmp_path_factory.mktemp("template") / "pcg.db"
+    settings = Settings(database_url=f"sqlite://{path}", env="test", secret_key=SECRET)
+    applied = asyncio.run(migrate(settings))
+    assert applied, "no migration was applied to the template database"
+    # Fold the WAL back into the main file so a plain copy is complete.
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def password_hash() -> str:
+    return hash_password(PASSWORD)
+
+
+@pytest.fixture
+def settings(tmp_path, migrated_template) -> Settings:
+    db = tmp_path / "pcg.db"
+    shutil.copy(migrated_template, db)
+    return Settings(
+        env="test",
+        data_dir=tmp_path,
+        database_url=f"sqlite://{db}",
+        secret_key=SECRET,
+    )
+
+
+@pytest.fixture
+async def app(settings):
+    application = create_app(settings)
+    async with LifespanManager(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app):
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 5555))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+class GraphQLClient:
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+
+    async def raw(self, query: str, variables: dict | None = None, token: str | None = None):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = await self.http.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def ok(self, query: str, variables: dict | None = None, token: str | None = None) -> dict:
+        body = await self.raw(query, variables, token)
+        assert not body.get("errors"), body["errors"]
+        return body["data"]
+
+    async def error(
+        self, query: str, variables: dict | None = None, token: str | None = None
+    ) -> dict:
+        """Exactly one error expected; returns it (message, extensions, path)."""
+        body = await self.raw(query, variables, token)
+        assert body.get("errors"), f"expected an error, got {body}"
+        assert len(body["errors"]) == 1, body["errors"]
+        return body["errors"][0]
+
+    async def code(self, query: str, variables: dict | None = None, token: str | None = None) -> str:
+        return (await self.error(query, variables, token))["extensions"]["code"]
+
+
+@pytest.fixture
+def gql(client) -> GraphQLClient:
+    return GraphQLClient(client)
+
+
+@dataclass
+class Actor:
+    user: User
+    token: str
+
+    @property
+    def gid(self) -> str:
+        return to_global_id("User", self.user.id)
+
+
+class Factory:
+    """Direct model writes for arranging a test; the behaviour under test goes over HTTP."""
+
+    def __init__(self, password_hash: str) -> None:
+        self.password_hash = password_hash
+
+    async def user(self, name: str | None = None) -> Actor:
+        n = next(_counter)
+        name = name or f"user{n}"
+        user = await User.create(
+            email=f"{name.lower()}.{n}@example.test", name=name, password_hash=self.password_hash
+        )
+        token, _ = issue_access_token(user, SECRET, 3600)
+        return Actor(user, token)
+
+    async def org(self, owner: Actor, slug: str | None = None) -> Organization:
+        slug = slug or f"org-{next(_counter)}"
+        org = await Organization.create(slug=slug, name=slug.title())
+        await OrganizationMember.create(organization=org, user=owner.user, role=OrgRole.OWNER)
+        return org
+
+    async def org_member(self, org: Organization, actor: Actor, role: OrgRole) -> None:
+        await OrganizationMember.create(organization=org, user=actor.user, role=role)
+
+    async def project(self, org: Organization, owner: Actor, name: str = "Project") -> Project:
+        project = await Project.create(organization=org, name=name, created_by=owner.user)
+        await ProjectMember.create(project=project, user=owner.user, role=ProjectRole.OWNER)
+        return project
+
+    async def project_member(self, project: Project, actor: Actor, role: ProjectRole) -> None:
+        await ProjectMember.create(project=project, user=actor.user, role=role)
+
+
+@pytest.fixture
+def factory(app, password_hash) -> Factory:
+    return Factory(password_hash)
+
+
+def gid(type_name: str, pk: int) -> str:
+    return to_global_id(type_name, pk)
