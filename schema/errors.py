@@ -26,36 +26,45 @@ def is_expected(error: GraphQLError) -> bool:
     return original is None or isinstance(original, (AppError, GraphQLError))
 
 
+INTERNAL_MESSAGE = "Internal server error"
+
+
+def convert(error: GraphQLError, request_id: str | None) -> GraphQLError:
+    """The client-facing form of an error. Idempotent."""
+    original = error.original_error
+    if isinstance(original, AppError):
+        extensions = {"code": original.code, **original.extensions}
+        message = original.message
+    elif original is None or isinstance(original, GraphQLError):
+        extensions = {**(error.extensions or {})}
+        extensions.setdefault("code", _code_for_graphql_error(error))
+        message = error.message
+    else:
+        extensions = {"code": "INTERNAL_SERVER_ERROR"}
+        if request_id:
+            extensions["requestId"] = request_id
+        message = INTERNAL_MESSAGE
+    return GraphQLError(
+        message=message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=None,
+        extensions=extensions,
+    )
+
+
 class ErrorCodes(MaskErrors):
-    """Adds `extensions.code` to known errors and masks everything else."""
+    """Adds `extensions.code` to known errors and masks everything else.
+
+    Parse and validation errors are returned before this extension sees the result; the
+    HTTP view runs `convert` over those too.
+    """
 
     def __init__(self) -> None:
-        super().__init__(error_message="Internal server error")
+        super().__init__(error_message=INTERNAL_MESSAGE)
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
-        return [self._convert(e) for e in errors]
-
-    def _convert(self, error: GraphQLError) -> GraphQLError:
-        original = error.original_error
-        if isinstance(original, AppError):
-            extensions = {"code": original.code, **original.extensions}
-            message = original.message
-        elif original is None or isinstance(original, GraphQLError):
-            extensions = {**(error.extensions or {})}
-            extensions.setdefault("code", _code_for_graphql_error(error))
-            message = error.message
-        else:
-            extensions = {"code": "INTERNAL_SERVER_ERROR"}
-            request_id = getattr(self.execution_context.context, "request_id", None)
-            if request_id:
-                extensions["requestId"] = request_id
-            message = self.error_message
-        return GraphQLError(
-            message=message,
-            nodes=error.nodes,
-            source=error.source,
-            positions=error.positions,
-            path=error.path,
-            original_error=None,
-            extensions=extensions,
-        )
+        request_id = getattr(self.execution_context.context, "request_id", None)
+        return [convert(e, request_id) for e in errors]

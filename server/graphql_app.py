@@ -10,6 +10,7 @@ from strawberry.asgi import GraphQL
 from resolvers.access import Viewer
 from resolvers.auth import authenticate
 from resolvers.errors import Unauthenticated
+from schema.errors import convert
 from server.context import Context
 from server.settings import Settings
 
@@ -50,6 +51,12 @@ class PcgGraphQL(GraphQL):
             ip=request.client.host if request.client else None,
             request_id=request.scope.get("state", {}).get("request_id") or _request_id(headers),
         )
+
+    async def process_result(self, request, result):
+        if result.errors:
+            request_id = request.scope.get("state", {}).get("request_id")
+            result.errors = [convert(e, request_id) for e in result.errors]
+        return await super().process_result(request, result)
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)

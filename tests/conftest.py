@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from server.db import migrate
 from server.settings import Settings
 
 SECRET = "test-secret-key-" + "x" * 40
+PG_ADMIN_URL = os.environ.get("PCG_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 PASSWORD = "correct horse battery staple"
 _counter = itertools.count(1)
 
@@ -38,6 +40,7 @@ def migrated_template(tmp_path_factory) -> Path:
     """One SQLite file built by `pcg migrate`'s code path; each test gets a copy."""
     path = tmp_path_factory.mktemp("template") / "pcg.db"
     settings = Settings(database_url=f"sqlite://{path}", env="test", secret_key=SECRET)
+    _forget_compiled_queries()
     applied = asyncio.run(migrate(settings))
     assert applied, "no migration was applied to the template database"
     # Fold the WAL back into the main file so a plain copy is complete.
@@ -53,16 +56,79 @@ def password_hash() -> str:
     return hash_password(PASSWORD)
 
 
+def pytest_generate_tests(metafunc):
+    """Tests marked `both_databases` run on SQLite and on PostgreSQL; the rest on SQLite."""
+    if "backend" in metafunc.fixturenames:
+        both = metafunc.definition.get_closest_marker("both_databases") is not None
+        metafunc.parametrize("backend", ["sqlite", "postgres"] if both else ["sqlite"])
+
+
+def _forget_compiled_queries() -> None:
+    """Tortoise caches compiled INSERT/UPDATE SQL per (connection name, table), not per
+    dialect; tests switch between SQLite and PostgreSQL under the same name "default"."""
+    from tortoise.backends.base.executor import EXECUTOR_CACHE
+
+    EXECUTOR_CACHE.clear()
+
+
+def _pg_url(database: str) -> str:
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + database
+
+
+async def _pg_admin(*statements: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_URL.replace("postgres://", "postgresql://", 1))
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> str:
+    """A PostgreSQL database built by the migrations; each test clones it (CREATE ... TEMPLATE).
+
+    Skips when PostgreSQL is unreachable, except on CI where that is a failure.
+    """
+    name = f"pcg_template_{os.getpid()}"
+    try:
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"'))
+    except (OSError, Exception) as exc:  # noqa: BLE001 - any connection failure
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is required on CI: {exc}")
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
+    settings = Settings(database_url=_pg_url(name), env="test", secret_key=SECRET)
+    _forget_compiled_queries()
+    assert asyncio.run(migrate(settings)), "no migration was applied to the PostgreSQL template"
+    yield name
+    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 @pytest.fixture
-def settings(tmp_path, migrated_template) -> Settings:
+def backend() -> str:
+    return "sqlite"
+
+
+@pytest.fixture
+def database_url(request, backend, tmp_path) -> str:
+    _forget_compiled_queries()
+    if backend == "postgres":
+        template = request.getfixturevalue("pg_template")
+        name = f"pcg_t_{os.getpid()}_{next(_counter)}"
+        asyncio.run(_pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+        yield _pg_url(name)
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        return
     db = tmp_path / "pcg.db"
-    shutil.copy(migrated_template, db)
-    return Settings(
-        env="test",
-        data_dir=tmp_path,
-        database_url=f"sqlite://{db}",
-        secret_key=SECRET,
-    )
+    shutil.copy(request.getfixturevalue("migrated_template"), db)
+    yield f"sqlite://{db}"
+
+
+@pytest.fixture
+def settings(tmp_path, database_url) -> Settings:
+    return Settings(env="test", data_dir=tmp_path, database_url=database_url, secret_key=SECRET)
 
 
 @pytest.fixture

@@ -1,3 +1,5 @@
+import pytest
+
 from tests.conftest import PASSWORD
 
 
@@ -8,6 +10,7 @@ async def test_health(client):
     assert r.headers["x-request-id"]
 
 
+@pytest.mark.both_databases
 async def test_sign_up_then_create_org_project_task_and_read_board(gql):
     data = await gql.ok(
         """mutation($i: SignUpInput!) { signUp(input: $i) { accessToken user { id name email } } }""",
