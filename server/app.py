@@ -59,3 +59,9 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
     app.state.settings = settings
     app.state.broadcast = broadcast
     return app
+
+
+def app_from_env() -> Starlette:
+    """Factory for uvicorn's import-string mode (`pcg serve --reload` / `--workers N`):
+    each worker process builds its own app from the environment."""
+    return create_app(Settings.from_env())

@@ -1,0 +1,321 @@
+"""`pcg`: serve, migrate, seed, export-schema, create-api-key.
+
+Heavy modules (the schema, uvicorn, the models) are imported inside the commands so that
+configuration mistakes are reported at once, and `pcg --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from server.settings import DOCUMENTED, PROJECT_ROOT, Settings, SettingsError
+
+
+class CliError(Exception):
+    """A failure explained in one line; printed without a traceback."""
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _settings() -> Settings:
+    return Settings.from_env().with_secret()
+
+
+def safe_url(url: str) -> str:
+    """The database URL without its password, for printing."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def say(*lines: str) -> None:
+    # Flushed: `pcg serve` output is often piped, and the token must show before uvicorn's logs.
+    print(*lines, sep="\n", flush=True)
+
+
+@contextlib.asynccontextmanager
+async def database(settings: Settings):
+    """The CLI's own Tortoise context, opened after migrate() has closed Aerich's."""
+    from tortoise import Tortoise
+
+    from server.db import tortoise_config
+
+    await Tortoise.init(config=tortoise_config(settings.database_url))
+    try:
+        yield
+    finally:
+        await Tortoise.close_connections()
+
+
+async def _migrate(settings: Settings) -> list[str]:
+    from tortoise.exceptions import DBConnectionError, OperationalError
+
+    from server.db import migrate
+
+    try:
+        applied = await migrate(settings)
+    except (OSError, DBConnectionError, OperationalError) as error:
+        raise CliError(f"cannot migrate the database at {safe_url(settings.database_url)}: {error}") from None
+    if applied:
+        for name in applied:
+            say(f"Applied migration {name}")
+    else:
+        say(f"Database is up to date ({safe_url(settings.database_url)})")
+    return applied
+
+
+async def _seed(settings: Settings):
+    from server.demo import seed_demo
+
+    async with database(settings):
+        info = await seed_demo(settings)
+    say("", info.instructions())
+    return info
+
+
+# -- serve -------------------------------------------------------------------------------------
+
+
+def _public_url(host: str, port: int) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    if args.workers < 1:
+        raise CliError("--workers must be at least 1")
+    if args.reload and args.workers > 1:
+        raise CliError("--reload and --workers cannot be combined")
+    if "PCG_PUBLIC_URL" not in os.environ:
+        # Printed links should point at where we listen; worker processes read the same value.
+        os.environ["PCG_PUBLIC_URL"] = _public_url(args.host, args.port)
+    settings = Settings.from_env()
+    if args.workers > 1 and settings.broadcast_url.startswith("memory://"):
+        raise CliError(
+            f"--workers {args.workers} needs a shared broadcast: with PCG_BROADCAST_URL=memory:// "
+            "board events would not cross processes. Set PCG_BROADCAST_URL=redis://... or "
+            "postgres://..., or run one worker."
+        )
+    # A generated key is written to the data dir here, before any worker starts, so that
+    # every worker reads the same one.
+    settings = settings.with_secret()
+
+    async def prepare() -> None:
+        await _migrate(settings)
+        if args.demo:
+            await _seed(settings)
+
+    asyncio.run(prepare())
+
+    import uvicorn
+
+    options = dict(host=args.host, port=args.port, log_level=args.log_level)
+    if args.reload or args.workers > 1:
+        if args.reload:
+            options["reload_dirs"] = [
+                str(PROJECT_ROOT / d) for d in ("server", "schema", "resolvers", "models")
+            ]
+        uvicorn.run(
+            "server.app:app_from_env", factory=True, reload=args.reload, workers=args.workers, **options
+        )
+    else:
+        from server.app import create_app
+
+        uvicorn.run(create_app(settings), **options)
+    return 0
+
+
+def settings_help() -> str:
+    width = max(len(name) for name, _, _ in DOCUMENTED)
+    lines = ["environment (all optional):"]
+    for name, default, text in DOCUMENTED:
+        lines.append(f"  {name:<{width}}  default: {default or '(empty)'}")
+        lines.extend(textwrap.wrap(text, 76, initial_indent=" " * 6, subsequent_indent=" " * 6))
+    return "\n".join(lines)
+
+
+# -- migrate / seed / export-schema ------------------------------------------------------------
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    asyncio.run(_migrate(Settings.from_env()))
+    return 0
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    if not args.demo:
+        raise CliError("nothing to seed: pass --demo")
+    settings = _settings()
+
+    async def run() -> None:
+        await _migrate(settings)
+        await _seed(settings)
+
+    asyncio.run(run())
+    return 0
+
+
+def schema_sdl() -> str:
+    from schema.root import schema
+
+    return schema.as_str() + "\n"
+
+
+def cmd_export_schema(args: argparse.Namespace) -> int:
+    target = args.output_opt or args.output or "schema.graphql"
+    sdl = schema_sdl()
+    if target == "-":
+        sys.stdout.write(sdl)
+        sys.stdout.flush()
+    else:
+        Path(target).write_text(sdl)
+        say(f"Wrote {target}")
+    return 0
+
+
+# -- create-api-key ----------------------------------------------------------------------------
+
+
+async def create_api_key(
+    settings: Settings, org_slug: str, name: str, role: str, email: str | None
+) -> tuple[str, object]:
+    """Create a key through the same resolver as the createApiKey mutation, acting as
+    `email` (default: the org's first owner), so the rules and the audit entry are the same."""
+    from models import Organization, OrganizationMember, OrgRole
+    from resolvers import api_keys
+    from resolvers.access import Viewer
+    from resolvers.auth import Principal
+    from resolvers.errors import AppError
+    from server.context import Context
+
+    org = await Organization.get_or_none(slug=org_slug)
+    if org is None:
+        raise CliError(f"no organization with slug {org_slug!r}")
+    members = OrganizationMember.filter(organization_id=org.id, user__is_active=True)
+    if email:
+        member = await members.filter(user__email=email.strip().lower()).select_related("user").first()
+        if member is None:
+            raise CliError(f"{email} is not an active member of {org_slug!r}")
+    else:
+        member = await members.filter(role=OrgRole.OWNER).order_by("id").select_related("user").first()
+        if member is None:
+            raise CliError(f"{org_slug!r} has no active owner; pass --user EMAIL")
+    ctx = Context(
+        settings=settings,
+        viewer=Viewer(Principal(user=member.user)),
+        broadcast=None,
+        request_id=f"cli-{uuid.uuid4().hex[:24]}",
+    )
+    try:
+        key, plaintext = await api_keys.create_api_key(ctx, org.id, name, OrgRole(role), None)
+    except AppError as error:
+        raise CliError(f"as {member.user.email}: {error.message}") from None
+    key.created_by = member.user
+    return plaintext, key
+
+
+def cmd_create_api_key(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+
+    async def run():
+        async with database(settings):
+            return await create_api_key(settings, args.org, args.name, args.role, args.user)
+
+    plaintext, key = asyncio.run(run())
+    say(
+        f'API key "{key.name}" for organization {args.org!r}, acting as {key.created_by.email} '
+        f"with at most the {key.role.value} role.",
+        "Shown once; store it now. Send it as `Authorization: Bearer <key>`:",
+        "",
+        plaintext,
+    )
+    return 0
+
+
+# -- parser ------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pcg",
+        description="pcg-graphql: the GraphQL API server of PCG.",
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="apply migrations and run the server",
+        description="Apply pending migrations, optionally seed the demo, and serve GraphQL "
+        "at /graphql (GraphiQL in a browser) and health at /api/health.",
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--reload", action="store_true", help="restart on code changes (development)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (needs a shared broadcast)")
+    serve.add_argument("--demo", action="store_true", help="seed the demo organization and print a token")
+    serve.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    serve.set_defaults(func=cmd_serve)
+
+    migrate = commands.add_parser(
+        "migrate", help="apply pending database migrations",
+        epilog=settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    migrate.set_defaults(func=cmd_migrate)
+
+    seed = commands.add_parser("seed", help="seed data (the demo organization)")
+    seed.add_argument("--demo", action="store_true", help="create the demo organization once")
+    seed.set_defaults(func=cmd_seed)
+
+    export = commands.add_parser("export-schema", help="write the GraphQL schema (SDL)")
+    export.add_argument("output", nargs="?", help="file to write, or - for stdout (default schema.graphql)")
+    export.add_argument("--output", "-o", dest="output_opt", metavar="FILE")
+    export.set_defaults(func=cmd_export_schema)
+
+    key = commands.add_parser(
+        "create-api-key", help="create an organization API key and print it once"
+    )
+    key.add_argument("--org", required=True, metavar="SLUG")
+    key.add_argument("--name", required=True)
+    key.add_argument("--role", default="admin", choices=["owner", "admin", "member"])
+    key.add_argument("--user", metavar="EMAIL", help="the member the key acts as (default: an owner)")
+    key.set_defaults(func=cmd_create_api_key)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (CliError, SettingsError) as error:
+        print(f"pcg: error: {error}", file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`pcg seed --demo | head`): exit quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
