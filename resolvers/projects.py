@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from models import Organization, Project, ProjectMember, ProjectRole, Task, TaskStatus
 from resolvers import validation
 from resolvers.access import OrgPermission, Permission
+from resolvers.errors import BadInput
 from resolvers.pagination import Order, paginate
 from resolvers.writes import transaction
 
@@ -83,3 +86,53 @@ async def require(ctx, project_id: int, permission: Permission) -> Project:
     project = await ctx.viewer.project(project_id)
     await ctx.viewer.require(permission, project)
     return project
+
+
+async def update_project(
+    ctx, project_id: int, *, name: str | None = None, description: str | None = None
+) -> Project:
+    """Rename or re-describe a project; an omitted (null) field stays as it is."""
+    project = await require(ctx, project_id, Permission.MANAGE_PROJECT)
+    if project.archived_at is not None:
+        raise BadInput("The project is archived", field="projectId")
+    changes = {}
+    if name is not None:
+        changes["name"] = validation.text(name, "name", max_len=validation.NAME_MAX)
+    if description is not None:
+        changes["description"] = validation.text(
+            description, "description", max_len=validation.DESCRIPTION_MAX, required=False
+        )
+    changes = {k: v for k, v in changes.items() if getattr(project, k) != v}
+    if not changes:
+        return project  # nothing changes, nothing is written
+    before = snapshot(project)
+    async with transaction(ctx) as tx:
+        project.update_from_dict(changes)
+        await project.save(update_fields=[*changes, "updated_at"])
+        after = snapshot(project)
+        await tx.audit(
+            "project.update", "Project", project.id, organization_id=project.organization_id,
+            before=before, after=after,
+        )
+        await tx.event(project.id, "ProjectUpdated", {"project": after, "changed": list(changes)})
+    return project
+
+
+async def archive_project(ctx, project_id: int) -> Project:
+    """Archive a project. Idempotent: archiving an archived project writes nothing."""
+    project = await require(ctx, project_id, Permission.ARCHIVE_PROJECT)
+    if project.archived_at is not None:
+        return project
+    before = snapshot(project)
+    now = datetime.now(UTC)
+    async with transaction(ctx) as tx:
+        # Conditional, so that of two concurrent archives only one audits.
+        if await Project.filter(id=project.id, archived_at__isnull=True).update(archived_at=now):
+            project.archived_at = now
+            after = snapshot(project)
+            await tx.audit(
+                "project.archive", "Project", project.id,
+                organization_id=project.organization_id, before=before, after=after,
+            )
+            await tx.event(project.id, "ProjectArchived", {"project": after})
+    return await Project.get(id=project.id)

@@ -8,11 +8,16 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry.types import Info
 
+from models import ApiKey as ApiKeyModel
+from models import Invite as InviteModel
 from models import Organization as OrganizationModel
 from models import OrganizationMember as OrganizationMemberModel
+from resolvers import api_keys as api_key_resolvers
+from resolvers import invites as invite_resolvers
+from resolvers import members as member_resolvers
 from resolvers import orgs as org_resolvers
 from resolvers import projects as project_resolvers
-from resolvers.ids import to_global_id
+from resolvers.ids import decode_id, to_global_id
 from schema.common import Connection, Node, OrgRole, Plan, ctx, model_type_check
 
 if TYPE_CHECKING:
@@ -44,6 +49,66 @@ class OrganizationMember(Node):
 
 @strawberry.type
 class OrganizationMemberConnection(Connection[OrganizationMember]):
+    pass
+
+
+@strawberry.type(description="A pending or past invitation to join an organization.")
+class Invite(Node):
+    is_type_of = model_type_check(InviteModel)
+    email: str
+    role: OrgRole
+    created_at: datetime
+    expires_at: datetime
+    accepted_at: datetime | None
+    revoked_at: datetime | None
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(to_global_id("Invite", self.id))
+
+    @strawberry.field
+    async def invited_by(self, info: Info) -> UserRef:
+        return await ctx(info).loaders.user.load(self.invited_by_id)
+
+    @strawberry.field
+    async def organization(self, info: Info) -> Organization:
+        return await ctx(info).loaders.organization.load(self.organization_id)
+
+
+@strawberry.type
+class InviteConnection(Connection[Invite]):
+    pass
+
+
+@strawberry.type(
+    description="An organization API key. It acts as its creator, capped at `role`; "
+    "the secret itself is shown only once, at creation."
+)
+class ApiKey(Node):
+    is_type_of = model_type_check(ApiKeyModel)
+    name: str
+    prefix: str = strawberry.field(description="The key's first characters, to recognise it.")
+    role: OrgRole
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(to_global_id("ApiKey", self.id))
+
+    @strawberry.field
+    async def created_by(self, info: Info) -> UserRef:
+        return await ctx(info).loaders.user.load(self.created_by_id)
+
+    @strawberry.field
+    async def organization(self, info: Info) -> Organization:
+        return await ctx(info).loaders.organization.load(self.organization_id)
+
+
+@strawberry.type
+class ApiKeyConnection(Connection[ApiKey]):
     pass
 
 
@@ -100,6 +165,33 @@ class Organization(Node):
         page = await org_resolvers.members(ctx(info), self, first, after, last, before)
         return OrganizationMemberConnection.of(page)
 
+    @strawberry.field(description="Invites not yet accepted, revoked or expired. Admins only.")
+    async def invites(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> InviteConnection:
+        page = await invite_resolvers.pending_invites(ctx(info), self, first, after, last, before)
+        return InviteConnection.of(page)
+
+    @strawberry.field(description="API keys of this organization. Admins only.")
+    async def api_keys(
+        self,
+        info: Info,
+        include_revoked: bool = False,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> ApiKeyConnection:
+        page = await api_key_resolvers.api_keys(
+            ctx(info), self, include_revoked, first, after, last, before
+        )
+        return ApiKeyConnection.of(page)
+
 
 @strawberry.input
 class CreateOrganizationInput:
@@ -112,6 +204,89 @@ class OrganizationPayload:
     organization: Organization
 
 
+@strawberry.input
+class InviteMemberInput:
+    organization_id: strawberry.ID
+    email: str
+    role: OrgRole = OrgRole.MEMBER
+
+
+@strawberry.type
+class InviteMemberPayload:
+    invite: Invite
+    invite_token: str = strawberry.field(
+        description="Send this to the invitee; it is shown only once and expires in 7 days."
+    )
+
+
+@strawberry.input
+class AcceptInviteInput:
+    token: str
+
+
+@strawberry.type
+class AcceptInvitePayload:
+    organization: Organization
+    member: OrganizationMember
+
+
+@strawberry.input
+class RevokeInviteInput:
+    invite_id: strawberry.ID
+
+
+@strawberry.type
+class InvitePayload:
+    invite: Invite
+
+
+@strawberry.input
+class UpdateMemberRoleInput:
+    member_id: strawberry.ID = strawberry.field(description="An OrganizationMember ID.")
+    role: OrgRole
+
+
+@strawberry.type
+class OrganizationMemberPayload:
+    member: OrganizationMember
+
+
+@strawberry.input
+class RemoveMemberInput:
+    member_id: strawberry.ID = strawberry.field(description="An OrganizationMember ID.")
+
+
+@strawberry.type
+class RemoveMemberPayload:
+    removed_member_id: strawberry.ID
+
+
+@strawberry.input
+class CreateApiKeyInput:
+    organization_id: strawberry.ID
+    name: str
+    role: OrgRole
+    expires_at: datetime | None = None
+
+
+@strawberry.type
+class CreateApiKeyPayload:
+    api_key: ApiKey
+    key: str = strawberry.field(
+        description="The secret, shown only once: send it as `Authorization: Bearer <key>`."
+    )
+
+
+@strawberry.input
+class RevokeApiKeyInput:
+    api_key_id: strawberry.ID
+
+
+@strawberry.type
+class ApiKeyPayload:
+    api_key: ApiKey
+
+
 @strawberry.type
 class OrgMutations:
     @strawberry.mutation(description="Create an organization; the caller becomes its owner.")
@@ -120,3 +295,70 @@ class OrgMutations:
     ) -> OrganizationPayload:
         org = await org_resolvers.create_organization(ctx(info), input.slug, input.name)
         return OrganizationPayload(organization=org)
+
+    @strawberry.mutation(
+        description="Invite someone by email. Admins and owners; only owners invite owners."
+    )
+    async def invite_member(self, info: Info, input: InviteMemberInput) -> InviteMemberPayload:
+        invite, token = await invite_resolvers.invite_member(
+            ctx(info),
+            decode_id(input.organization_id, "Organization", "organizationId"),
+            input.email,
+            input.role,
+        )
+        return InviteMemberPayload(invite=invite, invite_token=token)
+
+    @strawberry.mutation(
+        description="Join an organization with an invite sent to the caller's email."
+    )
+    async def accept_invite(self, info: Info, input: AcceptInviteInput) -> AcceptInvitePayload:
+        org, member = await invite_resolvers.accept_invite(ctx(info), input.token)
+        return AcceptInvitePayload(organization=org, member=member)
+
+    @strawberry.mutation(description="Withdraw a pending invite. Admins and owners.")
+    async def revoke_invite(self, info: Info, input: RevokeInviteInput) -> InvitePayload:
+        invite = await invite_resolvers.revoke_invite(
+            ctx(info), decode_id(input.invite_id, "Invite", "inviteId")
+        )
+        return InvitePayload(invite=invite)
+
+    @strawberry.mutation(
+        description="Change a member's organization role. Only owners touch owners."
+    )
+    async def update_member_role(
+        self, info: Info, input: UpdateMemberRoleInput
+    ) -> OrganizationMemberPayload:
+        member = await member_resolvers.update_member_role(
+            ctx(info), decode_id(input.member_id, "OrganizationMember", "memberId"), input.role
+        )
+        return OrganizationMemberPayload(member=member)
+
+    @strawberry.mutation(
+        description="Remove a member (or leave, with your own membership) and their project "
+        "memberships in this organization."
+    )
+    async def remove_member(self, info: Info, input: RemoveMemberInput) -> RemoveMemberPayload:
+        member_id = await member_resolvers.remove_member(
+            ctx(info), decode_id(input.member_id, "OrganizationMember", "memberId")
+        )
+        return RemoveMemberPayload(
+            removed_member_id=strawberry.ID(to_global_id("OrganizationMember", member_id))
+        )
+
+    @strawberry.mutation(description="Create an API key; its secret is returned only here.")
+    async def create_api_key(self, info: Info, input: CreateApiKeyInput) -> CreateApiKeyPayload:
+        api_key, key = await api_key_resolvers.create_api_key(
+            ctx(info),
+            decode_id(input.organization_id, "Organization", "organizationId"),
+            input.name,
+            input.role,
+            input.expires_at,
+        )
+        return CreateApiKeyPayload(api_key=api_key, key=key)
+
+    @strawberry.mutation(description="Revoke an API key; it stops working at once.")
+    async def revoke_api_key(self, info: Info, input: RevokeApiKeyInput) -> ApiKeyPayload:
+        api_key = await api_key_resolvers.revoke_api_key(
+            ctx(info), decode_id(input.api_key_id, "ApiKey", "apiKeyId")
+        )
+        return ApiKeyPayload(api_key=api_key)

@@ -13,6 +13,7 @@ from models import CustomFieldDefinition as FieldModel
 from models import Project as ProjectModel
 from models import ProjectMember as ProjectMemberModel
 from models import TaskStatus as TaskStatusModel
+from resolvers import members as member_resolvers
 from resolvers import projects as project_resolvers
 from resolvers import tasks as task_resolvers
 from resolvers.ids import decode_id, to_global_id
@@ -214,6 +215,48 @@ class ProjectPayload:
     project: Project
 
 
+@strawberry.input
+class UpdateProjectInput:
+    project_id: strawberry.ID
+    name: str | None = strawberry.field(default=None, description="Null leaves it unchanged.")
+    description: str | None = strawberry.field(
+        default=None, description="Null leaves it unchanged; \"\" clears it."
+    )
+
+
+@strawberry.input
+class ArchiveProjectInput:
+    project_id: strawberry.ID
+
+
+@strawberry.input
+class AddProjectMemberInput:
+    project_id: strawberry.ID
+    user_id: strawberry.ID
+    role: ProjectRole
+
+
+@strawberry.input
+class UpdateProjectMemberRoleInput:
+    member_id: strawberry.ID = strawberry.field(description="A ProjectMember ID.")
+    role: ProjectRole
+
+
+@strawberry.input
+class RemoveProjectMemberInput:
+    member_id: strawberry.ID = strawberry.field(description="A ProjectMember ID.")
+
+
+@strawberry.type
+class ProjectMemberPayload:
+    member: ProjectMember
+
+
+@strawberry.type
+class RemoveProjectMemberPayload:
+    removed_member_id: strawberry.ID
+
+
 @strawberry.type
 class ProjectMutations:
     @strawberry.mutation(description="Create a project; the creator becomes its owner.")
@@ -225,6 +268,58 @@ class ProjectMutations:
             input.description,
         )
         return ProjectPayload(project=project)
+
+    @strawberry.mutation(description="Rename or re-describe a project. Project admins and owners.")
+    async def update_project(self, info: Info, input: UpdateProjectInput) -> ProjectPayload:
+        project = await project_resolvers.update_project(
+            ctx(info),
+            decode_id(input.project_id, "Project", "projectId"),
+            name=input.name,
+            description=input.description,
+        )
+        return ProjectPayload(project=project)
+
+    @strawberry.mutation(
+        description="Archive a project (project owners). Idempotent: an archived project is "
+        "returned unchanged."
+    )
+    async def archive_project(self, info: Info, input: ArchiveProjectInput) -> ProjectPayload:
+        project = await project_resolvers.archive_project(
+            ctx(info), decode_id(input.project_id, "Project", "projectId")
+        )
+        return ProjectPayload(project=project)
+
+    @strawberry.mutation(description="Add a member of the organization to a project. Project admins.")
+    async def add_project_member(
+        self, info: Info, input: AddProjectMemberInput
+    ) -> ProjectMemberPayload:
+        member = await member_resolvers.add_project_member(
+            ctx(info),
+            decode_id(input.project_id, "Project", "projectId"),
+            decode_id(input.user_id, "User", "userId"),
+            input.role,
+        )
+        return ProjectMemberPayload(member=member)
+
+    @strawberry.mutation(description="Change a project member's role. Only owners touch owners.")
+    async def update_project_member_role(
+        self, info: Info, input: UpdateProjectMemberRoleInput
+    ) -> ProjectMemberPayload:
+        member = await member_resolvers.update_project_member_role(
+            ctx(info), decode_id(input.member_id, "ProjectMember", "memberId"), input.role
+        )
+        return ProjectMemberPayload(member=member)
+
+    @strawberry.mutation(description="Remove a project member (or leave, with your own membership).")
+    async def remove_project_member(
+        self, info: Info, input: RemoveProjectMemberInput
+    ) -> RemoveProjectMemberPayload:
+        member_id = await member_resolvers.remove_project_member(
+            ctx(info), decode_id(input.member_id, "ProjectMember", "memberId")
+        )
+        return RemoveProjectMemberPayload(
+            removed_member_id=strawberry.ID(to_global_id("ProjectMember", member_id))
+        )
 
 
 __all__ = ["JSON"]

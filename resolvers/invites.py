@@ -1,0 +1,138 @@
+"""Invitations to an organization: issued by admins, redeemed once by the invited email."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime, timedelta
+
+from tortoise.exceptions import IntegrityError
+
+from models import Invite, Organization, OrganizationMember, OrgRole, User
+from resolvers import validation
+from resolvers.access import OrgPermission
+from resolvers.auth import hash_secret
+from resolvers.errors import BadInput, Conflict, Forbidden, NotFound
+from resolvers.members import member_snapshot
+from resolvers.pagination import Order, paginate
+from resolvers.writes import transaction
+
+INVITE_TTL = timedelta(days=7)
+TOKEN_MAX = 200
+
+
+def snapshot(invite: Invite) -> dict:
+    """What the audit log keeps of an invite: never the token hash."""
+    return {
+        "id": invite.id,
+        "organizationId": invite.organization_id,
+        "email": invite.email,
+        "role": invite.role.value,
+        "expiresAt": invite.expires_at.isoformat(),
+        "acceptedAt": invite.accepted_at.isoformat() if invite.accepted_at else None,
+        "revokedAt": invite.revoked_at.isoformat() if invite.revoked_at else None,
+    }
+
+
+def pending(qs, now: datetime):
+    return qs.filter(accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=now)
+
+
+async def pending_invites(ctx, org: Organization, first, after, last=None, before=None):
+    await ctx.viewer.require_org(OrgPermission.MANAGE_MEMBERS, org.id)
+    qs = pending(Invite.filter(organization_id=org.id), datetime.now(UTC))
+    return await paginate(
+        qs, Order((("created_at", False),)), first=first, after=after, last=last, before=before
+    )
+
+
+async def invite_member(ctx, organization_id: int, email: str, role: OrgRole) -> tuple[Invite, str]:
+    actor_role = await ctx.viewer.require_org(OrgPermission.MANAGE_MEMBERS, organization_id)
+    email = validation.email(email)
+    if role is OrgRole.OWNER and actor_role is not OrgRole.OWNER:
+        raise Forbidden("Only owners can invite owners", required_role=OrgRole.OWNER.value)
+    if await OrganizationMember.exists(organization_id=organization_id, user__email=email):
+        raise Conflict("This person is already a member", field="email")
+    token = secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
+    async with transaction(ctx) as tx:
+        # Re-inviting is "resend": only the newest token of an address stays valid.
+        superseded = await pending(
+            Invite.filter(organization_id=organization_id, email=email), now
+        ).update(revoked_at=now)
+        invite = await Invite.create(
+            organization_id=organization_id,
+            email=email,
+            role=role,
+            token_hash=hash_secret(token),
+            invited_by_id=ctx.viewer.user_id,
+            expires_at=now + INVITE_TTL,
+        )
+        await tx.audit(
+            "invite.create", "Invite", invite.id, organization_id=organization_id,
+            after=snapshot(invite) | {"supersededInvites": superseded},
+        )
+    return invite, token
+
+
+async def accept_invite(ctx, token: str) -> tuple[Organization, OrganizationMember]:
+    viewer = ctx.viewer
+    user: User = viewer.user
+    if viewer.api_key is not None:
+        # A key acts inside its own organization only; joining another one needs the person.
+        raise Forbidden("Accept invites with a user session, not an API key")
+    if not isinstance(token, str) or not 0 < len(token) <= TOKEN_MAX:
+        raise NotFound("Invite")
+    invite = await Invite.get_or_none(token_hash=hash_secret(token))
+    if invite is None or invite.accepted_at is not None or invite.revoked_at is not None:
+        raise NotFound("Invite")
+    if invite.email != user.email.lower():
+        raise Forbidden("This invite was sent to another email address")
+    now = datetime.now(UTC)
+    if invite.expires_at <= now:
+        raise BadInput("This invite has expired", field="token")
+    if await OrganizationMember.exists(organization_id=invite.organization_id, user_id=user.id):
+        raise Conflict("You are already a member of this organization")
+    try:
+        async with transaction(ctx) as tx:
+            # Conditional: of two concurrent redemptions only one flips the row.
+            taken = await Invite.filter(
+                id=invite.id, accepted_at__isnull=True, revoked_at__isnull=True
+            ).update(accepted_at=now, accepted_by_id=user.id)
+            if not taken:
+                raise NotFound("Invite")
+            member = await OrganizationMember.create(
+                organization_id=invite.organization_id, user_id=user.id, role=invite.role
+            )
+            await tx.audit(
+                "invite.accept", "Invite", invite.id, organization_id=invite.organization_id,
+                before=snapshot(invite),
+                after=snapshot(invite) | {"acceptedAt": now.isoformat(), "acceptedById": user.id,
+                                          "member": member_snapshot(member)},
+            )
+    except IntegrityError:
+        raise Conflict("You are already a member of this organization") from None
+    await viewer.reload()
+    return await Organization.get(id=invite.organization_id), member
+
+
+async def revoke_invite(ctx, invite_id: int) -> Invite:
+    invite = await (await ctx.viewer.org_scoped(Invite)).get_or_none(id=invite_id)
+    if invite is None:
+        raise NotFound("Invite")
+    actor_role = await ctx.viewer.require_org(OrgPermission.MANAGE_MEMBERS, invite.organization_id)
+    if invite.role is OrgRole.OWNER and actor_role is not OrgRole.OWNER:
+        raise Forbidden("Only owners can revoke an invite for an owner",
+                        required_role=OrgRole.OWNER.value)
+    if invite.accepted_at is not None:
+        raise Conflict("This invite has already been accepted")
+    if invite.revoked_at is not None:
+        return invite  # idempotent: revoking twice writes nothing
+    before = snapshot(invite)
+    async with transaction(ctx) as tx:
+        invite.revoked_at = datetime.now(UTC)
+        await invite.save(update_fields=["revoked_at"])
+        await tx.audit(
+            "invite.revoke", "Invite", invite.id, organization_id=invite.organization_id,
+            before=before, after=snapshot(invite),
+        )
+    return invite
