@@ -6,8 +6,14 @@ import math
 from datetime import date
 from urllib.parse import urlparse
 
-from models import CustomFieldDefinition, CustomFieldType, OrganizationMember, Project
-from resolvers.errors import BadInput
+from tortoise.exceptions import IntegrityError
+
+from models import CustomFieldDefinition, CustomFieldType, OrganizationMember, Project, Task
+from resolvers import validation
+from resolvers.access import Permission
+from resolvers.errors import BadInput, Conflict
+from resolvers.projects import require as require_project
+from resolvers.writes import transaction
 
 MAX_TEXT = 2_000
 
@@ -62,7 +68,11 @@ def _check(definition: CustomFieldDefinition, value, path: str, user_ids: set[in
             raise BadInput(f"Expected text of at most {MAX_TEXT} characters", field=path)
         return value
     if kind == CustomFieldType.NUMBER:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
             raise BadInput("Expected a number", field=path)
         return value
     if kind == CustomFieldType.DATE:
@@ -72,7 +82,12 @@ def _check(definition: CustomFieldDefinition, value, path: str, user_ids: set[in
             raise BadInput("Expected a date as YYYY-MM-DD", field=path) from None
     if kind == CustomFieldType.URL:
         parsed = urlparse(value) if isinstance(value, str) else None
-        if not parsed or parsed.scheme not in ("http", "https") or not parsed.netloc or len(value) > 2048:
+        if (
+            not parsed
+            or parsed.scheme not in ("http", "https")
+            or not parsed.netloc
+            or len(value) > 2048
+        ):
             raise BadInput("Expected an http(s) URL", field=path)
         return value
     if kind == CustomFieldType.CHECKBOX:
@@ -95,3 +110,90 @@ def _check(definition: CustomFieldDefinition, value, path: str, user_ids: set[in
         user_ids.add(decode_id(value, "User", path))
         return value
     raise BadInput("Unsupported custom field type", field=path)  # pragma: no cover
+
+
+# -- defining fields ---------------------------------------------------------------------------
+
+FIELD_NAME_MAX = 100
+OPTION_MAX = 100
+MAX_OPTIONS = 100
+_CHOICE_TYPES = (CustomFieldType.SELECT, CustomFieldType.MULTI_SELECT)
+
+
+def snapshot(definition: CustomFieldDefinition) -> dict:
+    return {
+        "id": definition.id,
+        "projectId": definition.project_id,
+        "key": definition.key,
+        "name": definition.name,
+        "type": definition.type.value,
+        "options": definition.options,
+        "required": definition.required,
+    }
+
+
+def _options(kind: CustomFieldType, options: list[str] | None) -> list[str]:
+    if kind not in _CHOICE_TYPES:
+        if options:
+            raise BadInput("Only SELECT and MULTI_SELECT fields take options", field="options")
+        return []
+    if not options:
+        raise BadInput("SELECT and MULTI_SELECT fields need at least one option", field="options")
+    if len(options) > MAX_OPTIONS:
+        raise BadInput(f"At most {MAX_OPTIONS} options", field="options")
+    cleaned = [validation.text(o, "options", max_len=OPTION_MAX) for o in options]
+    if len(set(cleaned)) != len(cleaned):
+        raise BadInput("Options must be unique", field="options")
+    return cleaned
+
+
+def _taken(key: str) -> Conflict:
+    return Conflict(f"This project already has a custom field with key {key!r}", field="key")
+
+
+async def define_field(
+    ctx,
+    project_id: int,
+    *,
+    key: str,
+    name: str,
+    type: CustomFieldType,
+    options: list[str] | None = None,
+    required: bool = False,
+) -> CustomFieldDefinition:
+    project = await require_project(ctx, project_id, Permission.MANAGE_PROJECT)
+    if project.archived_at is not None:
+        raise BadInput("The project is archived", field="projectId")
+    key = validation.field_key(key)
+    name = validation.text(name, "name", max_len=FIELD_NAME_MAX)
+    options = _options(type, options)
+    # Every task must hold a required field; a brand-new field is held by none, so it can
+    # only start out required while the project has no tasks yet (archived ones included).
+    if required and await Task.exists(project_id=project.id):
+        raise BadInput("A field can only be required in a project without tasks", field="required")
+    if await CustomFieldDefinition.exists(project_id=project.id, key=key):
+        raise _taken(key)
+    try:
+        async with transaction(ctx) as tx:
+            definition = await CustomFieldDefinition.create(
+                project_id=project.id,
+                key=key,
+                name=name,
+                type=type,
+                options=options,
+                required=required,
+            )
+            after = snapshot(definition)
+            await tx.audit(
+                "custom_field.create",
+                "CustomFieldDefinition",
+                definition.id,
+                organization_id=project.organization_id,
+                after=after,
+            )
+            await tx.event(
+                project.id, "CustomFieldDefined", {"fieldId": definition.id, "field": after}
+            )
+    except IntegrityError:  # a concurrent definition of the same key won
+        raise _taken(key) from None
+    return definition

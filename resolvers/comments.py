@@ -1,0 +1,42 @@
+"""Comments on tasks."""
+
+from __future__ import annotations
+
+from models import Task, TaskComment
+from resolvers import validation
+from resolvers.access import Permission
+from resolvers.errors import BadInput
+from resolvers.tasks import writable_task
+from resolvers.writes import transaction
+
+
+def snapshot(comment: TaskComment) -> dict:
+    return {
+        "id": comment.id,
+        "taskId": comment.task_id,
+        "authorId": comment.author_id,
+        "body": comment.body,
+    }
+
+
+async def add_comment(ctx, task_id: int, body: str) -> tuple[TaskComment, Task]:
+    task = await writable_task(ctx, task_id, Permission.COMMENT)
+    if task.archived_at is not None:
+        raise BadInput("The task is archived; unarchive it to comment", field="taskId")
+    body = validation.text(body, "body", max_len=validation.COMMENT_MAX)
+    async with transaction(ctx) as tx:
+        comment = await TaskComment.create(task_id=task.id, author_id=ctx.viewer.user_id, body=body)
+        after = snapshot(comment)
+        await tx.audit(
+            "comment.create",
+            "Comment",
+            comment.id,
+            organization_id=task.project.organization_id,
+            after=after,
+        )
+        await tx.event(
+            task.project_id,
+            "CommentAdded",
+            {"taskId": task.id, "commentId": comment.id, "comment": after},
+        )
+    return comment, task
