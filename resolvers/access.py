@@ -220,7 +220,7 @@ class Viewer:
         if role.rank < permission.value.rank:
             raise Forbidden(
                 f"Your project role ({role.value}) does not allow this",
-                required_role=permission.value.value,
+                requiredRole=permission.value.value,
             )
         return role
 
@@ -232,6 +232,6 @@ class Viewer:
         if role.rank < permission.value.rank:
             raise Forbidden(
                 f"Your organization role ({role.value}) does not allow this",
-                required_role=permission.value.value,
+                requiredRole=permission.value.value,
             )
         return role

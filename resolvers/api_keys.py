@@ -63,7 +63,7 @@ async def create_api_key(
     if role.rank > creator_role.rank:
         raise Forbidden(
             f"A key's role cannot exceed your own ({creator_role.value})",
-            required_role=role.value,
+            requiredRole=role.value,
         )
     plaintext, prefix, key_hash = new_api_key()
     async with transaction(ctx) as tx:

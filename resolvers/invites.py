@@ -49,7 +49,7 @@ async def invite_member(ctx, organization_id: int, email: str, role: OrgRole) ->
     actor_role = await ctx.viewer.require_org(OrgPermission.MANAGE_MEMBERS, organization_id)
     email = validation.email(email)
     if role is OrgRole.OWNER and actor_role is not OrgRole.OWNER:
-        raise Forbidden("Only owners can invite owners", required_role=OrgRole.OWNER.value)
+        raise Forbidden("Only owners can invite owners", requiredRole=OrgRole.OWNER.value)
     if await OrganizationMember.exists(organization_id=organization_id, user__email=email):
         raise Conflict("This person is already a member", field="email")
     token = secrets.token_urlsafe(32)
@@ -122,7 +122,7 @@ async def revoke_invite(ctx, invite_id: int) -> Invite:
     actor_role = await ctx.viewer.require_org(OrgPermission.MANAGE_MEMBERS, invite.organization_id)
     if invite.role is OrgRole.OWNER and actor_role is not OrgRole.OWNER:
         raise Forbidden("Only owners can revoke an invite for an owner",
-                        required_role=OrgRole.OWNER.value)
+                        requiredRole=OrgRole.OWNER.value)
     if invite.accepted_at is not None:
         raise Conflict("This invite has already been accepted")
     if invite.revoked_at is not None:

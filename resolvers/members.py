@@ -74,7 +74,7 @@ async def update_member_role(ctx, member_id: int, role: OrgRole) -> Organization
     member = await _org_member(ctx, member_id)
     actor_role = await ctx.viewer.require_org(OrgPermission.MANAGE_MEMBERS, member.organization_id)
     if OrgRole.OWNER in (member.role, role) and actor_role is not OrgRole.OWNER:
-        raise Forbidden("Only owners can make or change an owner", required_role="owner")
+        raise Forbidden("Only owners can make or change an owner", requiredRole="owner")
     if member.role is role:
         return member  # nothing changes, nothing is written
     demotes_owner = member.role is OrgRole.OWNER
@@ -105,7 +105,7 @@ async def remove_member(ctx, member_id: int) -> int:
     if not leaving:
         actor_role = await ctx.viewer.require_org(OrgPermission.MANAGE_MEMBERS, org_id)
         if member.role is OrgRole.OWNER and actor_role is not OrgRole.OWNER:
-            raise Forbidden("Only owners can remove an owner", required_role="owner")
+            raise Forbidden("Only owners can remove an owner", requiredRole="owner")
     is_owner = member.role is OrgRole.OWNER
     if is_owner and await _org_owner_count(org_id) <= 1:
         raise _last_owner(_LAST_OWNER_LEAVES)
@@ -173,7 +173,7 @@ async def add_project_member(
     project = await ctx.viewer.project(project_id)
     actor_role = await ctx.viewer.require(Permission.MANAGE_MEMBERS, project)
     if role is ProjectRole.OWNER and actor_role is not ProjectRole.OWNER:
-        raise Forbidden("Only project owners can add an owner", required_role="owner")
+        raise Forbidden("Only project owners can add an owner", requiredRole="owner")
     # Asked of the org, not of the User table, so that whether an outsider exists stays hidden.
     org_id = project.organization_id
     if not await OrganizationMember.exists(organization_id=org_id, user_id=user_id):
@@ -199,7 +199,7 @@ async def update_project_member_role(ctx, member_id: int, role: ProjectRole) -> 
     member, project = await _project_member(ctx, member_id)
     actor_role = await ctx.viewer.require(Permission.MANAGE_MEMBERS, project)
     if ProjectRole.OWNER in (member.role, role) and actor_role is not ProjectRole.OWNER:
-        raise Forbidden("Only project owners can grant or revoke ownership", required_role="owner")
+        raise Forbidden("Only project owners can grant or revoke ownership", requiredRole="owner")
     if member.role is role:
         return member  # nothing changes, nothing is written
     demotes_owner = member.role is ProjectRole.OWNER
@@ -232,7 +232,7 @@ async def remove_project_member(ctx, member_id: int) -> int:
     if not leaving:
         actor_role = await ctx.viewer.require(Permission.MANAGE_MEMBERS, project)
         if member.role is ProjectRole.OWNER and actor_role is not ProjectRole.OWNER:
-            raise Forbidden("Only project owners can remove an owner", required_role="owner")
+            raise Forbidden("Only project owners can remove an owner", requiredRole="owner")
     is_owner = member.role is ProjectRole.OWNER
     message = "The last project owner cannot leave or be removed; make someone else owner first"
     if is_owner and await _project_owner_count(project.id) <= 1:

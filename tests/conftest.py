@@ -59,8 +59,14 @@ def password_hash() -> str:
 def pytest_generate_tests(metafunc):
     """Tests marked `both_databases` run on SQLite and on PostgreSQL; the rest on SQLite."""
     if "backend" in metafunc.fixturenames:
-        both = metafunc.definition.get_closest_marker("both_databases") is not None
-        metafunc.parametrize("backend", ["sqlite", "postgres"] if both else ["sqlite"])
+        marker = metafunc.definition.get_closest_marker
+        if marker("postgres_only"):
+            backends = ["postgres"]
+        elif marker("both_databases"):
+            backends = ["sqlite", "postgres"]
+        else:
+            backends = ["sqlite"]
+        metafunc.parametrize("backend", backends)
 
 
 def _forget_compiled_queries() -> None:

@@ -90,7 +90,7 @@ async def test_create_api_key_rules(gql, acme):
     org, owner, admin, member = acme
     await fails(gql, "FORBIDDEN", CREATE, _create_vars(org), member.token)
     error = await fails(gql, "FORBIDDEN", CREATE, _create_vars(org, "OWNER"), admin.token)
-    assert error["extensions"]["required_role"] == "owner"
+    assert error["extensions"]["requiredRole"] == "owner"
     error = await fails(gql, "BAD_USER_INPUT", CREATE, _create_vars(org, name=" "), owner.token)
     assert error["extensions"]["field"] == "name"
     error = await fails(gql, "BAD_USER_INPUT", CREATE, _create_vars(org, name="k" * 101),

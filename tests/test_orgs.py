@@ -93,7 +93,7 @@ async def test_only_owners_invite_owners(gql, acme):
     org, owner, admin, _ = acme
     error = await fails(gql, "FORBIDDEN", INVITE, _invite_vars(org, "boss@example.test", "OWNER"),
                         admin.token)
-    assert error["extensions"]["required_role"] == "owner"
+    assert error["extensions"]["requiredRole"] == "owner"
     data = await gql.ok(INVITE, _invite_vars(org, "boss@example.test", "OWNER"), owner.token)
     assert data["inviteMember"]["invite"]["role"] == "OWNER"
 

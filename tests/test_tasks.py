@@ -502,7 +502,7 @@ async def test_delete_task_roles(gql, factory):
     task = await make_task(t.project, t.owner)
     await rejected(gql, DELETE, {"i": {"id": tid(task)}}, t.viewer.token, "FORBIDDEN")
     error = await rejected(gql, DELETE, {"i": {"id": tid(task)}}, t.editor.token, "FORBIDDEN")
-    assert error["extensions"]["required_role"] == "admin"
+    assert error["extensions"]["requiredRole"] == "admin"
     await gql.ok(DELETE, {"i": {"id": tid(task)}}, token=t.owner.token)
     assert not await Task.exists(id=task.id)
 

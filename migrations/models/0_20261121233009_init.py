@@ -315,7 +315,7 @@ CREATE TABLE IF NOT EXISTS "task" (
     "status" VARCHAR(16) NOT NULL,
     "priority" VARCHAR(16) NOT NULL,
     "priority_rank" SMALLINT NOT NULL,
-    "position" VARCHAR(128) NOT NULL,
+    "position" VARCHAR(128) COLLATE "C" NOT NULL,
     "due_date" DATE,
     "custom_properties" JSONB NOT NULL,
     "version" INT NOT NULL,
