@@ -16,6 +16,8 @@ def snapshot(comment: TaskComment) -> dict:
         "taskId": comment.task_id,
         "authorId": comment.author_id,
         "body": comment.body,
+        "createdAt": comment.created_at.isoformat(),
+        "updatedAt": comment.updated_at.isoformat(),
     }
 
 

@@ -129,6 +129,7 @@ def snapshot(definition: CustomFieldDefinition) -> dict:
         "type": definition.type.value,
         "options": definition.options,
         "required": definition.required,
+        "createdAt": definition.created_at.isoformat(),
     }
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from datetime import UTC, datetime, timedelta
 
 import orjson
 from tortoise.expressions import F
@@ -12,8 +14,18 @@ from models import BoardEvent, Project
 log = logging.getLogger("pcg.events")
 
 
+# Messages larger than this go out as stubs (seq only) and subscribers read the event from
+# the log: PostgreSQL NOTIFY payloads are limited to 8000 bytes.
+MAX_WIRE_BYTES = 7000
+
+
 def channel(project_id: int) -> str:
     return f"board:{project_id}"
+
+
+def access_channel(user_id: int) -> str:
+    """Nudges a user's open streams to re-check their access (membership changed)."""
+    return f"access:{user_id}"
 
 
 async def append(project_id: int, type_: str, payload: dict, actor_id: int | None) -> BoardEvent:
@@ -31,7 +43,7 @@ async def append(project_id: int, type_: str, payload: dict, actor_id: int | Non
 
 def wire(event: BoardEvent) -> str:
     """The broadcast message: JSON text on every backend."""
-    return orjson.dumps(
+    full = orjson.dumps(
         {
             "id": event.id,
             "projectId": event.project_id,
@@ -41,15 +53,40 @@ def wire(event: BoardEvent) -> str:
             "actorId": event.actor_id,
             "at": event.created_at.isoformat(),
         }
-    ).decode()
+    )
+    if len(full) > MAX_WIRE_BYTES:
+        return orjson.dumps({"projectId": event.project_id, "seq": event.seq}).decode()
+    return full.decode()
 
 
-async def publish(broadcast, events: list[BoardEvent]) -> None:
+async def publish(broadcast, events: list[BoardEvent], access_user_ids=()) -> None:
     """Best effort: subscribers refill any gap from the table, so a lost publish is not lost data."""
     if broadcast is None:
         return
-    for event in events:
+    messages = [(channel(e.project_id), wire(e)) for e in events]
+    messages += [(access_channel(uid), "{}") for uid in sorted(set(access_user_ids))]
+    for name, message in messages:
         try:
-            await broadcast.publish(channel=channel(event.project_id), message=wire(event))
-        except Exception:  # noqa: BLE001 - the write has committed; never fail it now
-            log.exception("publish of board event %s/%s failed", event.project_id, event.seq)
+            await broadcast.publish(channel=name, message=message)
+        except Exception as exc:  # noqa: BLE001 - the write has committed; never fail it now
+            log.warning("publish to %s failed (%s); subscribers will refill from the log", name, exc)
+
+
+PRUNE_EVERY_SECONDS = 3600
+
+
+async def prune(retention_days: int) -> int:
+    """Delete events older than the retention window; returns how many went."""
+    cutoff = datetime.now(UTC) - timedelta(days=retention_days)
+    return await BoardEvent.filter(created_at__lt=cutoff).delete()
+
+
+async def prune_forever(retention_days: int) -> None:
+    while True:
+        try:
+            removed = await prune(retention_days)
+            if removed:
+                log.info("pruned %d board events older than %d days", removed, retention_days)
+        except Exception:  # noqa: BLE001 - try again next round
+            log.warning("pruning board events failed", exc_info=True)
+        await asyncio.sleep(PRUNE_EVERY_SECONDS)

@@ -15,7 +15,13 @@ LABEL_NAME_MAX = 50
 
 
 def snapshot(label: Label) -> dict:
-    return {"id": label.id, "projectId": label.project_id, "name": label.name, "color": label.color}
+    return {
+        "id": label.id,
+        "projectId": label.project_id,
+        "name": label.name,
+        "color": label.color,
+        "createdAt": label.created_at.isoformat(),
+    }
 
 
 def _taken(name: str) -> Conflict:

@@ -24,6 +24,7 @@ class Transaction:
     def __init__(self, ctx) -> None:
         self.ctx = ctx
         self.events: list[BoardEvent] = []
+        self.access_changed: set[int] = set()
 
     async def audit(self, action: str, resource_type: str, resource_id, **kwargs) -> AuditEntry:
         return await audit.record(self.ctx, action, resource_type, resource_id, **kwargs)
@@ -34,6 +35,10 @@ class Transaction:
         self.events.append(event)
         return event
 
+    def access_changed_for(self, user_id: int) -> None:
+        """After commit, tell the user's open streams to re-check their access."""
+        self.access_changed.add(user_id)
+
 
 @asynccontextmanager
 async def transaction(ctx):
@@ -41,4 +46,4 @@ async def transaction(ctx):
     async with in_transaction():
         yield tx
     ctx.loaders.clear_all()
-    await events.publish(ctx.broadcast, tx.events)
+    await events.publish(ctx.broadcast, tx.events, tx.access_changed)

@@ -18,6 +18,7 @@ from resolvers.errors import NotFound
 from resolvers.ids import decode_id
 from schema.common import Node, ctx
 from schema.errors import ErrorCodes, is_expected
+from schema.events import EVENT_TYPES, ResyncRequired, Subscription
 from schema.orgs import Organization, OrgMutations
 from schema.projects import Project, ProjectConnection, ProjectMutations
 from schema.tasks import Task, TaskMutations
@@ -92,6 +93,9 @@ def build_schema() -> strawberry.Schema:
     return Schema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
+        # Event types are reached only through the BoardEvent interface.
+        types=[*EVENT_TYPES.values(), ResyncRequired],
         extensions=[
             ErrorCodes,
             lambda: QueryDepthLimiter(max_depth=12),

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 
-from broadcaster import Broadcast
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -14,6 +14,8 @@ from starlette.routing import Route, WebSocketRoute
 from tortoise import Tortoise
 from tortoise.contrib.starlette import RegisterTortoise
 
+from resolvers.broadcast import Hub
+from resolvers.events import prune_forever
 from schema.root import schema as default_schema
 from server.db import tortoise_config
 from server.graphql_app import PcgGraphQL
@@ -35,16 +37,18 @@ async def health(request: Request) -> JSONResponse:
 
 def create_app(settings: Settings, schema=default_schema) -> Starlette:
     settings = settings.with_secret()
-    broadcast = Broadcast(settings.broadcast_url)
+    broadcast = Hub(settings.broadcast_url)
     graphql = PcgGraphQL(schema, settings=settings, broadcast=broadcast)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         async with RegisterTortoise(app, config=tortoise_config(settings.database_url)):
             await broadcast.connect()
+            pruner = asyncio.create_task(prune_forever(settings.event_retention_days))
             try:
                 yield
             finally:
+                pruner.cancel()
                 await broadcast.disconnect()
 
     app = Starlette(

@@ -1,11 +1,18 @@
-"""Strawberry's ASGI app with our context: authentication and loaders per request."""
+"""Strawberry's ASGI app with our context: authentication and loaders per request, and
+websocket authentication from the connection_init payload."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import uuid
+from datetime import UTC, datetime
 
 import orjson
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
 from resolvers.access import Viewer
 from resolvers.auth import authenticate
@@ -13,6 +20,12 @@ from resolvers.errors import Unauthenticated
 from schema.errors import convert
 from server.context import Context
 from server.settings import Settings
+
+log = logging.getLogger("pcg.ws")
+
+# 4403 on both protocols: graphql-transport-ws uses it for a rejected connection_init; the
+# legacy graphql-ws handler would close with 1011, which clients treat as a server crash.
+WS_FORBIDDEN = 4403
 
 
 class FailedAuth(Viewer):
@@ -27,9 +40,39 @@ class FailedAuth(Viewer):
         raise self.error
 
 
+class LegacyWSHandler(BaseGraphQLWSHandler):
+    async def handle_connection_init(self, message) -> None:
+        payload = message.get("payload")
+        if payload is not None and not isinstance(payload, dict):
+            await self.websocket.close(code=WS_FORBIDDEN, reason="Invalid connection_init payload")
+            return
+        self.context.connection_params = payload
+        try:
+            ack = await self.view.on_ws_connect(self.context)
+        except ConnectionRejectionError as error:
+            await self.send_message({"type": "connection_error", "payload": error.payload})
+            await self.websocket.close(code=WS_FORBIDDEN, reason="Forbidden")
+            return
+        if ack is None or not isinstance(ack, dict):
+            await self.send_message({"type": "connection_ack"})
+        else:
+            await self.send_message({"type": "connection_ack", "payload": ack})
+        self.connection_acknowledged = True
+        if self.keep_alive:
+            self.keep_alive_task = asyncio.create_task(self.handle_keep_alive())
+
+
 class PcgGraphQL(GraphQL):
+    graphql_ws_handler_class = LegacyWSHandler
+
     def __init__(self, schema, settings: Settings, broadcast) -> None:
-        super().__init__(schema, graphql_ide="graphiql", allow_queries_via_get=False)
+        super().__init__(
+            schema,
+            graphql_ide="graphiql",
+            allow_queries_via_get=False,
+            keep_alive=True,
+            keep_alive_interval=15,
+        )
         self.settings = settings
         self.broadcast = broadcast
 
@@ -41,7 +84,9 @@ class PcgGraphQL(GraphQL):
 
     async def get_context(self, request, response) -> Context:
         headers = request.headers
-        viewer = await self.viewer_for(headers.get("authorization"))
+        is_websocket = request.scope["type"] == "websocket"
+        # Websockets authenticate in on_ws_connect, from the connection_init payload.
+        viewer = Viewer(None) if is_websocket else await self.viewer_for(headers.get("authorization"))
         return Context(
             settings=self.settings,
             viewer=viewer,
@@ -52,6 +97,26 @@ class PcgGraphQL(GraphQL):
             request_id=request.scope.get("state", {}).get("request_id") or _request_id(headers),
         )
 
+    async def on_ws_connect(self, context: Context):
+        params = context.connection_params or {}
+        credential = params.get("authorization") or params.get("Authorization")
+        if not isinstance(credential, str):
+            credential = context.request.headers.get("authorization")
+        if credential and not credential.lower().startswith("bearer "):
+            credential = f"Bearer {credential}"
+        try:
+            principal = await authenticate(credential, self.settings.secret_key)
+        except Unauthenticated as error:
+            raise ConnectionRejectionError({"message": error.message, "code": error.code}) from None
+        if principal is None:
+            raise ConnectionRejectionError(
+                {"message": "Authentication required", "code": "UNAUTHENTICATED"}
+            )
+        context.viewer = Viewer(principal)
+        if principal.token_expires_at is not None:
+            _close_at_expiry(context.request, principal.token_expires_at)
+        return {"userId": principal.user.id}
+
     async def process_result(self, request, result):
         if result.errors:
             request_id = request.scope.get("state", {}).get("request_id")
@@ -60,6 +125,17 @@ class PcgGraphQL(GraphQL):
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
+
+
+def _close_at_expiry(websocket, expires_at: datetime) -> None:
+    """An access token is short-lived; a socket opened with it does not outlive it."""
+
+    async def close() -> None:
+        with contextlib.suppress(Exception):  # already closed by the client
+            await websocket.close(code=WS_FORBIDDEN, reason="Token expired")
+
+    delay = max(0.0, (expires_at - datetime.now(UTC)).total_seconds())
+    asyncio.get_running_loop().call_later(delay, lambda: asyncio.ensure_future(close()))
 
 
 def _request_id(headers) -> str:

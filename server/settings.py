@@ -23,6 +23,7 @@ DOCUMENTED = [
     ("PCG_BROADCAST_URL", "memory://", "broadcaster URL for live events: `memory://`, `redis://host:6379`, `postgres://...`."),
     ("PCG_SECRET_KEY", "(generated)", "Signs access tokens. Generated into the data dir on first run unless set."),
     ("PCG_ACCESS_TOKEN_TTL", "3600", "Lifetime of a logIn access token, in seconds."),
+    ("PCG_EVENT_RETENTION_DAYS", "30", "Board events older than this are pruned; a subscriber resuming from an older cursor gets ResyncRequired."),
     ("PCG_PUBLIC_URL", "http://127.0.0.1:8000", "Base URL printed in instructions (GraphiQL link)."),
     ("PCG_NORA_PROVIDER", "builtin", "NORA's model provider: `builtin` or `openai`."),
     ("PCG_NORA_BASE_URL", "", "OpenAI-compatible endpoint for the `openai` provider."),
@@ -39,6 +40,7 @@ class Settings:
     broadcast_url: str = "memory://"
     secret_key: str = ""
     access_token_ttl: int = 3600
+    event_retention_days: int = 30
     public_url: str = "http://127.0.0.1:8000"
     migrations_dir: Path = PROJECT_ROOT / "migrations"
     nora_provider: str = "builtin"
@@ -63,6 +65,9 @@ class Settings:
         ttl = env.get("PCG_ACCESS_TOKEN_TTL", "3600")
         if not ttl.isdigit() or int(ttl) <= 0:
             raise SettingsError("PCG_ACCESS_TOKEN_TTL must be a positive number of seconds")
+        retention = env.get("PCG_EVENT_RETENTION_DAYS", "30")
+        if not retention.isdigit() or int(retention) <= 0:
+            raise SettingsError("PCG_EVENT_RETENTION_DAYS must be a positive number of days")
         settings = cls(
             env=env.get("PCG_ENV", "development"),
             data_dir=data_dir,
@@ -70,6 +75,7 @@ class Settings:
             broadcast_url=env.get("PCG_BROADCAST_URL", "memory://"),
             secret_key=env.get("PCG_SECRET_KEY", ""),
             access_token_ttl=int(ttl),
+            event_retention_days=int(retention),
             public_url=env.get("PCG_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
             nora_provider=env.get("PCG_NORA_PROVIDER", "builtin"),
             nora_base_url=env.get("PCG_NORA_BASE_URL", ""),

@@ -236,3 +236,21 @@ def factory(app, password_hash) -> Factory:
 
 def gid(type_name: str, pk: int) -> str:
     return to_global_id(type_name, pk)
+
+
+@pytest.fixture
+async def live(app):
+    """The same app served by a real uvicorn on 127.0.0.1 (the lifespan already runs)."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="warning", ws="websockets-sansio")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"127.0.0.1:{port}"
+    server.should_exit = True
+    await asyncio.wait_for(task, 10)

@@ -4,13 +4,9 @@ in-process `main()` where only the command's effect matters (faster, same code).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -20,9 +16,7 @@ from asgi_lifespan import LifespanManager
 from server.cli import main, schema_sdl
 from server.settings import DOCUMENTED, PROJECT_ROOT, Settings
 
-_SCRIPT = Path(sys.executable).parent / "pcg"
-PCG = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "server.cli"]
-TIMEOUT = 30
+from tests.processes import PCG, TIMEOUT, free_port, serving, subprocess_env
 
 COUNTS = """
 query {
@@ -43,11 +37,6 @@ query {
 }"""
 
 
-def subprocess_env(data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PCG_")}
-    return env | {"PCG_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"} | extra
-
-
 @pytest.fixture
 def cli_env(monkeypatch, tmp_path) -> Path:
     """In-process runs of main() against a fresh data dir and default settings."""
@@ -57,46 +46,6 @@ def cli_env(monkeypatch, tmp_path) -> Path:
     data_dir = tmp_path / "data"
     monkeypatch.setenv("PCG_DATA_DIR", str(data_dir))
     return data_dir
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def serving(env: dict[str, str], port: int, log: Path, *args: str):
-    """Run `pcg serve` until /api/health answers; always stop it."""
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [*PCG, "serve", "--port", str(port), *args],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=PROJECT_ROOT,
-        )
-    try:
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"pcg serve exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"pcg serve did not become healthy in {TIMEOUT} s:\n{log.read_text()}")
-            time.sleep(0.1)
-        yield log.read_text()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def bearer(output: str) -> str:

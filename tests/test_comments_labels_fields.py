@@ -61,6 +61,8 @@ async def test_add_comment(gql, factory):
         "taskId": task.id,
         "authorId": t.editor.user.id,
         "body": "Looks good",
+        "createdAt": row.created_at.isoformat(),
+        "updatedAt": row.updated_at.isoformat(),
     }
     assert entry.organization_id == t.org.id
     [evt] = await events(t.project)
@@ -122,6 +124,7 @@ async def test_create_label(gql, factory):
         "projectId": t.project.id,
         "name": "Bug",
         "color": "#aabbcc",
+        "createdAt": row.created_at.isoformat(),
     }
     [evt] = await events(t.project)
     assert evt.type == "LabelCreated" and evt.payload == {"labelId": row.id, "label": entry.after}

@@ -1,0 +1,274 @@
+"""The broadcast hub: broadcaster.Broadcast, hardened.
+
+- `subscribe(*channels)` registers one local queue on several channels, under a lock, so
+  concurrent first subscribers cannot race the backend (broadcaster 0.3.1 raises KeyError).
+- The Redis and PostgreSQL backends reconnect and resubscribe by themselves after the
+  server goes away (broadcaster 0.3.1's listener dies and its subscribers hang forever).
+  Each reconnection puts a GAP message on every subscribed channel: whatever was published
+  meanwhile is lost by the broker, so subscribers refill from the event log.
+Messages are JSON text on every backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from urllib.parse import urlparse
+
+from broadcaster import Broadcast, Event
+from broadcaster._backends.base import BroadcastBackend
+from broadcaster._backends.memory import MemoryBackend
+
+log = logging.getLogger("pcg.broadcast")
+
+GAP = "__gap__"
+_MAX_BACKOFF = 2.0
+
+
+class Subscription:
+    def __init__(self, queue: asyncio.Queue) -> None:
+        self._queue = queue
+
+    async def get(self) -> Event:
+        return await self._queue.get()
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> Event:
+        return await self._queue.get()
+
+
+class Hub(Broadcast):
+    def __init__(self, url: str) -> None:
+        super().__init__(backend=make_backend(url, self._signal_gap))
+        self.url = url
+        self._lock = asyncio.Lock()
+
+    @property
+    def crosses_processes(self) -> bool:
+        return not isinstance(self._backend, MemoryBackend)
+
+    async def _signal_gap(self) -> None:
+        for channel, queues in list(self._subscribers.items()):
+            for queue in list(queues):
+                queue.put_nowait(Event(channel=channel, message=GAP))
+
+    @asynccontextmanager
+    async def subscribe(self, *channels: str) -> AsyncIterator[Subscription]:  # type: ignore[override]
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        joined: list[str] = []
+        try:
+            async with self._lock:
+                for channel in channels:
+                    if channel not in self._subscribers:
+                        await self._backend.subscribe(channel)
+                        self._subscribers[channel] = set()
+                    self._subscribers[channel].add(queue)
+                    joined.append(channel)
+            yield Subscription(queue)
+        finally:
+            async with self._lock:
+                for channel in joined:
+                    queues = self._subscribers.get(channel)
+                    if queues is None:
+                        continue
+                    queues.discard(queue)
+                    if not queues:
+                        del self._subscribers[channel]
+                        try:
+                            await self._backend.unsubscribe(channel)
+                        except Exception:  # noqa: BLE001 - the reconnect loop resubscribes anyway
+                            log.warning("unsubscribe from %s failed", channel, exc_info=True)
+
+
+def make_backend(url: str, on_reconnect: Callable[[], Awaitable[None]]) -> BroadcastBackend:
+    scheme = urlparse(url).scheme
+    if scheme == "memory":
+        return MemoryBackend(url)
+    if scheme in ("redis", "rediss"):
+        return ResilientRedisBackend(url, on_reconnect)
+    if scheme in ("postgres", "postgresql"):
+        return ResilientPostgresBackend(url, on_reconnect)
+    raise ValueError(f"Unsupported broadcast URL scheme {scheme!r}: use memory://, redis:// or postgres://")
+
+
+class ResilientRedisBackend(BroadcastBackend):
+    def __init__(self, url: str, on_reconnect: Callable[[], Awaitable[None]]) -> None:
+        self._url = url
+        self._on_reconnect = on_reconnect
+        self._channels: set[str] = set()
+        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._pubsub = None
+        self._conn = None
+        self._task: asyncio.Task | None = None
+
+    async def connect(self) -> None:
+        from redis import asyncio as redis
+
+        self._conn = redis.Redis.from_url(
+            self._url, health_check_interval=5, socket_connect_timeout=2
+        )
+        await self._conn.ping()  # fail fast at startup with a clear error
+        await self._open()
+        self._task = asyncio.create_task(self._run(), name="redis-broadcast")
+
+    async def _open(self) -> None:
+        pubsub = self._conn.pubsub(ignore_subscribe_messages=True)
+        await pubsub.connect()
+        if self._channels:
+            await pubsub.subscribe(*self._channels)
+        self._pubsub = pubsub
+
+    async def _drop(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            try:
+                await pubsub.aclose()
+            except Exception:  # noqa: BLE001 - already broken
+                pass
+
+    async def _run(self) -> None:
+        backoff = 0.05
+        while True:
+            try:
+                if self._pubsub is None:
+                    await self._open()
+                    log.warning("redis broadcast reconnected; %d channels resubscribed", len(self._channels))
+                    backoff = 0.05
+                    await self._on_reconnect()
+                if not self._channels:
+                    await asyncio.sleep(0.05)
+                    continue
+                message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message and message.get("type") == "message":
+                    self._queue.put_nowait(
+                        Event(channel=message["channel"].decode(), message=message["data"].decode())
+                    )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - connection lost: reconnect with backoff
+                log.warning("redis broadcast connection lost (%s); reconnecting", exc)
+                await self._drop()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+
+    async def disconnect(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with _suppress():
+                await self._task
+        await self._drop()
+        if self._conn is not None:
+            await self._conn.aclose()
+
+    async def subscribe(self, channel: str) -> None:
+        self._channels.add(channel)
+        if self._pubsub is not None:
+            try:
+                await self._pubsub.subscribe(channel)
+            except Exception:  # noqa: BLE001 - the run loop reconnects and resubscribes all
+                await self._drop()
+
+    async def unsubscribe(self, channel: str) -> None:
+        self._channels.discard(channel)
+        if self._pubsub is not None:
+            await self._pubsub.unsubscribe(channel)
+
+    async def publish(self, channel: str, message: str) -> None:
+        await self._conn.publish(channel, message)
+
+    async def next_published(self) -> Event:
+        return await self._queue.get()
+
+
+class ResilientPostgresBackend(BroadcastBackend):
+    """LISTEN/NOTIFY on a dedicated connection; notifications go out through a small pool."""
+
+    def __init__(self, url: str, on_reconnect: Callable[[], Awaitable[None]]) -> None:
+        self._url = url.replace("postgres://", "postgresql://", 1)
+        self._on_reconnect = on_reconnect
+        self._channels: set[str] = set()
+        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._listen = None
+        self._pool = None
+        self._lost = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    async def connect(self) -> None:
+        import asyncpg
+
+        self._pool = await asyncpg.create_pool(self._url, min_size=1, max_size=2)
+        await self._open()
+        self._task = asyncio.create_task(self._run(), name="postgres-broadcast")
+
+    async def _open(self) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(self._url)
+        conn.add_termination_listener(lambda _conn: self._lost.set())
+        for channel in self._channels:
+            await conn.add_listener(channel, self._notified)
+        self._lost.clear()
+        self._listen = conn
+
+    def _notified(self, _conn, _pid, channel: str, payload: str) -> None:
+        self._queue.put_nowait(Event(channel=channel, message=payload))
+
+    async def _run(self) -> None:
+        backoff = 0.05
+        while True:
+            await self._lost.wait()
+            log.warning("postgres broadcast connection lost; reconnecting")
+            self._listen = None
+            while self._listen is None:
+                try:
+                    await self._open()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("postgres broadcast reconnect failed (%s)", exc)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, _MAX_BACKOFF)
+            backoff = 0.05
+            await self._on_reconnect()
+
+    async def disconnect(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with _suppress():
+                await self._task
+        if self._listen is not None:
+            with _suppress():
+                await self._listen.close()
+        if self._pool is not None:
+            await self._pool.close()
+
+    async def subscribe(self, channel: str) -> None:
+        self._channels.add(channel)
+        if self._listen is not None:
+            try:
+                await self._listen.add_listener(channel, self._notified)
+            except Exception:  # noqa: BLE001 - the run loop reconnects and re-listens
+                self._lost.set()
+
+    async def unsubscribe(self, channel: str) -> None:
+        self._channels.discard(channel)
+        if self._listen is not None:
+            await self._listen.remove_listener(channel, self._notified)
+
+    async def publish(self, channel: str, message: str) -> None:
+        await self._pool.execute("SELECT pg_notify($1, $2)", channel, message)
+
+    async def next_published(self) -> Event:
+        return await self._queue.get()
+
+
+class _suppress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        return True

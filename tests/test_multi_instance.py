@@ -1,0 +1,149 @@
+"""Several stateless instances: two real `pcg serve` processes sharing PostgreSQL and a
+broker. A write on instance A reaches a subscriber on instance B, and survives a broker
+restart (what the broker lost is refilled from the event log)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import SECRET, gid
+from tests.processes import aserving, free_port, subprocess_env
+from tests.wsclient import GraphQLWS
+
+pytestmark = pytest.mark.postgres_only
+
+BOARD = """subscription($p: ID!) { boardEvents(projectId: $p) {
+  __typename seq ... on TaskCreated { task { title } } } }"""
+CREATE = "mutation($i: CreateTaskInput!) { createTask(input: $i) { task { id } } }"
+
+
+class RedisServer:
+    """A private redis-server, so the test can stop and restart it without touching others."""
+
+    def __init__(self, tmp_path) -> None:
+        self.port = free_port()
+        self.dir = tmp_path
+        self.proc = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True).stdout.strip() != b"PONG":
+            if time.monotonic() > deadline:
+                raise RuntimeError("private redis-server did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    if shutil.which("redis-server") is None:
+        import os
+
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is required on CI")
+        pytest.skip("redis-server is not installed")
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def world(factory):
+    owner = await factory.user("Olga")
+    org = await factory.org(owner)
+    project = await factory.project(org, owner, "Shared")
+    return owner, gid("Project", project.id)
+
+
+async def create_on(port: int, token: str, project_id: str, title: str) -> None:
+    async with httpx.AsyncClient() as client:
+        r = await client.post(
+            f"http://127.0.0.1:{port}/graphql",
+            json={"query": CREATE, "variables": {"i": {"projectId": project_id, "title": title}}},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert not r.json().get("errors"), r.text
+
+
+def _env(tmp_path, name: str, settings, broadcast_url: str) -> dict:
+    return subprocess_env(
+        tmp_path / name,
+        PCG_DATABASE_URL=settings.database_url,
+        PCG_BROADCAST_URL=broadcast_url,
+        PCG_SECRET_KEY=SECRET,
+    )
+
+
+@pytest.mark.parametrize("broker", ["redis", "postgres"])
+async def test_write_on_a_reaches_subscriber_on_b(tmp_path, settings, world, broker, request):
+    owner, project_id = world
+    broadcast_url = request.getfixturevalue("redis_server").url if broker == "redis" else settings.database_url
+    port_a, port_b = free_port(), free_port()
+    async with aserving(_env(tmp_path, "a", settings, broadcast_url), port_a, tmp_path / "a.log"), \
+            aserving(_env(tmp_path, "b", settings, broadcast_url), port_b, tmp_path / "b.log"):
+        ws = await GraphQLWS.connect(f"ws://127.0.0.1:{port_b}/graphql", token=owner.token)
+        try:
+            await ws.subscribe(BOARD, {"p": project_id})
+            await asyncio.sleep(0.3)
+            for i in range(3):
+                await create_on(port_a, owner.token, project_id, f"from A {i}")
+            events = [(await ws.next_data())["data"]["boardEvents"] for _ in range(3)]
+            assert [(e["seq"], e["task"]["title"]) for e in events] == [
+                (1, "from A 0"), (2, "from A 1"), (3, "from A 2")
+            ]
+        finally:
+            await ws.close()
+
+
+async def test_redis_restart_mid_stream_loses_nothing(tmp_path, settings, world, redis_server):
+    owner, project_id = world
+    port_a, port_b = free_port(), free_port()
+    env_a = _env(tmp_path, "a", settings, redis_server.url)
+    env_b = _env(tmp_path, "b", settings, redis_server.url)
+    async with aserving(env_a, port_a, tmp_path / "a.log"), aserving(env_b, port_b, tmp_path / "b.log"):
+        ws = await GraphQLWS.connect(f"ws://127.0.0.1:{port_b}/graphql", token=owner.token)
+        try:
+            await ws.subscribe(BOARD, {"p": project_id})
+            await asyncio.sleep(0.3)
+            await create_on(port_a, owner.token, project_id, "before")
+            assert (await ws.next_data())["data"]["boardEvents"]["seq"] == 1
+
+            await asyncio.to_thread(redis_server.stop)
+            for i in range(3):  # committed while the broker is down: their publishes are lost
+                await create_on(port_a, owner.token, project_id, f"during {i}")
+            await asyncio.to_thread(redis_server.start)
+
+            # B reconnects, resubscribes, and refills from the log.
+            refilled = [(await ws.next_data(timeout=15))["data"]["boardEvents"] for _ in range(3)]
+            assert [(e["seq"], e["task"]["title"]) for e in refilled] == [
+                (2, "during 0"), (3, "during 1"), (4, "during 2")
+            ]
+            await asyncio.sleep(0.5)  # A's publisher reconnects on its next publish
+            await create_on(port_a, owner.token, project_id, "after")
+            after = (await ws.next_data(timeout=15))["data"]["boardEvents"]
+            assert (after["seq"], after["task"]["title"]) == (5, "after")
+        finally:
+            await ws.close()
+    log_b = (tmp_path / "b.log").read_text()
+    assert "reconnected" in log_b
