@@ -8,10 +8,17 @@ from urllib.parse import urlparse
 
 from tortoise.exceptions import IntegrityError
 
-from models import CustomFieldDefinition, CustomFieldType, OrganizationMember, Project, Task
+from models import (
+    CustomFieldDefinition,
+    CustomFieldType,
+    OrganizationMember,
+    Project,
+    Task,
+)
 from resolvers import validation
 from resolvers.access import Permission
 from resolvers.errors import BadInput, Conflict
+from resolvers.ids import to_global_id
 from resolvers.projects import require as require_project
 from resolvers.writes import transaction
 
@@ -56,7 +63,7 @@ async def validate(
             raise BadInput(
                 "User custom fields must name members of the organization",
                 field=field,
-                userIds=sorted(missing),
+                userIds=[to_global_id("User", pk) for pk in sorted(missing)],
             )
     return result
 

@@ -97,11 +97,17 @@ async def update_member_role(ctx, member_id: int, role: OrgRole) -> Organization
     return member
 
 
+def _leaving(ctx, user_id: int) -> bool:
+    """Leaving needs no role, but only a person leaves: an API key acting as its creator is
+    held to the role checks, or a member-capped key could remove its owner-creator."""
+    return user_id == ctx.viewer.user_id and ctx.viewer.api_key is None
+
+
 async def remove_member(ctx, member_id: int) -> int:
     """Remove someone from an organization (or leave it), with their project memberships."""
     member = await _org_member(ctx, member_id)
     org_id = member.organization_id
-    leaving = member.user_id == ctx.viewer.user_id
+    leaving = _leaving(ctx, member.user_id)
     if not leaving:
         actor_role = await ctx.viewer.require_org(OrgPermission.MANAGE_MEMBERS, org_id)
         if member.role is OrgRole.OWNER and actor_role is not OrgRole.OWNER:
@@ -228,7 +234,7 @@ async def update_project_member_role(ctx, member_id: int, role: ProjectRole) -> 
 
 async def remove_project_member(ctx, member_id: int) -> int:
     member, project = await _project_member(ctx, member_id)
-    leaving = member.user_id == ctx.viewer.user_id
+    leaving = _leaving(ctx, member.user_id)
     if not leaving:
         actor_role = await ctx.viewer.require(Permission.MANAGE_MEMBERS, project)
         if member.role is ProjectRole.OWNER and actor_role is not ProjectRole.OWNER:
