@@ -1,5 +1,8 @@
 """Gap-free event streams: subscribe, replay from the log, then go live.
 
+One implementation for every log (the board's BoardEvents, NORA's NoraEvents), each
+described by an `EventLog`:
+
 1. authorize; 2. subscribe to the channel (before reading, so nothing published meanwhile is
 missed); 3. replay logged events after the cursor; 4. stream live events, dropping any seq
 already sent and refilling from the log whenever a jump in seq, a GAP from a reconnecting
@@ -11,13 +14,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 import orjson
+from tortoise.expressions import Q
 
-from models import BoardEvent, Project
+from models import ApiKey, BoardEvent, Project
 from resolvers.broadcast import GAP
 from resolvers.errors import BadInput, Forbidden, NotFound
 from resolvers.events import access_channel, channel
@@ -29,27 +34,60 @@ ACCESS_EVENTS = frozenset({"MemberRemoved", "MemberRoleChanged"})
 
 
 @dataclass(frozen=True)
+class EventLog:
+    """A durable event log with a dense `seq` per owner row, and its broadcast channel.
+
+    `owner` holds the `event_seq` counter (Project for the board, Conversation for NORA);
+    `key` is the log's column pointing at it; `kind` prefixes cursors so that a cursor of
+    one stream is rejected by another.
+    """
+
+    kind: str
+    model: Any
+    owner: Any
+    key: str
+    channel: Callable[[int], str]
+    from_wire: Callable[[dict], Any]
+
+    def encode_cursor(self, key: int, seq: int) -> str:
+        return base64.urlsafe_b64encode(f"{self.kind}:{key}:{seq}".encode()).decode().rstrip("=")
+
+    def decode_cursor(self, cursor: str, key: int) -> int:
+        try:
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+            kind, owner, seq = raw.split(":")
+            if kind != self.kind or int(owner) != key or int(seq) < 0:
+                raise ValueError
+            return int(seq)
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise BadInput("Malformed cursor, or a cursor of another stream", field="after") from None
+
+    async def current_seq(self, key: int) -> int:
+        return await self.owner.filter(id=key).first().values_list("event_seq", flat=True) or 0
+
+    async def oldest_kept(self, key: int) -> int | None:
+        return await (
+            self.model.filter(**{self.key: key}).order_by("seq").first().values_list("seq", flat=True)
+        )
+
+    async def after(self, key: int, seq: int, upto: int | None = None) -> list:
+        qs = self.model.filter(**{self.key: key, "seq__gt": seq})
+        if upto is not None:
+            qs = qs.filter(seq__lte=upto)
+        return list(await qs.order_by("seq").limit(REFILL_BATCH))
+
+
+@dataclass(frozen=True)
 class ResyncRequired:
     """The cursor is older than the log keeps: refetch, then resubscribe from `seq`."""
 
-    project_id: int
+    key: int
     seq: int
     occurred_at: datetime
 
-
-def encode_cursor(project_id: int, seq: int) -> str:
-    return base64.urlsafe_b64encode(f"board:{project_id}:{seq}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, project_id: int) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        kind, pid, seq = raw.split(":")
-        if kind != "board" or int(pid) != project_id or int(seq) < 0:
-            raise ValueError
-        return int(seq)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise BadInput("Malformed cursor, or a cursor of another stream", field="after") from None
+    @property
+    def project_id(self) -> int:
+        return self.key
 
 
 def from_wire(data: dict) -> BoardEvent:
@@ -66,52 +104,51 @@ def from_wire(data: dict) -> BoardEvent:
     return event
 
 
-async def _current_seq(project_id: int) -> int:
-    return await Project.filter(id=project_id).first().values_list("event_seq", flat=True) or 0
+BOARD = EventLog(
+    kind="board", model=BoardEvent, owner=Project, key="project_id", channel=channel,
+    from_wire=from_wire,
+)
 
 
-async def _oldest_kept(project_id: int) -> int | None:
-    row = await BoardEvent.filter(project_id=project_id).order_by("seq").first().values_list("seq", flat=True)
-    return row
+def encode_cursor(project_id: int, seq: int) -> str:
+    return BOARD.encode_cursor(project_id, seq)
 
 
-async def _refill(project_id: int, after: int, upto: int | None = None) -> list[BoardEvent]:
-    qs = BoardEvent.filter(project_id=project_id, seq__gt=after)
-    if upto is not None:
-        qs = qs.filter(seq__lte=upto)
-    return list(await qs.order_by("seq").limit(REFILL_BATCH))
+def decode_cursor(cursor: str, project_id: int) -> int:
+    return BOARD.decode_cursor(cursor, project_id)
 
 
-async def _still_readable(viewer, project_id: int) -> bool:
-    await viewer.reload()
-    try:
-        await viewer.project(project_id)
-        return True
-    except NotFound:
-        return False
-
-
-async def board_events(ctx, project_id: int, after: str | None) -> AsyncIterator[BoardEvent | ResyncRequired]:
+async def follow(
+    ctx,
+    log: EventLog,
+    key: int,
+    after: str | None,
+    *,
+    still_readable: Callable[[], Awaitable[bool]],
+    lost_access: str,
+    access_events: frozenset[str] = frozenset(),
+) -> AsyncIterator[Any]:
+    """The gap-free stream of one log. The caller has authorized the first read (step 1)."""
     viewer = ctx.viewer
-    await viewer.project(project_id)  # NOT_FOUND exactly as for a project that does not exist
-    last = decode_cursor(after, project_id) if after is not None else None
-    async with ctx.broadcast.subscribe(channel(project_id), access_channel(viewer.user_id)) as sub:
+    last = log.decode_cursor(after, key) if after is not None else None
+    own_channel = log.channel(key)
+    async with ctx.broadcast.subscribe(own_channel, access_channel(viewer.user_id)) as sub:
         if last is None:
-            last = await _current_seq(project_id)
+            last = await log.current_seq(key)
         else:
-            oldest = await _oldest_kept(project_id)
-            current = await _current_seq(project_id)
+            oldest = await log.oldest_kept(key)
+            current = await log.current_seq(key)
             floor = oldest if oldest is not None else current + 1
             if last > current:
                 raise BadInput("Cursor is ahead of this stream", field="after")
             if last + 1 < floor:
-                yield ResyncRequired(project_id, current, datetime.now().astimezone())
+                yield ResyncRequired(key, current, datetime.now().astimezone())
                 last = current
 
         async def refill(upto: int | None = None):
             nonlocal last
             while True:
-                batch = await _refill(project_id, last, upto)
+                batch = await log.after(key, last, upto)
                 for event in batch:
                     last = event.seq
                     yield event
@@ -124,12 +161,12 @@ async def board_events(ctx, project_id: int, after: str | None) -> AsyncIterator
             try:
                 message = await asyncio.wait_for(sub.get(), ACCESS_RECHECK_SECONDS)
             except TimeoutError:
-                if not await _still_readable(viewer, project_id):
-                    raise Forbidden("You no longer have access to this project") from None
+                if not await still_readable():
+                    raise Forbidden(lost_access) from None
                 continue
-            if message.channel != channel(project_id):
-                if not await _still_readable(viewer, project_id):
-                    raise Forbidden("You no longer have access to this project")
+            if message.channel != own_channel:
+                if not await still_readable():
+                    raise Forbidden(lost_access)
                 continue
             if message.message == GAP:
                 async for event in refill():
@@ -140,14 +177,46 @@ async def board_events(ctx, project_id: int, after: str | None) -> AsyncIterator
             if seq <= last:
                 continue
             if seq == last + 1 and "payload" in data:
-                events = [from_wire(data)]
+                events = [log.from_wire(data)]
                 last = seq
             else:
                 events = [e async for e in refill(upto=seq)]
             for event in events:
-                if event.type in ACCESS_EVENTS and not await _still_readable(viewer, project_id):
-                    raise Forbidden("You no longer have access to this project")
+                if event.type in access_events and not await still_readable():
+                    raise Forbidden(lost_access)
                 yield event
+
+
+async def _still_readable(viewer, project_id: int) -> bool:
+    key = viewer.api_key
+    if key is not None:
+        # A revoked or expired key ends its streams, not only its next request.
+        live = ApiKey.filter(id=key.id, revoked_at__isnull=True).filter(
+            Q(expires_at__isnull=True) | Q(expires_at__gt=datetime.now(UTC))
+        )
+        if not await live.exists():
+            return False
+    await viewer.reload()
+    try:
+        await viewer.project(project_id)
+        return True
+    except NotFound:
+        return False
+
+
+async def board_events(ctx, project_id: int, after: str | None) -> AsyncIterator[BoardEvent | ResyncRequired]:
+    viewer = ctx.viewer
+    await viewer.project(project_id)  # NOT_FOUND exactly as for a project that does not exist
+    async for item in follow(
+        ctx,
+        BOARD,
+        project_id,
+        after,
+        still_readable=lambda: _still_readable(viewer, project_id),
+        lost_access="You no longer have access to this project",
+        access_events=ACCESS_EVENTS,
+    ):
+        yield item
 
 
 def _snake(name: str) -> str:
@@ -155,9 +224,14 @@ def _snake(name: str) -> str:
 
 
 def materialize(model, snapshot: dict | None):
-    """A read-only model instance from an event snapshot (camelCase keys, ISO dates)."""
+    """A read-only model instance from an event snapshot (camelCase keys, ISO dates).
+
+    Cached on the snapshot dict, which one event shares between all its subscribers."""
     if snapshot is None:
         return None
+    cache_key = f"__pcg_{model.__name__}"
+    if cache_key in snapshot:
+        return snapshot[cache_key]
     from datetime import date
 
     from tortoise.fields import DateField, DatetimeField
@@ -180,4 +254,5 @@ def materialize(model, snapshot: dict | None):
         values[name] = value
     instance = model(**values)
     instance._saved_in_db = True
+    snapshot[cache_key] = instance
     return instance

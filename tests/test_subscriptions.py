@@ -332,3 +332,25 @@ async def test_rolled_back_write_publishes_nothing(live, gql, team):
         assert (event["seq"], event["task"]["title"]) == (1, "ok")
     finally:
         await ws.close()
+
+
+async def test_revoking_the_api_key_ends_its_streams(live, gql, team):
+    data = await gql.ok(
+        "mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { key apiKey { id } } }",
+        {"i": {"organizationId": gid("Organization", team["org"].id), "name": "bot", "role": "ADMIN"}},
+        token=team["owner"].token,
+    )
+    ws = await GraphQLWS.connect(f"ws://{live}/graphql", payload={"authorization": data["createApiKey"]["key"]})
+    try:
+        await ws.subscribe(BOARD, {"p": team["pid"]})
+        await asyncio.sleep(0.1)
+        await gql.ok(
+            "mutation($i: RevokeApiKeyInput!) { revokeApiKey(input: $i) { apiKey { revokedAt } } }",
+            {"i": {"apiKeyId": data["createApiKey"]["apiKey"]["id"]}},
+            token=team["owner"].token,
+        )
+        result = await ws.next_data()
+        assert result["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+        await ws.expect_complete()
+    finally:
+        await ws.close()
