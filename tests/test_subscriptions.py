@@ -354,3 +354,19 @@ async def test_revoking_the_api_key_ends_its_streams(live, gql, team):
         await ws.expect_complete()
     finally:
         await ws.close()
+
+
+async def test_event_cursor_read_with_the_board_makes_the_first_subscription_gap_free(live, gql, team):
+    await create_task(gql, team, "already there")
+    data = await gql.ok(
+        "query($p: ID!) { project(id: $p) { eventCursor board { columns { tasks { nodes { title } } } } } }",
+        {"p": team["pid"]}, token=team["owner"].token,
+    )
+    await create_task(gql, team, "between read and subscribe")
+    ws = await GraphQLWS.connect(f"ws://{live}/graphql", token=team["owner"].token)
+    try:
+        await ws.subscribe(BOARD, {"p": team["pid"], "after": data["project"]["eventCursor"]})
+        event = (await ws.next_data())["data"]["boardEvents"]
+        assert (event["seq"], event["task"]["title"]) == (2, "between read and subscribe")
+    finally:
+        await ws.close()

@@ -48,6 +48,7 @@ class GraphQLWS:
             except ConnectionClosed as closed:
                 rcvd = closed.rcvd
                 raise Closed(rcvd.code if rcvd else None, rcvd.reason if rcvd else "") from None
+            assert isinstance(raw, str), "GraphQL websocket messages must be text frames"
             message = json.loads(raw)
             if message["type"] in ("ka", "ping", "pong"):
                 if message["type"] == "ping":
