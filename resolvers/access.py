@@ -9,17 +9,18 @@ from __future__ import annotations
 
 from enum import Enum
 
-from tortoise.expressions import Q
+from tortoise.expressions import Q, Subquery
 from tortoise.queryset import QuerySet
 
 from models import (
     ApiKey,
+    Conversation,
     Label,
+    Message,
     Organization,
     OrganizationMember,
     OrgRole,
     Project,
-    ProjectMember,
     ProjectRole,
     Task,
     TaskComment,
@@ -48,10 +49,31 @@ class OrgPermission(Enum):
     MANAGE_MEMBERS = OrgRole.ADMIN
     MANAGE_API_KEYS = OrgRole.ADMIN
     MANAGE_OWNERS = OrgRole.OWNER
+    USE_NORA = OrgRole.MEMBER
 
 
 # Org owners and admins see every project of their org with at least this role.
 _IMPLIED_PROJECT_ROLE = {OrgRole.OWNER: ProjectRole.OWNER, OrgRole.ADMIN: ProjectRole.ADMIN}
+
+
+async def _memberships(user_id: int, organization_id: int | None) -> list[tuple]:
+    """(organization id, project id or None, role) of every membership, in one statement.
+
+    Ids are inlined as integers (never text), so the SQL is the same on both dialects.
+    """
+    user_id = int(user_id)
+    in_org = "" if organization_id is None else f" = {int(organization_id)}"
+    sql = (
+        'SELECT "organization_id" AS "org_id", CAST(NULL AS INTEGER) AS "project_id", "role"'
+        f' FROM "organization_member" WHERE "user_id" = {user_id}'
+        + (f' AND "organization_id"{in_org}' if in_org else "")
+        + ' UNION ALL SELECT "p"."organization_id", "m"."project_id", "m"."role"'
+        ' FROM "project_member" "m" JOIN "project" "p" ON "p"."id" = "m"."project_id"'
+        f' WHERE "m"."user_id" = {user_id}'
+        + (f' AND "p"."organization_id"{in_org}' if in_org else "")
+    )
+    rows = await OrganizationMember._meta.db.execute_query_dict(sql)
+    return [(r["org_id"], r["project_id"], r["role"]) for r in rows]
 
 
 class Viewer:
@@ -87,23 +109,17 @@ class Viewer:
     async def load(self) -> Viewer:
         if self._loaded:
             return self
-        user = self.user
         key = self.api_key
-        org_rows = OrganizationMember.filter(user_id=user.id)
-        project_rows = ProjectMember.filter(user_id=user.id)
-        if key is not None:
-            org_rows = org_rows.filter(organization_id=key.organization_id)
-            project_rows = project_rows.filter(project__organization_id=key.organization_id)
-        for org_id, role in await org_rows.values_list("organization_id", "role"):
-            role = OrgRole(role)
-            if key is not None and key.role.rank < role.rank:
-                role = key.role
-            self._org_roles[org_id] = role
-        for project_id, org_id, role in await project_rows.values_list(
-            "project_id", "project__organization_id", "role"
-        ):
+        rows = await _memberships(self.user.id, key.organization_id if key else None)
+        for org_id, project_id, role in rows:
+            if project_id is None:
+                role = OrgRole(role)
+                if key is not None and key.role.rank < role.rank:
+                    role = key.role
+                self._org_roles[org_id] = role
+        for org_id, project_id, role in rows:
             # A project membership is void once its holder has left the organization.
-            if org_id in self._org_roles:
+            if project_id is not None and org_id in self._org_roles:
                 self._project_roles[project_id] = (org_id, ProjectRole(role))
         self._loaded = True
         return self
@@ -183,6 +199,20 @@ class Viewer:
         return User.filter(
             Q(id=self.user_id) | Q(org_memberships__organization_id__in=self.org_ids() or [0])
         ).distinct()
+
+    async def nora_conversations(self) -> QuerySet[Conversation]:
+        """The viewer's own NORA conversations, in organizations it still belongs to, about
+        no project or one it can still read. Nobody else's, whatever their role."""
+        await self.load()
+        return Conversation.filter(
+            Q(project_id__isnull=True) | self.project_scope("project__"),
+            user_id=self.user_id,
+            organization_id__in=self.org_ids() or [0],
+        )
+
+    async def nora_messages(self) -> QuerySet[Message]:
+        conversations = (await self.nora_conversations()).values("id")
+        return Message.filter(conversation_id__in=Subquery(conversations))
 
     # -- single objects -----------------------------------------------------------------------
 

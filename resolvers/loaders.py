@@ -2,16 +2,24 @@
 
 Built per HTTP request and per subscription event, never per websocket connection.
 `load(None)` raises in aiodataloader, so nullable foreign keys go through `load_optional`.
+
+Connections that hang off every item of a list (a column's tasks, a project's members, an
+organization's projects) go through `Loaders.page` with a `PageSpec`: the first page of
+every such list in the request comes from one windowed statement, totals included.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
+from dataclasses import dataclass, fields
 from typing import Any
 
 from aiodataloader import DataLoader
+from tortoise.expressions import RawSQL
 from tortoise.functions import Count
+from tortoise.queryset import QuerySet
 
 from models import (
     CustomFieldDefinition,
@@ -24,6 +32,15 @@ from models import (
     TaskComment,
     TaskLabel,
     User,
+)
+from resolvers.errors import BadInput
+from resolvers.pagination import (
+    DEFAULT_PAGE,
+    Order,
+    Page,
+    check_page_args,
+    encode_cursor,
+    paginate,
 )
 
 
@@ -59,20 +76,138 @@ def _counted(queryset: Callable, field: str) -> Callable:
     return batch
 
 
-async def _labels_for_tasks(task_ids: list[int]) -> list[tuple[int, Label]]:
-    links = await TaskLabel.filter(task_id__in=task_ids).values_list("task_id", "label_id")
-    labels = {l.id: l for l in await Label.filter(id__in={lid for _, lid in links})}
-    return [(tid, labels[lid]) for tid, lid in links if lid in labels]
+def _sql(qs: QuerySet) -> tuple[Any, str, list]:
+    """The connection, parameterized SQL and parameters Tortoise would run for `qs`."""
+    qs._choose_db_if_not_chosen()
+    qs._make_query()
+    sql, params = qs.query.get_parameterized_sql()
+    return qs._db, sql, params
+
+
+async def _labels_by_task(task_ids: list[int]) -> list[list[Label]]:
+    # One JOIN statement; a project has a handful of labels carried by hundreds of tasks,
+    # so each label is built once and shared rather than once per link.
+    db, sql, params = _sql(
+        TaskLabel.filter(task_id__in=task_ids)
+        .select_related("label")
+        .order_by("label__name", "label__id")
+    )
+    labels: dict[int, Label] = {}
+    groups: dict[int, list[Label]] = defaultdict(list)
+    for row in await db.execute_query_dict(sql, params):
+        label = labels.get(row["label_id"])
+        if label is None:
+            label = labels[row["label_id"]] = Label._init_from_db(
+                # select_related names the label's columns "<join alias>.<column>"
+                **{k.split(".", 1)[1]: v for k, v in row.items() if "." in k}
+            )
+        groups[row["task_id"]].append(label)
+    return [groups.get(t, []) for t in task_ids]
+
+
+# -- first pages of many lists in one statement ------------------------------------------------
+
+
+@dataclass(eq=False)
+class CountedPage(Page):
+    """A page whose total is known (from the page's own statement) or batched by a loader."""
+
+    total: int | None = None
+    counter: Callable[[], Awaitable[int]] | None = None
+
+    async def total_count(self) -> int:
+        if self.total is not None:
+            return self.total
+        if self.counter is not None:
+            return await self.counter()
+        return await super().total_count()
+
+
+def counted(page: Page, counter: Callable[[], Awaitable[int]]) -> CountedPage:
+    """`page` with its total taken from `counter` (a batched loader) instead of a COUNT."""
+    return CountedPage(**{f.name: getattr(page, f.name) for f in fields(Page)}, counter=counter)
+
+
+# Extra SELECT columns and JOINs over the kept rows, given the outer alias and the groups asked.
+Extras = Callable[[str, list[tuple]], tuple[str, str]]
+
+
+@dataclass(frozen=True, eq=False)
+class PageSpec:
+    """A connection that hangs off each item of a list.
+
+    `group` names the columns that identify one list (e.g. project_id, status); `source`
+    returns every row such lists may hold for a `variant` (the arguments that change what
+    is listed, like a filter), already narrowed by the access layer; `order` is the list's
+    order (or a function of the variant). `extras` adds computed columns to the kept rows
+    and `on_rows` hands them to other loaders (e.g. priming counts).
+    """
+
+    group: tuple[str, ...]
+    source: Callable[[Any, Hashable], Awaitable[QuerySet]]
+    order: Order | Callable[[Hashable], Order]
+    extras: Extras | None = None
+    on_rows: Callable[[Loaders, list[tuple[Any, dict]]], None] | None = None
+
+    def order_for(self, variant: Hashable) -> Order:
+        return self.order(variant) if callable(self.order) else self.order
+
+
+def _column(model, name: str) -> str:
+    return model._meta.fields_db_projection.get(name, name)
+
+
+async def _ranked_rows(
+    qs: QuerySet, spec: PageSpec, order: Order, keep: int, groups: list[tuple]
+) -> list[tuple[Any, dict]]:
+    """The first `keep` rows of each group of `qs` in `order`, each with its group's total.
+
+    ROW_NUMBER/COUNT OVER work the same on SQLite (>= 3.25) and PostgreSQL; the inner query
+    is Tortoise's own (so access-layer filters and parameter style carry over unchanged).
+    """
+    model = qs.model
+    table = model._meta.db_table
+    partition = ", ".join(f'"{table}"."{_column(model, c)}"' for c in spec.group)
+    ordering = ", ".join(
+        f'"{table}"."{_column(model, name)}" {"DESC" if desc else "ASC"}'
+        for name, desc in order.with_tiebreak()
+    )
+    inner = qs.annotate(
+        _rn=RawSQL(f"ROW_NUMBER() OVER (PARTITION BY {partition} ORDER BY {ordering})"),
+        _total=RawSQL(f"COUNT(*) OVER (PARTITION BY {partition})"),
+    )
+    db, sql, params = _sql(inner)
+    columns, joins = spec.extras("_p", groups) if spec.extras else ("", "")
+    statement = (
+        f'SELECT "_p".*{columns} FROM ({sql}) "_p"{joins} '
+        f'WHERE "_p"."_rn" <= {int(keep)} ORDER BY "_p"."_rn"'
+    )
+    rows = await db.execute_query_dict(statement, params)
+    return [(model._init_from_db(**row), row) for row in rows]
+
+
+def _page(rows: list[Any], limit: int, total: int, order: Order) -> CountedPage:
+    fields = order.with_tiebreak()
+    items = rows[:limit]
+    return CountedPage(
+        items=items,
+        cursors=[encode_cursor(r, fields) for r in items],
+        has_next_page=len(rows) > limit,
+        has_previous_page=False,
+        queryset=None,
+        total=total,
+    )
 
 
 class Loaders:
     def __init__(self) -> None:
         self._all: list[DataLoader] = []
+        self._pages: dict[tuple[PageSpec, str], DataLoader] = {}
         self.user = self._make(_by_id(User))
         self.organization = self._make(_by_id(Organization))
         self.project = self._make(_by_id(Project))
         self.task = self._make(_by_id(Task))
-        self.labels_by_task = self._make(self._labels_batch)
+        self.labels_by_task = self._make(_labels_by_task)
         self.comment_count_by_task = self._make(
             _counted(lambda ids: TaskComment.filter(task_id__in=ids), "task_id")
         )
@@ -122,16 +257,42 @@ class Loaders:
         self._all.append(loader)
         return loader
 
-    @staticmethod
-    async def _labels_batch(task_ids: list[int]) -> list[list[Label]]:
-        groups: dict[int, list[Label]] = defaultdict(list)
-        for tid, label in await _labels_for_tasks(task_ids):
-            groups[tid].append(label)
-        return [sorted(groups.get(t, []), key=lambda l: (l.name, l.id)) for t in task_ids]
-
     def clear_all(self) -> None:
         for loader in self._all:
             loader.clear_all()
+
+    def prime(self, loader: DataLoader, key: Any, value: Any) -> None:
+        """Set `key` to `value`, replacing what the cache held (aiodataloader's prime keeps it)."""
+        loader.clear(key).prime(key, value)
+
+    @staticmethod
+    def ready(loader: DataLoader, key: Any) -> Any:
+        """The value if this request already holds it, else an awaitable of it (None for None).
+
+        Lets relation fields be plain functions: once a list resolver has warmed the loader
+        (or a count was primed), resolving a field of 500 items creates no coroutine or task.
+        """
+        if key is None:
+            return None
+        future = loader.load(key)
+        return future.result() if future.done() else future
+
+    async def warm_tasks(self, tasks: list[Task], relations: Iterable[str]) -> None:
+        """Load the asked relations of a page of tasks now, all pages of the tick together,
+        so that every task's relation fields then resolve without awaiting (see `ready`)."""
+        relations = set(relations)
+        waits = []
+        if "labels" in relations:
+            waits.append(self.labels_by_task.load_many([t.id for t in tasks]))
+        people = set()
+        if "assignee" in relations:
+            people |= {t.assignee_id for t in tasks if t.assignee_id is not None}
+        if "created_by" in relations:
+            people |= {t.created_by_id for t in tasks}
+        if people:
+            waits.append(self.user.load_many(sorted(people)))
+        if waits:
+            await asyncio.gather(*waits)
 
     @staticmethod
     async def load_optional(loader: DataLoader, key: int | None) -> Any:
@@ -140,3 +301,149 @@ class Loaders:
     @staticmethod
     async def load_many(loader: DataLoader, keys: Iterable[int]) -> list[Any]:
         return await loader.load_many(list(keys))
+
+    # -- lists hanging off list items -----------------------------------------------------------
+
+    async def page(
+        self,
+        ctx,
+        spec: PageSpec,
+        group: tuple,
+        *,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        variant: Hashable = None,
+    ) -> CountedPage:
+        """One page of the list `group` of `spec`.
+
+        First pages of every list of `spec` asked for in the same tick (e.g. the five columns
+        of every board in the response) come from one windowed statement, totals included.
+        A page after a cursor or from the end costs its own statement; its total is still
+        batched, and so is whatever its items load next.
+        """
+        check_page_args(first, last)
+        group = tuple(group)
+        if not after and not before and last is None:
+            limit = DEFAULT_PAGE if first is None else first
+            return await self._for(ctx, spec, "first").load((group, limit, variant))
+        cursor = self._for(ctx, spec, "cursor")
+        return await cursor.load((group, variant, first, after, last, before))
+
+    def _for(self, ctx, spec: PageSpec, kind: str) -> DataLoader:
+        # Loaders live as long as one request (or one subscription event), and so does ctx.
+        loader = self._pages.get((spec, kind))
+        if loader is None:
+            make = {"first": self._first_pages, "cursor": self._cursor_pages, "count": self._totals}
+            loader = self._pages[(spec, kind)] = self._make(make[kind](ctx, spec))
+        return loader
+
+    def _first_pages(self, ctx, spec: PageSpec) -> Callable:
+        async def batch(keys: list[tuple[tuple, int, Hashable]]) -> list[CountedPage]:
+            pages: dict[tuple, CountedPage] = {}
+            for variant, variant_keys in _by_variant(keys, 2).items():
+                groups = sorted({k[0] for k in variant_keys})
+                qs = _in_groups(await spec.source(ctx, variant), spec, groups)
+                order = spec.order_for(variant)
+                keep = max(k[1] for k in variant_keys) + 1  # one more shows a next page
+                rows = await _ranked_rows(qs, spec, order, keep, groups)
+                if spec.on_rows:
+                    spec.on_rows(self, rows)
+                grouped: dict[tuple, list[Any]] = defaultdict(list)
+                totals: dict[tuple, int] = {}
+                for item, raw in rows:
+                    g = _key(getattr(item, name) for name in spec.group)
+                    grouped[g].append(item)
+                    totals[g] = raw["_total"]
+                for g, limit, _ in variant_keys:
+                    pages[(g, limit, variant)] = _page(
+                        grouped.get(_key(g), []), limit, totals.get(_key(g), 0), order
+                    )
+            return [pages[k] for k in keys]
+
+        return batch
+
+    def _cursor_pages(self, ctx, spec: PageSpec) -> Callable:
+        async def one(group, variant, first, after, last, before) -> Page | Exception:
+            qs = (await spec.source(ctx, variant)).filter(**dict(zip(spec.group, group)))
+            try:
+                page = await paginate(
+                    qs, spec.order_for(variant), first=first, after=after, last=last, before=before
+                )
+            except BadInput as error:  # a bad cursor fails its own list, not the batch
+                return error
+            totals = self._for(ctx, spec, "count")
+            return counted(page, lambda: totals.load((group, variant)))
+
+        async def batch(keys: list[tuple]) -> list[Page | Exception]:
+            return [await one(*key) for key in keys]
+
+        return batch
+
+    def _totals(self, ctx, spec: PageSpec) -> Callable:
+        async def batch(keys: list[tuple[tuple, Hashable]]) -> list[int]:
+            counts: dict[tuple, int] = {}
+            for variant, variant_keys in _by_variant(keys, 1).items():
+                groups = sorted({k[0] for k in variant_keys})
+                qs = _in_groups(await spec.source(ctx, variant), spec, groups)
+                rows = (
+                    await qs.annotate(_n=Count("id"))
+                    .group_by(*spec.group)
+                    .values_list(*spec.group, "_n")
+                )
+                for *g, n in rows:
+                    counts[(_key(g), variant)] = n
+            return [counts.get((_key(g), v), 0) for g, v in keys]
+
+        return batch
+
+
+def _key(values: Iterable[Any]) -> tuple:
+    """A group's values as plain values, whether a side holds an enum or its value."""
+    return tuple(getattr(v, "value", v) for v in values)
+
+
+def _by_variant(keys: list[tuple], at: int) -> dict[Hashable, list[tuple]]:
+    out: dict[Hashable, list[tuple]] = defaultdict(list)
+    for key in keys:
+        out[key[at]].append(key)
+    return out
+
+
+def _in_groups(qs: QuerySet, spec: PageSpec, groups: list[tuple]) -> QuerySet:
+    # Column by column: a superset of the groups asked (their cross product) is harmless,
+    # the rows of groups nobody asked for are simply not returned.
+    for i, name in enumerate(spec.group):
+        qs = qs.filter(**{f"{name}__in": sorted({g[i] for g in groups})})
+    return qs
+
+
+# -- task lists: counts that ride along with the rows ------------------------------------------
+
+
+def task_count_columns(alias: str, groups: list[tuple]) -> tuple[str, str]:
+    """Comment and open-subtask counts of the kept task rows, for `PageSpec.extras`.
+
+    Groups start with the project id. Subtasks always live in their parent's project, so
+    counting over those projects' tasks (indexed by project) finds them all; task.parent_id
+    itself has no index, so a per-row correlated count would scan the table.
+    """
+    projects = ", ".join(str(int(p)) for p in sorted({g[0] for g in groups})) or "0"
+    columns = (
+        f', (SELECT COUNT(*) FROM "task_comment" "_c" WHERE "_c"."task_id" = "{alias}"."id")'
+        f' "_comment_count", COALESCE("_s"."n", 0) "_subtask_count"'
+    )
+    joins = (
+        ' LEFT JOIN (SELECT "parent_id", COUNT(*) "n" FROM "task"'
+        f' WHERE "project_id" IN ({projects}) AND "parent_id" IS NOT NULL'
+        ' AND "archived_at" IS NULL GROUP BY "parent_id") "_s"'
+        f' ON "_s"."parent_id" = "{alias}"."id"'
+    )
+    return columns, joins
+
+
+def prime_task_counts(loaders: Loaders, rows: list[tuple[Task, dict]]) -> None:
+    for task, raw in rows:
+        loaders.prime(loaders.comment_count_by_task, task.id, raw["_comment_count"])
+        loaders.prime(loaders.subtask_count_by_task, task.id, raw["_subtask_count"])

@@ -8,10 +8,13 @@ from models import Organization, Project, ProjectMember, ProjectRole, Task, Task
 from resolvers import validation
 from resolvers.access import OrgPermission, Permission
 from resolvers.errors import BadInput
+from resolvers.loaders import PageSpec, prime_task_counts, task_count_columns
 from resolvers.pagination import Order, paginate
 from resolvers.writes import transaction
 
 BOARD_ORDER = Order((("position", False),))
+PROJECT_ORDER = Order((("name", False),))
+MEMBER_ORDER = Order((("created_at", False),))
 
 
 def snapshot(project: Project) -> dict:
@@ -21,7 +24,39 @@ def snapshot(project: Project) -> dict:
         "name": project.name,
         "description": project.description,
         "archivedAt": project.archived_at.isoformat() if project.archived_at else None,
+        "createdAt": project.created_at.isoformat(),
+        "updatedAt": project.updated_at.isoformat(),
     }
+
+
+async def _visible_projects(ctx, variant: tuple[bool, str | None]):
+    include_archived, search = variant
+    qs = await ctx.viewer.projects()
+    if not include_archived:
+        qs = qs.filter(archived_at__isnull=True)
+    if search:
+        qs = qs.filter(name__icontains=search[:200])
+    return qs
+
+
+async def _all_members(ctx, variant):
+    return ProjectMember.all()
+
+
+async def _open_tasks(ctx, variant):
+    return Task.filter(archived_at__isnull=True)
+
+
+# Lists hanging off each item of another list: their first pages share one statement.
+ORG_PROJECTS = PageSpec(group=("organization_id",), source=_visible_projects, order=PROJECT_ORDER)
+PROJECT_MEMBERS = PageSpec(group=("project_id",), source=_all_members, order=MEMBER_ORDER)
+BOARD_COLUMN = PageSpec(
+    group=("project_id", "status"),
+    source=_open_tasks,
+    order=BOARD_ORDER,
+    extras=task_count_columns,
+    on_rows=prime_task_counts,
+)
 
 
 async def projects(
@@ -35,28 +70,33 @@ async def projects(
     last=None,
     before=None,
 ):
-    qs = await ctx.viewer.projects()
-    if organization is not None:
-        qs = qs.filter(organization_id=organization.id)
-    if not include_archived:
-        qs = qs.filter(archived_at__isnull=True)
-    if search:
-        qs = qs.filter(name__icontains=search[:200])
-    return await paginate(
-        qs, Order((("name", False),)), first=first, after=after, last=last, before=before
-    )
+    variant = (include_archived, search or None)
+    if organization is not None:  # one of possibly many organizations in the response
+        return await ctx.loaders.page(
+            ctx, ORG_PROJECTS, (organization.id,), variant=variant,
+            first=first, after=after, last=last, before=before,
+        )
+    qs = await _visible_projects(ctx, variant)
+    return await paginate(qs, PROJECT_ORDER, first=first, after=after, last=last, before=before)
 
 
 async def project_members(ctx, project: Project, first, after, last=None, before=None):
-    qs = ProjectMember.filter(project_id=project.id)
-    return await paginate(
-        qs, Order((("created_at", False),)), first=first, after=after, last=last, before=before
+    return await ctx.loaders.page(
+        ctx, PROJECT_MEMBERS, (project.id,), first=first, after=after, last=last, before=before
     )
 
 
-async def column_tasks(ctx, project: Project, status: TaskStatus, first, after, last=None, before=None):
-    qs = Task.filter(project_id=project.id, status=status, archived_at__isnull=True)
-    return await paginate(qs, BOARD_ORDER, first=first, after=after, last=last, before=before)
+async def column_tasks(
+    ctx, project: Project, status: TaskStatus, first, after, last=None, before=None, *, load=()
+):
+    """A board column's open tasks. The first pages of every column of every board in the
+    request come from one statement, with comment and subtask counts and column totals;
+    the task relations named in `load` are loaded for all of them right after."""
+    page = await ctx.loaders.page(
+        ctx, BOARD_COLUMN, (project.id, status), first=first, after=after, last=last, before=before
+    )
+    await ctx.loaders.warm_tasks(page.items, load)
+    return page
 
 
 async def create_project(ctx, organization_id: int, name: str, description: str | None) -> Project:

@@ -21,6 +21,7 @@ from models import (
     OrganizationMember,
     Project,
     Task,
+    TaskComment,
     TaskLabel,
     TaskPriority,
     TaskStatus,
@@ -29,7 +30,8 @@ from models.enums import PRIORITY_RANK
 from resolvers import custom_fields, validation
 from resolvers.access import Permission
 from resolvers.errors import BadInput, Conflict, NotFound
-from resolvers.pagination import Order, paginate
+from resolvers.loaders import PageSpec, prime_task_counts, task_count_columns
+from resolvers.pagination import Order
 from resolvers.projects import require as require_project
 from resolvers.writes import transaction
 
@@ -71,6 +73,9 @@ def snapshot(task: Task) -> dict:
         "customProperties": task.custom_properties,
         "version": task.version,
         "archivedAt": task.archived_at.isoformat() if task.archived_at else None,
+        "createdById": task.created_by_id,
+        "createdAt": task.created_at.isoformat(),
+        "updatedAt": task.updated_at.isoformat(),
     }
 
 
@@ -105,22 +110,58 @@ def apply_filter(qs, f: TaskFilter | None):
     return qs
 
 
-async def project_tasks(ctx, project: Project, flt, order_by: str, descending: bool, **page):
-    qs = apply_filter(Task.filter(project_id=project.id), flt)
-    order = Order(((ORDERS[order_by], descending),))
-    return await paginate(qs, order, **page)
+CREATED_ORDER = Order((("created_at", False),))
+
+
+def _freeze(flt: TaskFilter | None) -> tuple:
+    """A hashable form of a filter, so lists asked with equal filters share a statement."""
+    f = flt or TaskFilter()
+    return tuple(
+        (k, tuple(v) if isinstance(v, list) else v) for k, v in dataclasses.asdict(f).items()
+    )
+
+
+async def _filtered_tasks(ctx, variant):
+    frozen, _, _ = variant
+    flt = TaskFilter(**{k: list(v) if isinstance(v, tuple) else v for k, v in frozen})
+    return apply_filter(Task.all(), flt)
+
+
+async def _open_subtasks(ctx, variant):
+    return Task.filter(archived_at__isnull=True)
+
+
+async def _all_comments(ctx, variant):
+    return TaskComment.all()
+
+
+PROJECT_TASKS = PageSpec(
+    group=("project_id",),
+    source=_filtered_tasks,
+    order=lambda variant: Order(((ORDERS[variant[1]], variant[2]),)),
+    extras=task_count_columns,
+    on_rows=prime_task_counts,
+)
+SUBTASKS = PageSpec(group=("parent_id",), source=_open_subtasks, order=CREATED_ORDER)
+TASK_COMMENTS = PageSpec(group=("task_id",), source=_all_comments, order=CREATED_ORDER)
+
+
+async def project_tasks(
+    ctx, project: Project, flt, order_by: str, descending: bool, *, load=(), **page
+):
+    """A project's tasks; the relations named in `load` are loaded for the page at once."""
+    variant = (_freeze(flt), order_by, descending)
+    result = await ctx.loaders.page(ctx, PROJECT_TASKS, (project.id,), variant=variant, **page)
+    await ctx.loaders.warm_tasks(result.items, load)
+    return result
 
 
 async def subtasks(ctx, task: Task, **page):
-    qs = Task.filter(parent_id=task.id, archived_at__isnull=True)
-    return await paginate(qs, Order((("created_at", False),)), **page)
+    return await ctx.loaders.page(ctx, SUBTASKS, (task.id,), **page)
 
 
 async def comments(ctx, task: Task, **page):
-    from models import TaskComment
-
-    qs = TaskComment.filter(task_id=task.id)
-    return await paginate(qs, Order((("created_at", False),)), **page)
+    return await ctx.loaders.page(ctx, TASK_COMMENTS, (task.id,), **page)
 
 
 async def visible_task(ctx, task_id: int) -> Task:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
+from strawberry.types.nodes import SelectedField
 
 from models import CustomFieldDefinition as FieldModel
 from models import Project as ProjectModel
@@ -17,6 +18,7 @@ from resolvers import members as member_resolvers
 from resolvers import projects as project_resolvers
 from resolvers import tasks as task_resolvers
 from resolvers.ids import decode_id, to_global_id
+from resolvers.streams import encode_cursor as encode_board_cursor
 from resolvers.tasks import ORDERS
 from schema.common import (
     Connection,
@@ -39,6 +41,32 @@ LabelRef = Annotated["Label", strawberry.lazy("schema.tasks")]
 TaskConnectionRef = Annotated["TaskConnection", strawberry.lazy("schema.tasks")]
 TaskFilterRef = Annotated["TaskFilter", strawberry.lazy("schema.tasks")]
 TaskOrderRef = Annotated["TaskOrder", strawberry.lazy("schema.tasks")]
+
+
+# GraphQL field of Task -> the relation a list resolver can load for a whole page at once.
+_TASK_RELATIONS = {"labels": "labels", "assignee": "assignee", "createdBy": "created_by"}
+
+
+def task_relations_asked(info: Info) -> set[str]:
+    """The task relations the query asks of a task connection's items (`nodes { ... }` or
+    `edges { node { ... } }`, fragments included)."""
+    asked: set[str] = set()
+
+    def walk(selections, depth: int) -> None:
+        for selection in selections:
+            name = getattr(selection, "name", None) if isinstance(selection, SelectedField) else None
+            if name is None:  # a fragment: same level
+                walk(selection.selections, depth)
+            elif depth == 0 and name in ("nodes", "edges"):
+                walk(selection.selections, 1 if name == "nodes" else 2)
+            elif depth == 2 and name == "node":
+                walk(selection.selections, 1)
+            elif depth == 1 and name in _TASK_RELATIONS:
+                asked.add(_TASK_RELATIONS[name])
+
+    for field in info.selected_fields:
+        walk(field.selections, 0)
+    return asked
 
 
 def _task_connection():
@@ -76,12 +104,14 @@ class ProjectMember(Node):
         return strawberry.ID(to_global_id("ProjectMember", self.id))
 
     @strawberry.field
-    async def user(self, info: Info) -> UserRef:
-        return await ctx(info).loaders.user.load(self.user_id)
+    def user(self, info: Info) -> UserRef:
+        loaders = ctx(info).loaders
+        return loaders.ready(loaders.user, self.user_id)
 
     @strawberry.field
-    async def project(self, info: Info) -> Project:
-        return await ctx(info).loaders.project.load(self.project_id)
+    def project(self, info: Info) -> Project:
+        loaders = ctx(info).loaders
+        return loaders.ready(loaders.project, self.project_id)
 
 
 @strawberry.type
@@ -104,7 +134,8 @@ class BoardColumn:
         before: str | None = None,
     ) -> TaskConnectionRef:
         page = await project_resolvers.column_tasks(
-            ctx(info), self._project, self.status, first, after, last, before
+            ctx(info), self._project, self.status, first, after, last, before,
+            load=task_relations_asked(info),
         )
         return _task_connection().of(page)
 
@@ -132,8 +163,9 @@ class Project(Node):
         return strawberry.ID(to_global_id("Project", self.id))
 
     @strawberry.field
-    async def organization(self, info: Info) -> OrganizationRef:
-        return await ctx(info).loaders.organization.load(self.organization_id)
+    def organization(self, info: Info) -> OrganizationRef:
+        loaders = ctx(info).loaders
+        return loaders.ready(loaders.organization, self.organization_id)
 
     @strawberry.field(description="The viewer's effective role in this project.")
     def viewer_role(self, info: Info) -> ProjectRole:
@@ -142,6 +174,14 @@ class Project(Node):
     @strawberry.field
     def board(self) -> Board:
         return Board(_project=self)
+
+    @strawberry.field(
+        description="The board's event-log position as of this read. Query it with the board, "
+        "then subscribe to `boardEvents(after: eventCursor)`: nothing between the read and the "
+        "subscription is missed."
+    )
+    def event_cursor(self) -> str:
+        return encode_board_cursor(self.id, self.event_seq)
 
     @strawberry.field
     async def tasks(
@@ -166,12 +206,14 @@ class Project(Node):
             after=after,
             last=last,
             before=before,
+            load=task_relations_asked(info),
         )
         return _task_connection().of(page)
 
     @strawberry.field(description="Number of tasks that are not archived.")
-    async def task_count(self, info: Info) -> int:
-        return await ctx(info).loaders.open_task_count_by_project.load(self.id)
+    def task_count(self, info: Info) -> int:
+        loaders = ctx(info).loaders
+        return loaders.ready(loaders.open_task_count_by_project, self.id)
 
     @strawberry.field
     async def members(
@@ -186,16 +228,19 @@ class Project(Node):
         return ProjectMemberConnection.of(page)
 
     @strawberry.field
-    async def member_count(self, info: Info) -> int:
-        return await ctx(info).loaders.member_count_by_project.load(self.id)
+    def member_count(self, info: Info) -> int:
+        loaders = ctx(info).loaders
+        return loaders.ready(loaders.member_count_by_project, self.id)
 
     @strawberry.field
-    async def labels(self, info: Info) -> list[LabelRef]:
-        return await ctx(info).loaders.labels_by_project.load(self.id)
+    def labels(self, info: Info) -> list[LabelRef]:
+        loaders = ctx(info).loaders
+        return loaders.ready(loaders.labels_by_project, self.id)
 
     @strawberry.field
-    async def custom_fields(self, info: Info) -> list[CustomFieldDefinition]:
-        return await ctx(info).loaders.custom_fields_by_project.load(self.id)
+    def custom_fields(self, info: Info) -> list[CustomFieldDefinition]:
+        loaders = ctx(info).loaders
+        return loaders.ready(loaders.custom_fields_by_project, self.id)
 
 
 @strawberry.type

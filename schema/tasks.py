@@ -50,8 +50,9 @@ class Label(Node):
         return strawberry.ID(to_global_id("Label", self.id))
 
     @strawberry.field
-    async def project(self, info: Info) -> ProjectRef:
-        return await ctx(info).loaders.project.load(self.project_id)
+    def project(self, info: Info) -> ProjectRef:
+        loaders = ctx(info).loaders
+        return loaders.ready(loaders.project, self.project_id)
 
 
 @strawberry.type(description="A comment on a task.")
@@ -66,12 +67,14 @@ class Comment(Node):
         return strawberry.ID(to_global_id("Comment", self.id))
 
     @strawberry.field
-    async def author(self, info: Info) -> UserRef:
-        return await ctx(info).loaders.user.load(self.author_id)
+    def author(self, info: Info) -> UserRef:
+        loaders = ctx(info).loaders
+        return loaders.ready(loaders.user, self.author_id)
 
     @strawberry.field
-    async def task(self, info: Info) -> Task:
-        return await ctx(info).loaders.task.load(self.task_id)
+    def task(self, info: Info) -> Task:
+        loaders = ctx(info).loaders
+        return loaders.ready(loaders.task, self.task_id)
 
 
 @strawberry.type
@@ -96,44 +99,48 @@ class Task(Node):
     created_at: datetime
     updated_at: datetime
     archived_at: datetime | None
+    custom_properties: JSON
 
     @strawberry.field
     def id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("Task", self.id))
 
     @strawberry.field
-    def custom_properties(self) -> JSON:
-        return self.custom_properties
-
-    @strawberry.field
-    async def project(self, info: Info) -> ProjectRef:
-        return await ctx(info).loaders.project.load(self.project_id)
-
-    @strawberry.field
-    async def assignee(self, info: Info) -> UserRef | None:
+    def project(self, info: Info) -> ProjectRef:
         loaders = ctx(info).loaders
-        return await loaders.load_optional(loaders.user, self.assignee_id)
+        return loaders.ready(loaders.project, self.project_id)
 
+    # Relation fields below return the value when the request already holds it (a list
+    # resolver warmed it) and an awaitable otherwise: no coroutine per item on big lists.
     @strawberry.field
-    async def created_by(self, info: Info) -> UserRef:
-        return await ctx(info).loaders.user.load(self.created_by_id)
-
-    @strawberry.field
-    async def parent(self, info: Info) -> Task | None:
+    def assignee(self, info: Info) -> UserRef | None:
         loaders = ctx(info).loaders
-        return await loaders.load_optional(loaders.task, self.parent_id)
+        return loaders.ready(loaders.user, self.assignee_id)
 
     @strawberry.field
-    async def labels(self, info: Info) -> list[Label]:
-        return await ctx(info).loaders.labels_by_task.load(self.id)
+    def created_by(self, info: Info) -> UserRef:
+        loaders = ctx(info).loaders
+        return loaders.ready(loaders.user, self.created_by_id)
 
     @strawberry.field
-    async def comment_count(self, info: Info) -> int:
-        return await ctx(info).loaders.comment_count_by_task.load(self.id)
+    def parent(self, info: Info) -> Task | None:
+        loaders = ctx(info).loaders
+        return loaders.ready(loaders.task, self.parent_id)
 
     @strawberry.field
-    async def subtask_count(self, info: Info) -> int:
-        return await ctx(info).loaders.subtask_count_by_task.load(self.id)
+    def labels(self, info: Info) -> list[Label]:
+        loaders = ctx(info).loaders
+        return loaders.ready(loaders.labels_by_task, self.id)
+
+    @strawberry.field
+    def comment_count(self, info: Info) -> int:
+        loaders = ctx(info).loaders
+        return loaders.ready(loaders.comment_count_by_task, self.id)
+
+    @strawberry.field
+    def subtask_count(self, info: Info) -> int:
+        loaders = ctx(info).loaders
+        return loaders.ready(loaders.subtask_count_by_task, self.id)
 
     @strawberry.field
     async def subtasks(
