@@ -57,6 +57,7 @@ async def _generate(dialect: str, name: str | None, workdir: Path) -> Path:
     for f in (HERE / APP_LABEL).glob("*.py"):
         shutil.copy(f, location / APP_LABEL / f.name)
     url = DIALECT_URLS[dialect].format(tmp=workdir)
+    _reset_aerich_state()
     with TortoiseContext():
         async with Command(tortoise_config(url), app=APP_LABEL, location=str(location)) as cmd:
             if name is None:
@@ -69,6 +70,24 @@ async def _generate(dialect: str, name: str | None, workdir: Path) -> Path:
     if len(new) != 1:
         raise SystemExit(f"{dialect}: expected one new migration, found {new}")
     return new[0]
+
+
+def _reset_aerich_state() -> None:
+    """Aerich 0.10 collects a migration's SQL in class attributes of `Migrate` and never
+    clears them: without this, the second dialect's file also holds the first one's SQL."""
+    from aerich.migrate import Migrate
+
+    for name in (
+        "upgrade_operators",
+        "downgrade_operators",
+        "_upgrade_fk_m2m_index_operators",
+        "_downgrade_fk_m2m_index_operators",
+        "_upgrade_m2m",
+        "_downgrade_m2m",
+    ):
+        setattr(Migrate, name, [])
+    Migrate._rename_fields = {}
+    Migrate._rename_models = {}
 
 
 def _render(sql: dict[str, dict[str, str]]) -> str:

@@ -11,6 +11,15 @@ from models.enums import (
 )
 from models.events import BoardEvent
 from models.identity import ApiKey, User
+from models.nora import (
+    Conversation,
+    Message,
+    MessageStatus,
+    NoraEvent,
+    NoraRole,
+    UsageKind,
+    UsageLedger,
+)
 from models.org import Invite, Organization, OrganizationMember
 from models.project import CustomFieldDefinition, Label, Project, ProjectMember
 from models.task import Task, TaskComment, TaskLabel
@@ -22,17 +31,23 @@ MODEL_MODULES = [
     "models.task",
     "models.events",
     "models.audit",
+    "models.nora",
 ]
 
 __all__ = [
     "ApiKey",
     "AuditEntry",
     "BoardEvent",
+    "Conversation",
     "CustomFieldDefinition",
     "CustomFieldType",
     "Invite",
     "Label",
     "MODEL_MODULES",
+    "Message",
+    "MessageStatus",
+    "NoraEvent",
+    "NoraRole",
     "OrgRole",
     "Organization",
     "OrganizationMember",
@@ -45,5 +60,7 @@ __all__ = [
     "TaskLabel",
     "TaskPriority",
     "TaskStatus",
+    "UsageKind",
+    "UsageLedger",
     "User",
 ]

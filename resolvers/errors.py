@@ -47,3 +47,7 @@ class Conflict(AppError):
 
 class RateLimited(AppError):
     code = "RATE_LIMITED"
+
+
+class QuotaExceeded(AppError):
+    code = "QUOTA_EXCEEDED"

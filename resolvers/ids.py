@@ -20,6 +20,8 @@ NODE_TYPES = frozenset(
         "Task",
         "Comment",
         "ApiKey",
+        "NoraConversation",
+        "NoraMessage",
     }
 )
 

@@ -42,6 +42,10 @@ async def _scope(viewer, type_name: str):
             return await viewer.tasks()
         case "Comment":
             return await viewer.comments()
+        case "NoraConversation":
+            return await viewer.nora_conversations()
+        case "NoraMessage":
+            return await viewer.nora_messages()
     raise BadInput("Unknown node type")  # pragma: no cover - parse_global_id rejects these
 
 

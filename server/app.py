@@ -9,18 +9,19 @@ import logging
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 from tortoise import Tortoise
 from tortoise.contrib.starlette import RegisterTortoise
 
 from resolvers.broadcast import Hub
 from resolvers.events import prune_forever
+from resolvers.nora.engine import NoraRuntime
 from schema.root import schema as default_schema
 from server.db import tortoise_config
 from server.graphql_app import PcgGraphQL
 from server.middleware import RequestIdMiddleware
-from server.settings import Settings
+from server.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger("pcg")
 
@@ -35,20 +36,43 @@ async def health(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok" if status == 200 else "degraded", "database": database}, status)
 
 
+BOARD_PAGE = PROJECT_ROOT / "client-examples" / "web" / "index.html"
+# The board page talks only to this server; the policy makes the browser hold it to that.
+BOARD_CSP = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+async def board_page(request: Request):
+    """The live-board example (client-examples/web/), served so that the page, its requests
+    and its websocket share the server's origin, which the websocket origin check requires."""
+    if not BOARD_PAGE.is_file():
+        return PlainTextResponse("The board page ships with the source tree, not with this install.", 404)
+    return FileResponse(BOARD_PAGE, media_type="text/html", headers={
+        "Content-Security-Policy": BOARD_CSP, "Cache-Control": "no-cache",
+    })
+
+
 def create_app(settings: Settings, schema=default_schema) -> Starlette:
     settings = settings.with_secret()
     broadcast = Hub(settings.broadcast_url)
-    graphql = PcgGraphQL(schema, settings=settings, broadcast=broadcast)
+    nora = NoraRuntime(settings, broadcast)
+    graphql = PcgGraphQL(schema, settings=settings, broadcast=broadcast, nora=nora)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         async with RegisterTortoise(app, config=tortoise_config(settings.database_url)):
             await broadcast.connect()
             pruner = asyncio.create_task(prune_forever(settings.event_retention_days))
+            await nora.start()
             try:
                 yield
             finally:
                 pruner.cancel()
+                # Running NORA replies end (FAILED, with what was written) while the
+                # database and broadcast are still up.
+                await nora.stop()
                 await broadcast.disconnect()
 
     app = Starlette(
@@ -56,12 +80,14 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Route("/api/health", health),
+            Route("/board", board_page),
         ],
         middleware=[Middleware(RequestIdMiddleware)],
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.broadcast = broadcast
+    app.state.nora = nora
     return app
 
 

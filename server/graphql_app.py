@@ -65,7 +65,7 @@ class LegacyWSHandler(BaseGraphQLWSHandler):
 class PcgGraphQL(GraphQL):
     graphql_ws_handler_class = LegacyWSHandler
 
-    def __init__(self, schema, settings: Settings, broadcast) -> None:
+    def __init__(self, schema, settings: Settings, broadcast, nora=None) -> None:
         super().__init__(
             schema,
             graphql_ide="graphiql",
@@ -75,6 +75,7 @@ class PcgGraphQL(GraphQL):
         )
         self.settings = settings
         self.broadcast = broadcast
+        self.nora = nora
 
     async def viewer_for(self, authorization: str | None) -> Viewer:
         try:
@@ -91,6 +92,7 @@ class PcgGraphQL(GraphQL):
             settings=self.settings,
             viewer=viewer,
             broadcast=self.broadcast,
+            nora=self.nora,
             request=request,
             response=response,
             ip=request.client.host if request.client else None,
@@ -123,8 +125,10 @@ class PcgGraphQL(GraphQL):
             result.errors = [convert(e, request_id) for e in result.errors]
         return await super().process_result(request, result)
 
-    def encode_json(self, data: object) -> bytes:
-        return orjson.dumps(data)
+    def encode_json(self, data: object) -> str:
+        # Text, not bytes: websocket messages must be text frames, which graphql-ws, gql and
+        # browsers require (they reject binary frames).
+        return orjson.dumps(data).decode()
 
 
 def _close_at_expiry(websocket, expires_at: datetime) -> None:

@@ -29,6 +29,9 @@ DOCUMENTED = [
     ("PCG_NORA_BASE_URL", "", "OpenAI-compatible endpoint for the `openai` provider."),
     ("PCG_NORA_API_KEY", "", "API key for the `openai` provider."),
     ("PCG_NORA_MODEL", "", "Model name for the `openai` provider."),
+    ("PCG_NORA_TIMEOUT", "60", "Seconds NORA waits for the `openai` provider to connect or send the next chunk before the reply fails with PROVIDER_TIMEOUT."),
+    ("PCG_NORA_QUOTA_FREE", "50000", "NORA tokens per organization per UTC day on the free plan (enterprise is unlimited)."),
+    ("PCG_NORA_QUOTA_PRO", "1000000", "NORA tokens per organization per UTC day on the pro plan."),
 ]
 
 
@@ -47,6 +50,9 @@ class Settings:
     nora_base_url: str = ""
     nora_api_key: str = ""
     nora_model: str = ""
+    nora_timeout: float = 60.0
+    nora_quota_free: int = 50_000
+    nora_quota_pro: int = 1_000_000
     extra: dict = field(default_factory=dict)
 
     @property
@@ -68,6 +74,17 @@ class Settings:
         retention = env.get("PCG_EVENT_RETENTION_DAYS", "30")
         if not retention.isdigit() or int(retention) <= 0:
             raise SettingsError("PCG_EVENT_RETENTION_DAYS must be a positive number of days")
+        nora_numbers = {}
+        for name, key in (
+            ("PCG_NORA_TIMEOUT", "nora_timeout"),
+            ("PCG_NORA_QUOTA_FREE", "nora_quota_free"),
+            ("PCG_NORA_QUOTA_PRO", "nora_quota_pro"),
+        ):
+            if name in env:
+                raw = env[name]
+                if not raw.isdigit() or (key == "nora_timeout" and int(raw) <= 0):
+                    raise SettingsError(f"{name} must be a {'positive' if key == 'nora_timeout' else 'non-negative'} whole number")
+                nora_numbers[key] = int(raw)
         settings = cls(
             env=env.get("PCG_ENV", "development"),
             data_dir=data_dir,
@@ -81,7 +98,10 @@ class Settings:
             nora_base_url=env.get("PCG_NORA_BASE_URL", ""),
             nora_api_key=env.get("PCG_NORA_API_KEY", ""),
             nora_model=env.get("PCG_NORA_MODEL", ""),
+            **nora_numbers,
         )
+        if settings.nora_provider not in ("builtin", "openai"):
+            raise SettingsError(f"PCG_NORA_PROVIDER must be builtin or openai, not {settings.nora_provider!r}")
         if settings.env not in ("development", "production", "test"):
             raise SettingsError(f"PCG_ENV must be development, production or test, not {settings.env!r}")
         return settings

@@ -1,0 +1,113 @@
+"""NORA, the assistant: conversations, their messages and event log, and the usage ledger."""
+
+from enum import Enum
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class NoraRole(str, Enum):
+    USER = "user"
+    ASSISTANT = "assistant"
+    TOOL = "tool"
+
+
+class MessageStatus(str, Enum):
+    STREAMING = "streaming"
+    COMPLETE = "complete"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class UsageKind(str, Enum):
+    TOKENS = "tokens"
+    MESSAGES = "messages"
+
+
+class Conversation(Model):
+    id = fields.IntField(primary_key=True)
+    organization = fields.ForeignKeyField("models.Organization", related_name="nora_conversations")
+    project = fields.ForeignKeyField(
+        "models.Project", related_name="nora_conversations", null=True, on_delete=fields.SET_NULL
+    )
+    user = fields.ForeignKeyField("models.User", related_name="nora_conversations")
+    title = fields.CharField(max_length=200)
+    # Last NoraEvent seq handed out; bumped inside each append's transaction (as Project's).
+    event_seq = fields.BigIntField(default=0)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "nora_conversation"
+        indexes = (("user", "organization", "updated_at"),)
+
+
+class Message(Model):
+    """One turn: the user's text, NORA's (streamed) reply, or one tool call NORA made."""
+
+    id = fields.BigIntField(primary_key=True)
+    conversation = fields.ForeignKeyField("models.Conversation", related_name="messages")
+    role = fields.CharEnumField(NoraRole, max_length=16)
+    content = fields.TextField(default="")
+    status = fields.CharEnumField(MessageStatus, max_length=16)
+    # A reply points at the user message it answers; a tool call at the reply it belongs to.
+    # A plain column, not a foreign key: Aerich 0.10 refuses a new table that references
+    # itself ("cyclic fk references"). Both rows always live in the same conversation.
+    reply_to_id = fields.BigIntField(null=True)
+    tool_call_id = fields.CharField(max_length=100, null=True)
+    tool_name = fields.CharField(max_length=64, null=True)
+    tool_arguments = fields.JSONField(null=True)
+    tool_result = fields.JSONField(null=True)
+    tokens_in = fields.IntField(default=0)
+    tokens_out = fields.IntField(default=0)
+    model = fields.CharField(max_length=200, default="")
+    provider = fields.CharField(max_length=32, default="")
+    latency_ms = fields.IntField(null=True)
+    error_code = fields.CharField(max_length=64, null=True)
+    error_message = fields.TextField(null=True)
+    # Set by cancelNoraMessage on any instance; the generator stops at its next write.
+    cancel_requested = fields.BooleanField(default=False)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    # Written explicitly by every update (queryset updates skip auto_now): a streaming
+    # message whose updated_at stops moving belongs to a generator that died.
+    updated_at = fields.DatetimeField(auto_now_add=True)
+    completed_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "nora_message"
+        indexes = (("conversation", "created_at"), ("status", "updated_at"))
+
+
+class NoraEvent(Model):
+    """The durable log of a conversation's stream; `seq` is dense per conversation."""
+
+    id = fields.BigIntField(primary_key=True)
+    conversation = fields.ForeignKeyField("models.Conversation", related_name="events")
+    seq = fields.BigIntField()
+    type = fields.CharField(max_length=64)
+    payload = fields.JSONField(default=dict)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "nora_event"
+        unique_together = (("conversation", "seq"),)
+
+
+class UsageLedger(Model):
+    """Append-only: one row per message sent and per reply's tokens."""
+
+    id = fields.BigIntField(primary_key=True)
+    organization = fields.ForeignKeyField("models.Organization", related_name="nora_usage")
+    user = fields.ForeignKeyField(
+        "models.User", related_name="nora_usage", null=True, on_delete=fields.SET_NULL
+    )
+    message = fields.ForeignKeyField(
+        "models.Message", related_name="usage", null=True, on_delete=fields.SET_NULL
+    )
+    kind = fields.CharEnumField(UsageKind, max_length=16)
+    amount = fields.BigIntField()
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "nora_usage"
+        indexes = (("organization", "kind", "created_at"),)

@@ -1,0 +1,1 @@
+"""NORA, the assistant: conversations, the streamed reply engine, tools and providers."""

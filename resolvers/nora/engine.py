@@ -1,0 +1,623 @@
+"""The reply engine: one background task per NORA reply, outliving the request that asked.
+
+A generation runs provider turns and tools until the model answers in plain text, writing
+everything to the conversation's event log as it goes:
+MessageStarted (by sendNoraMessage) → TextDelta* / ToolCallStarted → ToolCallFinished … →
+MessageCompleted | MessageFailed | MessageCancelled. The final message is stored whether or
+not anyone listens.
+
+Text is coalesced: at most one TextDelta per COALESCE_SECONDS per message. The provider is
+read by a separate producer task feeding a queue, so a flush can be timed without
+cancelling the provider's stream, and stopping a reply is cancelling that producer (which
+closes the provider's HTTP request).
+
+Stopping: `Generation.stop(reason)` from cancelNoraMessage on this instance, a message on
+`nora-cancel:<message id>` from another instance, or the message's `cancel_requested`
+flag, which every write of the generator checks. Shutdown stops every generation; each
+ends FAILED (INTERRUPTED) with what was written. A sweeper ends messages left STREAMING by
+a crashed instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+import orjson
+from tortoise import timezone
+
+from models import (
+    Conversation,
+    Message,
+    MessageStatus,
+    NoraEvent,
+    NoraRole,
+    Organization,
+    Project,
+    UsageKind,
+    UsageLedger,
+)
+from resolvers.access import Viewer
+from resolvers.errors import AppError, BadInput, QuotaExceeded
+from resolvers.loaders import Loaders
+from resolvers.nora import tools
+from resolvers.nora.events import cancel_channel, writing
+from resolvers.nora.limits import check_quota, make_rate_limiter
+from resolvers.nora.providers import (
+    ProviderError,
+    TextChunk,
+    ToolCall,
+    Usage,
+    estimate_tokens,
+    make_provider,
+)
+
+log = logging.getLogger("pcg.nora")
+
+COALESCE_SECONDS = 0.03
+MAX_TOOL_ROUNDS = 5
+HISTORY_LIMIT = 40
+# No write for this long while STREAMING: the generator is gone (crash, kill -9).
+STALE_AFTER = timedelta(minutes=3)
+SWEEP_SECONDS = 60.0
+PRUNE_SECONDS = 3600.0
+SHUTDOWN_GRACE = 5.0
+# While waiting for a silent provider, look at the cancel flag this often, and show that the
+# generator is alive (updated_at) this often, so the sweeper never ends a live reply.
+CANCEL_POLL_SECONDS = 1.0
+HEARTBEAT_SECONDS = 30.0
+
+_END = object()
+_WAKE = object()
+
+
+def snapshot(message: Message) -> dict:
+    """The camelCase form events carry (materialized again by the schema)."""
+
+    def iso(value):
+        return value.isoformat() if value else None
+
+    return {
+        "id": message.id,
+        "conversationId": message.conversation_id,
+        "role": message.role.value,
+        "content": message.content,
+        "status": message.status.value,
+        "replyToId": message.reply_to_id,
+        "toolCallId": message.tool_call_id,
+        "toolName": message.tool_name,
+        "toolArguments": message.tool_arguments,
+        "toolResult": message.tool_result,
+        "tokensIn": message.tokens_in,
+        "tokensOut": message.tokens_out,
+        "model": message.model,
+        "provider": message.provider,
+        "latencyMs": message.latency_ms,
+        "errorCode": message.error_code,
+        "errorMessage": message.error_message,
+        "createdAt": iso(message.created_at),
+        "updatedAt": iso(message.updated_at),
+        "completedAt": iso(message.completed_at),
+    }
+
+
+class Stop(Exception):
+    """The generation must end now: `reason` is cancel, shutdown, or taken (someone else
+    already ended the message)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Halted(Exception):
+    """Inside a write: the message is no longer ours to write (rolls the transaction back)."""
+
+
+# -- the runtime: one per app instance ------------------------------------------------------------
+
+
+class NoraRuntime:
+    def __init__(self, settings, broadcast, provider=None) -> None:
+        self.settings = settings
+        self.broadcast = broadcast
+        self.provider = provider or make_provider(settings)
+        self.limiter = make_rate_limiter(settings.broadcast_url)
+        self.running: dict[int, Generation] = {}
+        self._sweeper: asyncio.Task | None = None
+        self._closing = False
+
+    async def start(self) -> None:
+        await self.limiter.connect()
+        try:
+            await self.sweep()
+        except Exception:  # noqa: BLE001 - never block startup on housekeeping
+            log.warning("NORA recovery sweep failed", exc_info=True)
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="nora-sweeper")
+
+    async def stop(self) -> None:
+        """End every running reply (FAILED, with what was written) before the app stops."""
+        self._closing = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+        generations = list(self.running.values())
+        for generation in generations:
+            generation.stop("shutdown")
+        if generations:
+            _, pending = await asyncio.wait([g.task for g in generations], timeout=SHUTDOWN_GRACE)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self.limiter.close()
+
+    def launch(self, ctx, conversation: Conversation, user_message: Message, reply: Message) -> Generation:
+        # The request's context ends with the request: the reply gets its own, acting as the
+        # same principal (API key caps included) with fresh memberships and loaders.
+        base = dataclasses.replace(
+            ctx, request=None, response=None, connection_params=None,
+            request_id=f"nora-{reply.id}", viewer=Viewer(ctx.viewer.principal), loaders=Loaders(),
+        )
+        generation = Generation(self, base, conversation, user_message, reply)
+        self.running[reply.id] = generation
+        if self._closing:
+            generation.stop("shutdown")
+        return generation
+
+    async def request_cancel(self, message_id: int) -> None:
+        generation = self.running.get(message_id)
+        if generation is not None:
+            generation.stop("cancel")
+            return
+        try:
+            await self.broadcast.publish(channel=cancel_channel(message_id), message="{}")
+        except Exception as exc:  # noqa: BLE001 - the DB flag still stops it at its next write
+            log.warning("publishing a NORA cancel request failed (%s)", exc)
+
+    async def wait(self, message_id: int, timeout: float) -> None:
+        """Until the message leaves STREAMING (here or on another instance), or timeout."""
+        generation = self.running.get(message_id)
+        deadline = time.monotonic() + timeout
+        if generation is not None:
+            await asyncio.wait([generation.task], timeout=timeout)
+            return
+        while time.monotonic() < deadline:
+            status = await Message.filter(id=message_id).first().values_list("status", flat=True)
+            if status != MessageStatus.STREAMING:
+                return
+            await asyncio.sleep(0.05)
+
+    async def sweep(self) -> int:
+        """End replies whose generator died (no write for STALE_AFTER): crash recovery."""
+        cutoff = datetime.now(UTC) - STALE_AFTER
+        stale = await Message.filter(
+            role=NoraRole.ASSISTANT, status=MessageStatus.STREAMING, updated_at__lt=cutoff
+        ).exclude(id__in=list(self.running) or [0])
+        for message in stale:
+            await end_orphan(
+                self.broadcast, message, MessageStatus.FAILED, "INTERRUPTED",
+                "NORA stopped answering (the server restarted); ask again",
+            )
+        if stale:
+            log.warning("ended %d NORA replies left streaming by a stopped instance", len(stale))
+        return len(stale)
+
+    async def _sweep_forever(self) -> None:
+        last_prune = 0.0
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            try:
+                await self.sweep()
+                if time.monotonic() - last_prune > PRUNE_SECONDS:
+                    last_prune = time.monotonic()
+                    cutoff = datetime.now(UTC) - timedelta(days=self.settings.event_retention_days)
+                    await NoraEvent.filter(created_at__lt=cutoff).delete()
+            except Exception:  # noqa: BLE001 - try again next round
+                log.warning("NORA sweep failed", exc_info=True)
+
+
+async def end_orphan(broadcast, message: Message, status: MessageStatus, code: str | None, text: str | None) -> bool:
+    """End a STREAMING reply that no generator is writing; False if it had already ended."""
+    now = timezone.now()
+    try:
+        async with writing(broadcast) as batch:
+            changed = await Message.filter(id=message.id, status=MessageStatus.STREAMING).update(
+                status=status, error_code=code, error_message=text, completed_at=now, updated_at=now
+            )
+            if changed != 1:
+                raise _Halted()
+            await Message.filter(reply_to_id=message.id, role=NoraRole.TOOL, status=MessageStatus.STREAMING).update(
+                status=MessageStatus.FAILED, completed_at=now, updated_at=now,
+                tool_result={"ok": False, "error": {"code": "INTERRUPTED", "message": "The reply ended first"}},
+            )
+            fresh = await Message.get(id=message.id)
+            conversation = await Conversation.get(id=message.conversation_id)
+            if tokens := estimate_tokens(fresh.content):
+                await UsageLedger.create(
+                    organization_id=conversation.organization_id, user_id=conversation.user_id,
+                    message_id=fresh.id, kind=UsageKind.TOKENS, amount=tokens,
+                )
+            await Conversation.filter(id=conversation.id).update(updated_at=now)
+            await batch.event(conversation.id, *_final_event(fresh, code, text))
+    except _Halted:
+        return False
+    return True
+
+
+def _final_event(message: Message, code: str | None, text: str | None) -> tuple[str, dict]:
+    payload = {"messageId": message.id, "message": snapshot(message)}
+    if message.status is MessageStatus.COMPLETE:
+        usage = {"tokensIn": message.tokens_in, "tokensOut": message.tokens_out, "latencyMs": message.latency_ms}
+        return "MessageCompleted", payload | {"usage": usage}
+    if message.status is MessageStatus.CANCELLED:
+        return "MessageCancelled", payload
+    return "MessageFailed", payload | {"code": code, "error": text}
+
+
+# -- one reply ---------------------------------------------------------------------------------
+
+
+class ReplyWriter:
+    """The reply's rows and events. Every write first checks that the message is still
+    STREAMING and not cancelled, so a cancel on another instance stops the generator here."""
+
+    def __init__(self, broadcast, conversation: Conversation, reply: Message) -> None:
+        self.broadcast = broadcast
+        self.conversation = conversation
+        self.reply = reply
+        self.content = ""
+        self.flushed = 0
+        self.index = 0
+        self.last_flush = 0.0
+        self.tokens_in = 0
+        self.tokens_out = 0
+        self.open_tool: Message | None = None
+        self.beat = time.monotonic()
+
+    @property
+    def pending(self) -> bool:
+        return len(self.content) > self.flushed
+
+    @property
+    def due(self) -> float:
+        return self.last_flush + COALESCE_SECONDS
+
+    def add(self, text: str) -> None:
+        self.content += text
+
+    def count(self, usage: Usage | None, prompt_estimate: int, text: str, calls: list[ToolCall]) -> None:
+        if usage is not None:
+            self.tokens_in += usage.tokens_in
+            self.tokens_out += usage.tokens_out
+        else:
+            self.tokens_in += prompt_estimate
+            self.tokens_out += estimate_tokens(text) + sum(estimate_tokens(c.arguments) for c in calls)
+
+    async def _still_ours(self, now, **columns) -> None:
+        changed = await Message.filter(
+            id=self.reply.id, status=MessageStatus.STREAMING, cancel_requested=False
+        ).update(updated_at=now, **columns)
+        if changed != 1:
+            raise _Halted()
+        self.beat = time.monotonic()
+
+    async def _why(self) -> str:
+        status = await Message.filter(id=self.reply.id).first().values_list("status", flat=True)
+        return "cancel" if status == MessageStatus.STREAMING else "taken"
+
+    async def check(self) -> None:
+        """Between turns and while the provider is silent: has someone asked us to stop?"""
+        if time.monotonic() - self.beat > HEARTBEAT_SECONDS:
+            try:
+                await self._still_ours(timezone.now())
+            except _Halted:
+                raise Stop(await self._why()) from None
+            return
+        row = await Message.filter(id=self.reply.id).first().values("status", "cancel_requested")
+        if row is None or row["status"] != MessageStatus.STREAMING:
+            raise Stop("taken")
+        if row["cancel_requested"]:
+            raise Stop("cancel")
+
+    def _delta(self) -> dict:
+        return {"messageId": self.reply.id, "index": self.index, "offset": self.flushed, "text": self.content[self.flushed:]}
+
+    async def flush(self) -> None:
+        if not self.pending:
+            return
+        try:
+            async with writing(self.broadcast) as batch:
+                await self._still_ours(timezone.now(), content=self.content)
+                await batch.event(self.conversation.id, "TextDelta", self._delta())
+        except _Halted:
+            raise Stop(await self._why()) from None
+        self.flushed = len(self.content)
+        self.index += 1
+        self.last_flush = time.monotonic()
+
+    async def tool_started(self, call: ToolCall, args: dict | None) -> Message:
+        await self.flush()  # the text before the call goes out before it
+        try:
+            async with writing(self.broadcast) as batch:
+                await self._still_ours(timezone.now())
+                tool = await Message.create(
+                    conversation_id=self.conversation.id, role=NoraRole.TOOL, status=MessageStatus.STREAMING,
+                    reply_to_id=self.reply.id, tool_call_id=call.id[:100], tool_name=call.name[:64],
+                    tool_arguments=args if args is not None else {"unparsed": call.arguments[:2000]},
+                    provider=self.reply.provider, model=self.reply.model,
+                )
+                await batch.event(self.conversation.id, "ToolCallStarted", {
+                    "messageId": self.reply.id, "toolCallId": tool.id, "name": tool.tool_name,
+                    "arguments": tool.tool_arguments,
+                })
+        except _Halted:
+            raise Stop(await self._why()) from None
+        self.open_tool = tool
+        return tool
+
+    async def tool_finished(self, tool: Message, result: dict) -> None:
+        # Recorded even when a cancel arrived meanwhile: the tool did run.
+        now = timezone.now()
+        ok = bool(result.get("ok"))
+        async with writing(self.broadcast) as batch:
+            await Message.filter(id=tool.id).update(
+                status=MessageStatus.COMPLETE if ok else MessageStatus.FAILED, tool_result=result,
+                completed_at=now, updated_at=now,
+            )
+            await Message.filter(id=self.reply.id).update(updated_at=now)
+            await batch.event(self.conversation.id, "ToolCallFinished", {
+                "messageId": self.reply.id, "toolCallId": tool.id, "name": tool.tool_name, "ok": ok,
+                "result": result.get("result"), "error": result.get("error"),
+            })
+        self.open_tool = None
+
+    async def finish(self, status: MessageStatus, code: str | None, text: str | None, latency_ms: int) -> None:
+        now = timezone.now()
+        try:
+            async with writing(self.broadcast) as batch:
+                changed = await Message.filter(id=self.reply.id, status=MessageStatus.STREAMING).update(
+                    status=status, content=self.content, tokens_in=self.tokens_in, tokens_out=self.tokens_out,
+                    latency_ms=latency_ms, error_code=code, error_message=text, completed_at=now, updated_at=now,
+                )
+                if changed != 1:
+                    raise _Halted()
+                if self.open_tool is not None:
+                    await Message.filter(id=self.open_tool.id, status=MessageStatus.STREAMING).update(
+                        status=MessageStatus.FAILED, completed_at=now, updated_at=now,
+                        tool_result={"ok": False, "error": {"code": code or "CANCELLED", "message": "The reply ended first"}},
+                    )
+                if self.pending:
+                    await batch.event(self.conversation.id, "TextDelta", self._delta())
+                if total := self.tokens_in + self.tokens_out:
+                    await UsageLedger.create(
+                        organization_id=self.conversation.organization_id, user_id=self.conversation.user_id,
+                        message_id=self.reply.id, kind=UsageKind.TOKENS, amount=total,
+                    )
+                await Conversation.filter(id=self.conversation.id).update(updated_at=now)
+                fresh = await Message.get(id=self.reply.id)
+                await batch.event(self.conversation.id, *_final_event(fresh, code, text))
+        except _Halted:
+            return  # ended elsewhere (cancelled while idle, or swept): nothing more to say
+        self.flushed = len(self.content)
+
+
+class Generation:
+    def __init__(self, runtime: NoraRuntime, ctx, conversation: Conversation, user_message: Message, reply: Message) -> None:
+        self.runtime = runtime
+        self.ctx = ctx
+        self.conversation = conversation
+        self.user_message = user_message
+        self.reply = reply
+        self.reason: str | None = None
+        self._queue: asyncio.Queue | None = None
+        self._producer: asyncio.Task | None = None
+        self.task = asyncio.create_task(self._run(), name=f"nora-reply-{reply.id}")
+
+    def stop(self, reason: str) -> None:
+        if self.reason is not None:
+            return
+        self.reason = reason
+        if self._producer is not None:
+            self._producer.cancel()  # closes the provider's request
+        if self._queue is not None:
+            self._queue.put_nowait(_WAKE)
+
+    def _check(self) -> None:
+        if self.reason is not None:
+            raise Stop(self.reason)
+
+    async def _run(self) -> None:
+        started = time.monotonic()
+        writer = ReplyWriter(self.runtime.broadcast, self.conversation, self.reply)
+        watcher = asyncio.create_task(self._watch_cancel())
+        try:
+            status, code, text = MessageStatus.COMPLETE, None, None
+            try:
+                await self._generate(writer)
+            except Stop as stop:
+                self.reason = self.reason or stop.reason
+            except ProviderError as error:
+                status, code, text = MessageStatus.FAILED, error.code, error.message
+            except QuotaExceeded as error:
+                status, code, text = MessageStatus.FAILED, error.code, error.message
+            except Exception:
+                log.exception("NORA reply %s failed", self.reply.id)
+                status, code, text = MessageStatus.FAILED, "INTERNAL_ERROR", "NORA hit an unexpected error; try again"
+            if self.reason == "taken":
+                return
+            if self.reason == "cancel":
+                status, code, text = MessageStatus.CANCELLED, None, None
+            elif self.reason == "shutdown":
+                status, code, text = (
+                    MessageStatus.FAILED, "INTERRUPTED", "The server stopped while NORA was answering; ask again",
+                )
+            await writer.finish(status, code, text, int((time.monotonic() - started) * 1000))
+        except Exception:
+            log.exception("NORA reply %s could not be finished", self.reply.id)
+        finally:
+            watcher.cancel()
+            self.runtime.running.pop(self.reply.id, None)
+
+    async def _watch_cancel(self) -> None:
+        try:
+            async with self.runtime.broadcast.subscribe(cancel_channel(self.reply.id)) as subscription:
+                await subscription.get()
+                self.stop("cancel")
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the cancel flag in the database still works
+            log.warning("NORA cancel listener for %s failed", self.reply.id, exc_info=True)
+
+    async def _generate(self, writer: ReplyWriter) -> None:
+        chat = await build_chat(self.conversation, self.reply, self.ctx.viewer.user)
+        for round_ in range(MAX_TOOL_ROUNDS + 1):
+            self._check()
+            await writer.check()
+            await check_quota(self.runtime.settings, self.conversation.organization_id)
+            # The last round offers no tools, so the model has to answer in words.
+            offered = tools.SCHEMAS if round_ < MAX_TOOL_ROUNDS else []
+            calls, text = await self._turn(writer, chat, offered)
+            if not calls or not offered:
+                return
+            chat.append({
+                "role": "assistant",
+                "content": text or None,
+                "tool_calls": [
+                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                    for c in calls
+                ],
+            })
+            for call in calls:
+                self._check()
+                result = await self._call_tool(writer, call)
+                chat.append({"role": "tool", "tool_call_id": call.id, "content": orjson.dumps(result).decode()})
+
+    async def _produce(self, stream, queue: asyncio.Queue) -> None:
+        try:
+            async for chunk in stream:
+                queue.put_nowait(chunk)
+            queue.put_nowait(_END)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, which raises it
+            queue.put_nowait(error)
+        finally:
+            await stream.aclose()
+
+    async def _turn(self, writer: ReplyWriter, chat: list[dict], offered: list[dict]) -> tuple[list[ToolCall], str]:
+        queue: asyncio.Queue = asyncio.Queue()
+        self._queue = queue
+        self._producer = asyncio.create_task(self._produce(self.runtime.provider.stream(chat, offered), queue))
+        calls: list[ToolCall] = []
+        usage: Usage | None = None
+        parts: list[str] = []
+        prompt_estimate = estimate_tokens(orjson.dumps(chat).decode())
+        try:
+            self._check()
+            while True:
+                if writer.pending:
+                    wait = writer.due - time.monotonic()
+                    if wait <= 0:
+                        await writer.flush()
+                        continue
+                else:
+                    wait = CANCEL_POLL_SECONDS
+                try:
+                    async with asyncio.timeout(wait):
+                        item = await queue.get()
+                except TimeoutError:
+                    if not writer.pending:
+                        await writer.check()
+                    continue
+                self._check()
+                if item is _END:
+                    break
+                if item is _WAKE:
+                    continue
+                if isinstance(item, BaseException):
+                    raise item
+                if isinstance(item, TextChunk):
+                    parts.append(item.text)
+                    writer.add(item.text)
+                    if writer.due <= time.monotonic():
+                        await writer.flush()
+                elif isinstance(item, ToolCall):
+                    calls.append(item)
+                elif isinstance(item, Usage):
+                    usage = item
+            await writer.flush()
+        finally:
+            producer, self._producer, self._queue = self._producer, None, None
+            producer.cancel()
+            await asyncio.gather(producer, return_exceptions=True)
+            writer.count(usage, prompt_estimate, "".join(parts), calls)
+        return calls, "".join(parts)
+
+    async def _call_tool(self, writer: ReplyWriter, call: ToolCall) -> dict:
+        try:
+            args = orjson.loads(call.arguments or "{}")
+        except orjson.JSONDecodeError:
+            args = None
+        tool = await writer.tool_started(call, args)
+        # Each call sees the user's current memberships and fresh loaders.
+        ctx = dataclasses.replace(self.ctx, viewer=Viewer(self.ctx.viewer.principal), loaders=Loaders())
+        try:
+            if args is None:
+                raise BadInput("The tool arguments were not valid JSON", field="arguments")
+            result = {"ok": True, "result": await tools.run(ctx, self.conversation, call.name, args)}
+        except AppError as error:
+            result = {"ok": False, "error": {"code": error.code, "message": error.message, **error.extensions}}
+        except Exception:
+            log.exception("NORA tool %s failed", call.name)
+            result = {"ok": False, "error": {"code": "INTERNAL_ERROR", "message": "The tool failed unexpectedly"}}
+        await writer.tool_finished(tool, result)
+        return result
+
+
+# -- the chat sent to the provider ---------------------------------------------------------------
+
+
+async def build_chat(conversation: Conversation, reply: Message, user) -> list[dict]:
+    rows = list(reversed(
+        await Message.filter(conversation_id=conversation.id, id__lt=reply.id).order_by("-id").limit(HISTORY_LIMIT)
+    ))
+    tool_rows: dict[int, list[Message]] = defaultdict(list)
+    for row in rows:
+        if row.role is NoraRole.TOOL and row.tool_call_id:
+            tool_rows[row.reply_to_id].append(row)
+    chat = [{"role": "system", "content": await _system_prompt(conversation, user)}]
+    for row in rows:
+        if row.role is NoraRole.USER:
+            chat.append({"role": "user", "content": row.content})
+        elif row.role is NoraRole.ASSISTANT:
+            calls = tool_rows.get(row.id, [])
+            if calls:
+                chat.append({"role": "assistant", "content": None, "tool_calls": [
+                    {"id": t.tool_call_id, "type": "function",
+                     "function": {"name": t.tool_name, "arguments": orjson.dumps(t.tool_arguments or {}).decode()}}
+                    for t in calls
+                ]})
+                for t in calls:
+                    result = t.tool_result or {"ok": False, "error": {"code": "INTERRUPTED"}}
+                    chat.append({"role": "tool", "tool_call_id": t.tool_call_id, "content": orjson.dumps(result).decode()})
+            if row.content:
+                chat.append({"role": "assistant", "content": row.content})
+    return chat
+
+
+async def _system_prompt(conversation: Conversation, user) -> str:
+    org = await Organization.get(id=conversation.organization_id)
+    project = await Project.get_or_none(id=conversation.project_id) if conversation.project_id else None
+    scope = f'the project "{project.name}"' if project else f'the projects of the organization "{org.name}"'
+    today = datetime.now(UTC).date().isoformat()
+    return (
+        f"You are NORA, the assistant built into PCG, a project-management platform. You are "
+        f"helping {user.name} with {scope}. Use the tools to look at or change tasks; never "
+        f"invent tasks or IDs. Every change is made as {user.name}, with their permissions: when "
+        f"a tool answers FORBIDDEN, say that their role does not allow it. Today is {today} (UTC). "
+        f"Answer briefly, in plain text."
+    )

@@ -1,0 +1,259 @@
+"""NORA's `openai` provider against a fake OpenAI-compatible server on 127.0.0.1: streamed
+text and tool calls over two turns, provider failures and timeouts, cancellation, quota."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from models import (
+    BoardEvent,
+    Message,
+    MessageStatus,
+    NoraEvent,
+    Task,
+    UsageKind,
+    UsageLedger,
+)
+from server.app import create_app
+from server.settings import Settings
+from tests.conftest import SECRET, Factory, GraphQLClient
+from tests.fake_openai import FakeOpenAI, chunk, text_events, tool_events
+from tests.nora_support import (
+    CANCEL,
+    kinds,
+    make_team,
+    pk,
+    send,
+    settled,
+    start,
+    subscribe,
+    text_of,
+    until_final,
+)
+
+
+@pytest.fixture
+async def fake():
+    server = await FakeOpenAI().start()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+def settings(tmp_path, database_url, fake) -> Settings:
+    return Settings(
+        env="test", data_dir=tmp_path, database_url=database_url, secret_key=SECRET,
+        nora_provider="openai", nora_base_url=fake.url, nora_api_key="sk-test", nora_model="fake-model",
+        nora_timeout=1,
+    )
+
+
+@pytest.mark.both_databases
+async def test_text_and_a_tool_call_then_a_second_turn(live, gql, factory, fake):
+    owner, org, project = await make_team(factory)
+    fake.script = [
+        fake.stream(tool_events(["Sure", ", adding", " it."], "create_task", {"title": "Fix login", "priority": "high"}),
+                    delay=0.01),
+        fake.stream(text_events(["Added", " \"Fix login\"", "."], prompt=40, completion=3), delay=0.01),
+    ]
+    conversation = await start(gql, owner.token, org, project)
+    ws = await subscribe(live, owner.token, conversation)
+    try:
+        sent = await send(gql, owner.token, conversation["id"], "please add Fix login, it's urgent")
+        assert (sent["assistantMessage"]["provider"], sent["assistantMessage"]["model"]) == ("openai", "fake-model")
+        events = await until_final(ws)
+    finally:
+        await ws.close()
+    assert kinds(events) == [
+        "MessageStarted", "TextDelta", "ToolCallStarted", "ToolCallFinished", "TextDelta", "MessageCompleted",
+    ]
+    call = next(e for e in events if e["__typename"] == "ToolCallStarted")
+    assert (call["name"], call["arguments"]) == ("create_task", {"title": "Fix login", "priority": "high"})
+    finished = next(e for e in events if e["__typename"] == "ToolCallFinished")
+    assert finished["ok"] is True
+    done = events[-1]
+    assert done["message"]["content"] == 'Sure, adding it.Added "Fix login".' == text_of(events)
+    assert done["usage"]["tokensIn"] == 20 + 40 and done["usage"]["tokensOut"] == 7 + 3
+
+    task = await Task.get(project_id=project.id)
+    assert (task.title, task.priority.value, task.created_by_id) == ("Fix login", "high", owner.user.id)
+    assert await BoardEvent.filter(project_id=project.id, type="TaskCreated").count() == 1
+    tokens = await UsageLedger.get(kind=UsageKind.TOKENS)
+    assert tokens.amount == 70
+
+    first, second = fake.requests
+    assert first["path"] == "/v1/chat/completions" and first["headers"]["authorization"] == "Bearer sk-test"
+    body = first["json"]
+    assert (body["model"], body["stream"]) == ("fake-model", True)
+    assert {t["function"]["name"] for t in body["tools"]} == {
+        "search_tasks", "get_task", "create_task", "update_task", "add_comment", "summarize_board", "list_members",
+    }
+    assert body["messages"][0]["role"] == "system" and "Website" in body["messages"][0]["content"]
+    assert body["messages"][-1] == {"role": "user", "content": "please add Fix login, it's urgent"}
+    asked, answered = second["json"]["messages"][-2:]
+    assert asked["role"] == "assistant" and asked["tool_calls"][0]["id"] == "call_abc"
+    assert asked["tool_calls"][0]["function"]["name"] == "create_task"
+    assert answered["role"] == "tool" and answered["tool_call_id"] == "call_abc"
+    assert '"ok":true' in answered["content"] and "Fix login" in answered["content"]
+
+    # The next message carries the whole exchange as history.
+    fake.script = [fake.stream(text_events(["You're", " welcome"]))]
+    sent = await send(gql, owner.token, conversation["id"], "thanks")
+    await settled(pk(sent["assistantMessage"]["id"]))
+    history = [(m["role"], m.get("content")) for m in fake.requests[2]["json"]["messages"][1:]]
+    history[2] = ("tool", json.loads(history[2][1]))  # stored as JSON(B): key order may differ
+    assert history == [
+        ("user", "please add Fix login, it's urgent"),
+        ("assistant", None),
+        ("tool", json.loads(answered["content"])),
+        ("assistant", 'Sure, adding it.Added "Fix login".'),
+        ("user", "thanks"),
+    ]
+
+
+async def test_the_server_failing_mid_stream_ends_the_reply_failed(live, gql, factory, fake):
+    owner, org, project = await make_team(factory)
+    fake.script = [fake.break_after(text_events(["Half", " an"])[:3])]
+    conversation = await start(gql, owner.token, org, project)
+    ws = await subscribe(live, owner.token, conversation)
+    try:
+        await send(gql, owner.token, conversation["id"], "explain everything")
+        events = await until_final(ws)
+    finally:
+        await ws.close()
+    failed = events[-1]
+    assert failed["__typename"] == "MessageFailed" and failed["code"] == "PROVIDER_ERROR"
+    assert "closed the connection" in failed["errorMessage"]
+    assert failed["message"]["content"] == "Half an" == text_of(events)
+    reply = await Message.get(id=pk(failed["message"]["id"]))
+    assert (reply.status, reply.error_code, reply.content) == (MessageStatus.FAILED, "PROVIDER_ERROR", "Half an")
+    assert (await UsageLedger.get(kind=UsageKind.TOKENS)).amount > 0  # what it cost is still counted
+
+
+async def test_a_provider_that_stops_talking_times_out(gql, factory, fake):
+    owner, org, project = await make_team(factory)
+    fake.script = [fake.stall_after(text_events(["Slow"])[:2], seconds=10)]
+    conversation = await start(gql, owner.token, org, project)
+    sent = await send(gql, owner.token, conversation["id"], "hello?")
+    reply = await settled(pk(sent["assistantMessage"]["id"]), timeout=5)
+    assert (reply.status, reply.error_code, reply.content) == (MessageStatus.FAILED, "PROVIDER_TIMEOUT", "Slow")
+    assert "within 1 s" in reply.error_message
+    await asyncio.wait_for(fake.disconnected.wait(), 2)
+    final = await NoraEvent.filter(conversation_id=pk(conversation["id"])).order_by("-seq").first()
+    assert (final.type, final.payload["code"]) == ("MessageFailed", "PROVIDER_TIMEOUT")
+
+
+@pytest.mark.parametrize(
+    "status, body, code, text",
+    [
+        (500, {"error": {"message": "model crashed"}}, "PROVIDER_ERROR", "HTTP 500: model crashed"),
+        (429, {"error": {"message": "slow down"}}, "PROVIDER_RATE_LIMITED", "HTTP 429: slow down"),
+    ],
+)
+async def test_http_errors_end_the_reply_with_a_clear_code(gql, factory, fake, status, body, code, text):
+    owner, org, project = await make_team(factory)
+    fake.script = [fake.http_error(status, body)]
+    conversation = await start(gql, owner.token, org, project)
+    sent = await send(gql, owner.token, conversation["id"], "hi")
+    reply = await settled(pk(sent["assistantMessage"]["id"]))
+    assert (reply.status, reply.error_code) == (MessageStatus.FAILED, code)
+    assert text in reply.error_message
+
+
+async def test_an_unreachable_provider_is_unavailable(gql, factory, fake):
+    owner, org, project = await make_team(factory)
+    fake.server.close()
+    await fake.server.wait_closed()
+    conversation = await start(gql, owner.token, org, project)
+    sent = await send(gql, owner.token, conversation["id"], "hi")
+    reply = await settled(pk(sent["assistantMessage"]["id"]))
+    assert (reply.status, reply.error_code) == (MessageStatus.FAILED, "PROVIDER_UNAVAILABLE")
+
+
+@pytest.mark.both_databases
+async def test_cancel_stops_the_provider_request(live, gql, factory, fake):
+    owner, org, project = await make_team(factory)
+    fake.script = [fake.stall_after(text_events(["Thinking", " hard"])[:3], seconds=10)]
+    conversation = await start(gql, owner.token, org, project)
+    ws = await subscribe(live, owner.token, conversation)
+    try:
+        sent = await send(gql, owner.token, conversation["id"], "think about it")
+        reply_id = sent["assistantMessage"]["id"]
+        seen = ""
+        while seen != "Thinking hard":
+            event = (await ws.next_data())["data"]["noraEvents"]
+            seen += event.get("text", "")
+        cancelled = (await gql.ok(CANCEL, {"i": {"messageId": reply_id}}, token=owner.token))["cancelNoraMessage"]
+        assert cancelled["message"] == {"id": reply_id, "status": "CANCELLED", "content": "Thinking hard"}
+        await asyncio.wait_for(fake.disconnected.wait(), 2)  # the provider saw the request go
+        final = (await ws.next_data())["data"]["noraEvents"]
+        assert final["__typename"] == "MessageCancelled" and final["message"]["content"] == "Thinking hard"
+    finally:
+        await ws.close()
+    assert len(fake.requests) == 1
+
+
+async def test_quota_exceeded_means_no_provider_call(gql, factory, fake):
+    owner, org, project = await make_team(factory)
+    await UsageLedger.create(organization=org, user=owner.user, kind=UsageKind.TOKENS, amount=49_999)
+    conversation = await start(gql, owner.token, org, project)
+    fake.script = [fake.stream(text_events(["fine"], prompt=5, completion=1))]
+    sent = await send(gql, owner.token, conversation["id"], "one more")  # 49,999 < 50,000: allowed
+    await settled(pk(sent["assistantMessage"]["id"]))
+    assert len(fake.requests) == 1
+    error = await gql.error(
+        "mutation($i: SendNoraMessageInput!) { sendNoraMessage(input: $i) { conversation { id } } }",
+        {"i": {"conversationId": conversation["id"], "content": "and another"}}, token=owner.token,
+    )
+    assert error["extensions"]["code"] == "QUOTA_EXCEEDED"
+    assert error["extensions"]["used"] == 50_005
+    assert len(fake.requests) == 1
+    assert await Message.filter(conversation_id=pk(conversation["id"])).count() == 2
+
+
+def _row(path: str, message_id: int) -> dict:
+    with sqlite3.connect(path) as db:
+        db.row_factory = sqlite3.Row
+        return dict(db.execute("SELECT * FROM nora_message WHERE id = ?", (message_id,)).fetchone())
+
+
+async def test_shutdown_ends_running_replies_failed_and_startup_sweeps_orphans(settings, fake, password_hash):
+    fake.script = [fake.stall_after([chunk({"content": "Partial"})], seconds=10)]
+    path = settings.database_url.removeprefix("sqlite://")
+    application = create_app(settings)
+    async with LifespanManager(application):
+        factory = Factory(password_hash)
+        owner, org, project = await make_team(factory)
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            gql = GraphQLClient(http)
+            conversation = await start(gql, owner.token, org, project)
+            sent = await send(gql, owner.token, conversation["id"], "go on")
+            reply_id = pk(sent["assistantMessage"]["id"])
+            while (await Message.get(id=reply_id)).content != "Partial":
+                await asyncio.sleep(0.01)
+            # A reply whose instance died long ago, for the next startup to find.
+            from datetime import timedelta
+
+            from tortoise import timezone
+
+            orphan = await Message.create(
+                conversation_id=pk(conversation["id"]), role="assistant", status=MessageStatus.STREAMING,
+                content="Lost", provider="openai", model="fake-model",
+            )
+            await Message.filter(id=orphan.id).update(updated_at=timezone.now() - timedelta(minutes=10))
+    stopped = _row(path, reply_id)
+    assert (stopped["status"], stopped["error_code"], stopped["content"]) == ("failed", "INTERRUPTED", "Partial")
+    assert _row(path, orphan.id)["status"] == "streaming"  # another instance's: not ours to end on shutdown
+
+    async with LifespanManager(create_app(settings)):
+        ended = await Message.get(id=orphan.id)
+        assert (ended.status, ended.error_code, ended.content) == (MessageStatus.FAILED, "INTERRUPTED", "Lost")
+        final = await NoraEvent.filter(conversation_id=pk(conversation["id"])).order_by("-seq").first()
+        assert (final.type, final.payload["messageId"]) == ("MessageFailed", orphan.id)
