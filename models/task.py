@@ -30,7 +30,8 @@ class Task(Model):
 
     class Meta:
         table = "task"
-        indexes = (("project", "status", "position"),)
+        # parent: subtask lists and counts; the board's own order is (project, status, position).
+        indexes = (("project", "status", "position"), ("parent",))
 
 
 class TaskComment(Model):
@@ -54,3 +55,5 @@ class TaskLabel(Model):
     class Meta:
         table = "task_label"
         unique_together = (("task", "label"),)
+        # The unique index leads with task; filtering tasks by label needs its own.
+        indexes = (("label",),)
