@@ -199,58 +199,71 @@ def _page(rows: list[Any], limit: int, total: int, order: Order) -> CountedPage:
     )
 
 
+# Batch functions are stateless: built once. Each request (or subscription event) gets its own
+# DataLoader per relation, created on first use — a websocket builds Loaders for every event
+# of every subscriber, and most events touch one or two relations at most.
+_BATCHES: dict[str, Callable] = {
+    "user": _by_id(User),
+    "organization": _by_id(Organization),
+    "project": _by_id(Project),
+    "task": _by_id(Task),
+    "labels_by_task": _labels_by_task,
+    "comment_count_by_task": _counted(lambda ids: TaskComment.filter(task_id__in=ids), "task_id"),
+    "subtask_count_by_task": _counted(
+        lambda ids: Task.filter(parent_id__in=ids, archived_at__isnull=True), "parent_id"
+    ),
+    "members_by_project": _grouped(
+        lambda ids: ProjectMember.filter(project_id__in=ids).order_by("created_at", "id"),
+        lambda m: m.project_id,
+    ),
+    "member_count_by_project": _counted(
+        lambda ids: ProjectMember.filter(project_id__in=ids), "project_id"
+    ),
+    "members_by_org": _grouped(
+        lambda ids: OrganizationMember.filter(organization_id__in=ids).order_by("created_at", "id"),
+        lambda m: m.organization_id,
+    ),
+    "open_task_count_by_project": _counted(
+        lambda ids: Task.filter(project_id__in=ids, archived_at__isnull=True), "project_id"
+    ),
+    "custom_fields_by_project": _grouped(
+        lambda ids: CustomFieldDefinition.filter(project_id__in=ids).order_by("id"),
+        lambda d: d.project_id,
+    ),
+    "labels_by_project": _grouped(
+        lambda ids: Label.filter(project_id__in=ids).order_by("name", "id"),
+        lambda l: l.project_id,
+    ),
+}
+
+
 class Loaders:
+    user: DataLoader
+    organization: DataLoader
+    project: DataLoader
+    task: DataLoader
+    labels_by_task: DataLoader
+    comment_count_by_task: DataLoader
+    subtask_count_by_task: DataLoader
+    members_by_project: DataLoader
+    member_count_by_project: DataLoader
+    members_by_org: DataLoader
+    open_task_count_by_project: DataLoader
+    custom_fields_by_project: DataLoader
+    labels_by_project: DataLoader
+
     def __init__(self) -> None:
         self._all: list[DataLoader] = []
         self._pages: dict[tuple[PageSpec, str], DataLoader] = {}
-        self.user = self._make(_by_id(User))
-        self.organization = self._make(_by_id(Organization))
-        self.project = self._make(_by_id(Project))
-        self.task = self._make(_by_id(Task))
-        self.labels_by_task = self._make(_labels_by_task)
-        self.comment_count_by_task = self._make(
-            _counted(lambda ids: TaskComment.filter(task_id__in=ids), "task_id")
-        )
-        self.subtask_count_by_task = self._make(
-            _counted(
-                lambda ids: Task.filter(parent_id__in=ids, archived_at__isnull=True), "parent_id"
-            )
-        )
-        self.members_by_project = self._make(
-            _grouped(
-                lambda ids: ProjectMember.filter(project_id__in=ids).order_by("created_at", "id"),
-                lambda m: m.project_id,
-            )
-        )
-        self.member_count_by_project = self._make(
-            _counted(lambda ids: ProjectMember.filter(project_id__in=ids), "project_id")
-        )
-        self.members_by_org = self._make(
-            _grouped(
-                lambda ids: OrganizationMember.filter(organization_id__in=ids).order_by(
-                    "created_at", "id"
-                ),
-                lambda m: m.organization_id,
-            )
-        )
-        self.open_task_count_by_project = self._make(
-            _counted(
-                lambda ids: Task.filter(project_id__in=ids, archived_at__isnull=True),
-                "project_id",
-            )
-        )
-        self.custom_fields_by_project = self._make(
-            _grouped(
-                lambda ids: CustomFieldDefinition.filter(project_id__in=ids).order_by("id"),
-                lambda d: d.project_id,
-            )
-        )
-        self.labels_by_project = self._make(
-            _grouped(
-                lambda ids: Label.filter(project_id__in=ids).order_by("name", "id"),
-                lambda l: l.project_id,
-            )
-        )
+
+    def __getattr__(self, name: str) -> DataLoader:
+        # Only reached when the attribute is not set yet: make the loader and keep it.
+        batch = _BATCHES.get(name)
+        if batch is None:
+            raise AttributeError(name)
+        loader = self._make(batch)
+        setattr(self, name, loader)
+        return loader
 
     def _make(self, batch: Callable) -> DataLoader:
         loader = DataLoader(batch_load_fn=batch)

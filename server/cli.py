@@ -123,7 +123,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    options = dict(host=args.host, port=args.port, log_level=args.log_level)
+    # No permessage-deflate: board events are small JSON, and compressing each one for every
+    # subscriber cost more CPU than it saved bytes (bench/fanout.py).
+    options = dict(
+        host=args.host, port=args.port, log_level=args.log_level, ws_per_message_deflate=False
+    )
     if args.reload or args.workers > 1:
         if args.reload:
             options["reload_dirs"] = [
