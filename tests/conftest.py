@@ -254,3 +254,18 @@ async def live(app):
     yield f"127.0.0.1:{port}"
     server.should_exit = True
     await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A private redis-server for the test (skipped without one, except on CI)."""
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is required on CI")
+        pytest.skip("redis-server is not installed")
+    from tests.processes import RedisServer
+
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()

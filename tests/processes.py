@@ -98,3 +98,34 @@ async def aserving(env: dict[str, str], port: int, log: Path, *args: str):
         yield proc
     finally:
         await asyncio.to_thread(_stop, proc)
+
+
+class RedisServer:
+    """A private redis-server, so the test can stop and restart it without touching others."""
+
+    def __init__(self, tmp_path) -> None:
+        self.port = free_port()
+        self.dir = tmp_path
+        self.proc = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True).stdout.strip() != b"PONG":
+            if time.monotonic() > deadline:
+                raise RuntimeError("private redis-server did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"

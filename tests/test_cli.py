@@ -15,7 +15,6 @@ from asgi_lifespan import LifespanManager
 
 from server.cli import main, schema_sdl
 from server.settings import DOCUMENTED, PROJECT_ROOT, Settings
-
 from tests.processes import PCG, TIMEOUT, free_port, serving, subprocess_env
 
 COUNTS = """

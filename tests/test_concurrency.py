@@ -7,7 +7,16 @@ import asyncio
 import pytest
 
 from models import CustomFieldDefinition, CustomFieldType, Task
-from tests.tasks_support import MOVE, UPDATE, assert_dense, audits, events, make_task, team, tid
+from tests.tasks_support import (
+    MOVE,
+    UPDATE,
+    assert_dense,
+    audits,
+    events,
+    make_task,
+    team,
+    tid,
+)
 
 
 def _split(results: list[dict]) -> tuple[list[dict], list[dict]]:

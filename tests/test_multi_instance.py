@@ -5,9 +5,6 @@ restart (what the broker lost is refilled from the event log)."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
-import time
 
 import httpx
 import pytest
@@ -21,51 +18,6 @@ pytestmark = pytest.mark.postgres_only
 BOARD = """subscription($p: ID!) { boardEvents(projectId: $p) {
   __typename seq ... on TaskCreated { task { title } } } }"""
 CREATE = "mutation($i: CreateTaskInput!) { createTask(input: $i) { task { id } } }"
-
-
-class RedisServer:
-    """A private redis-server, so the test can stop and restart it without touching others."""
-
-    def __init__(self, tmp_path) -> None:
-        self.port = free_port()
-        self.dir = tmp_path
-        self.proc = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True).stdout.strip() != b"PONG":
-            if time.monotonic() > deadline:
-                raise RuntimeError("private redis-server did not start")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
-
-
-@pytest.fixture
-def redis_server(tmp_path):
-    if shutil.which("redis-server") is None:
-        import os
-
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is required on CI")
-        pytest.skip("redis-server is not installed")
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

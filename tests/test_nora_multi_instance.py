@@ -14,26 +14,9 @@ from tests.conftest import SECRET, gid
 from tests.fake_openai import FakeOpenAI, chunk
 from tests.nora_support import CANCEL, SEND, START, make_team, until_final
 from tests.processes import aserving, free_port, subprocess_env
-from tests.test_multi_instance import RedisServer
 from tests.wsclient import GraphQLWS
 
 pytestmark = pytest.mark.postgres_only
-
-
-@pytest.fixture
-def redis_server(tmp_path):
-    import shutil
-
-    if shutil.which("redis-server") is None:
-        import os
-
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is required on CI")
-        pytest.skip("redis-server is not installed")
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
