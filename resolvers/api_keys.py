@@ -9,7 +9,8 @@ from resolvers import validation
 from resolvers.access import OrgPermission
 from resolvers.auth import new_api_key
 from resolvers.errors import BadInput, Forbidden, NotFound
-from resolvers.pagination import Order, paginate
+from resolvers.loaders import PageSpec
+from resolvers.pagination import Order
 from resolvers.writes import transaction
 
 NAME_MAX = 100
@@ -29,15 +30,24 @@ def snapshot(key: ApiKey) -> dict:
     }
 
 
+async def _keys_of_admin_orgs(ctx, include_revoked: bool):
+    qs = await ctx.viewer.org_scoped(ApiKey, min_role=OrgRole.ADMIN)
+    return qs if include_revoked else qs.filter(revoked_at__isnull=True)
+
+
+# First pages of the key lists of every organization in a response share one statement.
+ORG_API_KEYS = PageSpec(
+    group=("organization_id",), source=_keys_of_admin_orgs, order=Order((("created_at", False),))
+)
+
+
 async def api_keys(
     ctx, org: Organization, include_revoked: bool, first, after, last=None, before=None
 ):
     await ctx.viewer.require_org(OrgPermission.MANAGE_API_KEYS, org.id)
-    qs = ApiKey.filter(organization_id=org.id)
-    if not include_revoked:
-        qs = qs.filter(revoked_at__isnull=True)
-    return await paginate(
-        qs, Order((("created_at", False),)), first=first, after=after, last=last, before=before
+    return await ctx.loaders.page(
+        ctx, ORG_API_KEYS, (org.id,), variant=include_revoked,
+        first=first, after=after, last=last, before=before,
     )
 
 

@@ -13,7 +13,8 @@ from resolvers.access import OrgPermission
 from resolvers.auth import hash_secret
 from resolvers.errors import BadInput, Conflict, Forbidden, NotFound
 from resolvers.members import member_snapshot
-from resolvers.pagination import Order, paginate
+from resolvers.loaders import PageSpec
+from resolvers.pagination import Order
 from resolvers.writes import transaction
 
 INVITE_TTL = timedelta(days=7)
@@ -37,11 +38,20 @@ def pending(qs, now: datetime):
     return qs.filter(accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=now)
 
 
+async def _pending_in_admin_orgs(ctx, variant):
+    return pending(await ctx.viewer.org_scoped(Invite, min_role=OrgRole.ADMIN), datetime.now(UTC))
+
+
+# First pages of the invite lists of every organization in a response share one statement.
+ORG_INVITES = PageSpec(
+    group=("organization_id",), source=_pending_in_admin_orgs, order=Order((("created_at", False),))
+)
+
+
 async def pending_invites(ctx, org: Organization, first, after, last=None, before=None):
     await ctx.viewer.require_org(OrgPermission.MANAGE_MEMBERS, org.id)
-    qs = pending(Invite.filter(organization_id=org.id), datetime.now(UTC))
-    return await paginate(
-        qs, Order((("created_at", False),)), first=first, after=after, last=last, before=before
+    return await ctx.loaders.page(
+        ctx, ORG_INVITES, (org.id,), first=first, after=after, last=last, before=before
     )
 
 

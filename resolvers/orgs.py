@@ -8,7 +8,8 @@ from models import Organization, OrganizationMember, OrgRole, Plan
 from resolvers import validation
 from resolvers.access import OrgPermission
 from resolvers.errors import Conflict
-from resolvers.pagination import Order, paginate
+from resolvers.loaders import PageSpec
+from resolvers.pagination import Order
 from resolvers.writes import transaction
 
 
@@ -29,11 +30,20 @@ async def viewer_memberships(ctx) -> list[OrganizationMember]:
     ).order_by("created_at", "id")
 
 
+async def _members_of_visible_orgs(ctx, variant):
+    return await ctx.viewer.org_scoped(OrganizationMember)
+
+
+# First pages of the member lists of every organization in a response share one statement.
+ORG_MEMBERS = PageSpec(
+    group=("organization_id",), source=_members_of_visible_orgs, order=Order((("created_at", False),))
+)
+
+
 async def members(ctx, org: Organization, first, after, last=None, before=None):
     await ctx.viewer.require_org(OrgPermission.READ, org.id)
-    qs = OrganizationMember.filter(organization_id=org.id)
-    return await paginate(
-        qs, Order((("created_at", False),)), first=first, after=after, last=last, before=before
+    return await ctx.loaders.page(
+        ctx, ORG_MEMBERS, (org.id,), first=first, after=after, last=last, before=before
     )
 
 

@@ -12,12 +12,15 @@ Every request begins with the same two statements:
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fractional_indexing import generate_n_keys_between
 
 from models import (
+    ApiKey,
     CustomFieldDefinition,
+    Invite,
     CustomFieldType,
     Label,
     Organization,
@@ -437,6 +440,55 @@ async def test_viewer_organizations_projects_boards_nested(gql, factory):
     # 1 user, 2 memberships, 3 the viewer's organization memberships, 4 their organizations,
     # 5 every organization's projects page, 6 every board's columns (one windowed statement
     # for all boards), 7 assignees, 8 labels.
+    assert counts == [8, 8], log.report()
+
+
+ORG_MEMBERS = """
+query {
+  viewer {
+    organizations {
+      organization {
+        slug
+        members { totalCount nodes { role user { name } } }
+        invites { totalCount nodes { email } }
+        apiKeys { totalCount nodes { name createdBy { name } } }
+      }
+    }
+  }
+}
+"""
+
+
+@pytest.mark.both_databases
+async def test_viewer_organizations_members(gql, factory):
+    async def arrange(n_orgs: int, n_people: int) -> Actor:
+        viewer = await factory.user()
+        for i in range(n_orgs):
+            org = await factory.org(viewer)
+            await _people(factory, viewer, org, n_people)
+            await ApiKey.create(organization=org, created_by=viewer.user, name=f"key {i}",
+                                prefix="pcg_x", key_hash=f"{org.id:064d}", role=OrgRole.ADMIN)
+            await Invite.create(organization=org, email=f"new{i}@example.test", role=OrgRole.MEMBER,
+                                token_hash=f"{org.id:064d}", invited_by=viewer.user,
+                                expires_at=datetime.now(UTC) + timedelta(days=1))
+        return viewer
+
+    small, large = await arrange(1, 2), await arrange(6, 30)
+    counts = []
+    for viewer, n_orgs, n_people in ((small, 1, 2), (large, 6, 30)):
+        with count_statements() as log:
+            data = await gql.ok(ORG_MEMBERS, token=viewer.token)
+        counts.append(log.count)
+        orgs = data["viewer"]["organizations"]
+        assert len(orgs) == n_orgs
+        for m in orgs:
+            members = m["organization"]["members"]
+            assert members["totalCount"] == n_people == len(members["nodes"])
+            assert m["organization"]["invites"]["totalCount"] == 1
+            assert m["organization"]["apiKeys"]["nodes"][0]["createdBy"]["name"] == viewer.user.name
+    # 1 user, 2 memberships, 3 the viewer's organization memberships, 4 their organizations,
+    # 5-7 every organization's first page of members, invites and API keys (one windowed
+    # statement each, for all organizations), 8 the members' users.
     assert counts == [8, 8], log.report()
 
 
