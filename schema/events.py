@@ -19,6 +19,7 @@ from models import enums
 from resolvers import streams
 from resolvers.ids import decode_id, to_global_id
 from resolvers.loaders import Loaders
+from schema import sharing
 from schema.common import ProjectRole, TaskStatus, ctx
 
 if TYPE_CHECKING:
@@ -240,6 +241,12 @@ def _typed(item) -> BoardEvent | None:
     return cls(_e=item) if cls else None
 
 
+def _shared(typed: BoardEvent, viewer, project: ProjectModel) -> BoardEvent:
+    # What a board event's answer may depend on beyond the event: the reader's roles.
+    signature = (viewer.project_role(project), viewer.org_role(project.organization_id))
+    return sharing.mark(typed, typed._e, signature)
+
+
 async def _fresh_loaders(info: Info) -> None:
     # A websocket shares one context across its operations: give each event its own
     # loaders so nothing is served from a cache filled before the change.
@@ -257,11 +264,13 @@ class Subscription:
         self, info: Info, project_id: strawberry.ID, after: str | None = None
     ) -> AsyncGenerator[BoardEvent, None]:
         pid = decode_id(project_id, "Project", "projectId")
+        viewer = ctx(info).viewer
+        project = await viewer.project(pid)
         async for item in streams.board_events(ctx(info), pid, after):
             typed = _typed(item)
             if typed is not None:
                 await _fresh_loaders(info)
-                yield typed
+                yield _shared(typed, viewer, project)
 
     @strawberry.subscription(
         description="Changes to one task (and comments on it), for a detail view."
@@ -270,11 +279,12 @@ class Subscription:
         self, info: Info, id: strawberry.ID, after: str | None = None
     ) -> AsyncGenerator[BoardEvent, None]:
         task = await ctx(info).viewer.task(decode_id(id, "Task"))
+        project = task.project
         async for item in streams.board_events(ctx(info), task.project_id, after):
             resync = isinstance(item, streams.ResyncRequired)
             if not resync and not (item.type in TASK_EVENTS and item.payload.get("taskId") == task.id):
                 continue
             await _fresh_loaders(info)
-            yield _typed(item)
+            yield _shared(_typed(item), ctx(info).viewer, project)
             if not resync and item.type == "TaskDeleted":
                 return

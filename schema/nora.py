@@ -21,6 +21,7 @@ from resolvers.ids import decode_id, decode_optional, to_global_id
 from resolvers.nora import conversations as nora
 from resolvers.nora.events import NORA_LOG
 from resolvers.nora.limits import UsageReport
+from schema import sharing
 from schema.common import Connection, Node, Plan, ctx, model_type_check
 
 if TYPE_CHECKING:
@@ -463,6 +464,15 @@ class NoraMutations:
         return CancelNoraMessagePayload(message=message)
 
 
+def _shared(typed, viewer):
+    # A conversation is seen only by its owner: every subscriber of an event is that person.
+    event = getattr(typed, "_e", None)
+    if event is None:
+        return typed
+    api_key = viewer.api_key
+    return sharing.mark(typed, event, (viewer.user_id, api_key.id if api_key else None))
+
+
 @strawberry.type
 class NoraSubscription:
     @strawberry.subscription(
@@ -480,4 +490,4 @@ class NoraSubscription:
                 # No per-event Loaders (unlike boardEvents): every field of a NORA event is
                 # read from the event itself, and building them for each subscriber of each
                 # delta was a quarter of the fan-out cost.
-                yield typed
+                yield _shared(typed, ctx(info).viewer)

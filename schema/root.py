@@ -19,10 +19,17 @@ from resolvers import projects as project_resolvers
 from resolvers import tasks as task_resolvers
 from resolvers.errors import NotFound
 from resolvers.ids import decode_id
+from schema import sharing
 from schema.common import Node, ctx
 from schema.errors import ErrorCodes, is_expected
 from schema.events import EVENT_TYPES, ResyncRequired, Subscription
-from schema.nora import NORA_EVENT_TYPES, NoraMutations, NoraQueries, NoraResyncRequired, NoraSubscription
+from schema.nora import (
+    NORA_EVENT_TYPES,
+    NoraMutations,
+    NoraQueries,
+    NoraResyncRequired,
+    NoraSubscription,
+)
 from schema.orgs import Organization, OrgMutations
 from schema.projects import Project, ProjectConnection, ProjectMutations
 from schema.tasks import Task, TaskMutations
@@ -98,6 +105,17 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.is_awaitable = _is_awaitable
+        self.share = None
+
+    def build_per_event_executor(self, payload):
+        executor = super().build_per_event_executor(payload)
+        executor.share = sharing.share_key(executor, payload)
+        return executor
+
+    def execute_operation(self, serially=None):
+        if self.share is None:
+            return super().execute_operation(serially)
+        return sharing.execute_shared(self, super().execute_operation, serially)
 
 
 def _is_awaitable(value) -> bool:

@@ -1,7 +1,7 @@
 """The client examples in client-examples/, run the way their readers run them, against a
 real uvicorn serving the demo data: the Python and Node scripts as subprocesses (their printed
-events are checked against the board event log), every `sh` block of curl.md through bash,
-and the web board in headless Chromium."""
+events are checked against the board event log, NORA's reply against the stored one), every
+`sh` block of curl.md through bash, and the web board in headless Chromium."""
 
 from __future__ import annotations
 
@@ -18,8 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from models import BoardEvent, Project, Task, TaskStatus
-from resolvers.events import channel
+from models import BoardEvent, Conversation, Message, Project, Task, TaskStatus, User
 from resolvers.ids import decode_id, to_global_id
 from server.demo import DEMO_PASSWORD, seed_demo
 from server.settings import PROJECT_ROOT
@@ -31,6 +30,8 @@ ON_CI = bool(os.environ.get("CI"))
 
 CREATED = re.compile(r'^Created task (\S+) "(.*)" in (\w+)$', re.MULTILINE)
 WATCHING = re.compile(r"^Watching (.+) over graphql-transport-ws$", re.MULTILINE)
+BOARD_LINE = re.compile(r"^Board of (.+): TODO (\d+), INPROGRESS (\d+), INREVIEW (\d+), DONE (\d+), CANCELLED (\d+)$",
+                        re.MULTILINE)
 EVENT = re.compile(r"^event (\d+) (\w+) task=(\S+) ", re.MULTILINE)
 
 
@@ -76,6 +77,10 @@ async def assert_printed_events_match_the_log(output: str, title: str) -> Task:
     task = await Task.get(id=decode_id(task_gid, "Task"))
     project = await Project.get(id=task.project_id)
     assert WATCHING.search(output).group(1) == project.name
+    # The board was read (with its eventCursor) before the example created its task.
+    name, *counts = BOARD_LINE.search(output).groups()
+    assert name == project.name
+    assert sum(map(int, counts)) == await Task.filter(project_id=project.id, archived_at=None).count() - 1
     assert (task.title, task.status, task.version) == (title, TaskStatus.INPROGRESS, 2)
 
     printed = [(int(seq), kind, gid) for seq, kind, gid in EVENT.findall(output)]
@@ -102,6 +107,36 @@ async def test_python_example_logs_in_subscribes_and_prints_its_events(demo):
     assert output.startswith("Logged in as Ada Lovelace <ada@demo.pcg>\n"), output
     assert "Website relaunch" in output and "Mobile app" in output
     await assert_printed_events_match_the_log(output, "Hello from Python")
+
+
+async def test_python_nora_example_streams_the_reply_and_the_tool_call(demo):
+    output = await run(
+        sys.executable, str(EXAMPLES / "python" / "nora_chat.py"),
+        "create a task Fix login from the example", "--project", "Mobile app",
+        env=example_env(PCG_URL=demo["url"], PCG_TOKEN=demo["token"]),
+    )
+    lines = output.splitlines()
+    assert lines[0] == "Logged in as Ada Lovelace <ada@demo.pcg>", output
+    assert lines[2] == "You: create a task Fix login from the example"
+
+    # NORA really did it, as Ada, on the conversation's project.
+    project = await Project.get(name="Mobile app")
+    task = await Task.get(project_id=project.id, title="Fix login from the example")
+    assert task.created_by_id == (await User.get(email="ada@demo.pcg")).id
+    conversation = await Conversation.get(id=decode_id(lines[1].split()[1], "NoraConversation"))
+    assert conversation.project_id == project.id
+    tool = await Message.get(conversation_id=conversation.id, role="tool")
+    reply = await Message.get(id=tool.reply_to_id)
+    assert (tool.tool_name, tool.tool_result["ok"]) == ("create_task", True)
+    assert reply.status == "complete" and "Created" in reply.content
+
+    # ...and the script printed it as it streamed: the call, its result, the reply's text.
+    assert '  -> tool create_task {"title": "Fix login from the example"}' in lines
+    assert any(line.startswith("  <- create_task ok: ") and to_global_id("Task", task.id) in line
+               for line in lines), output
+    text = [line.removeprefix("NORA: ") for line in lines if line.startswith("NORA: ")]
+    assert "\n".join(text) == reply.content.replace("\n\n", "\n").strip(), output
+    assert re.fullmatch(r"Reply complete \(\d+ tokens in, \d+ out, \d+ ms\)", lines[-1]), output
 
 
 # -- Node ------------------------------------------------------------------------------------
@@ -241,17 +276,7 @@ def log_in(driver, url: str, project_gid: str) -> None:
              "the board to go live")
 
 
-async def until_subscribed(app, project_id: int) -> None:
-    """The page's boardEvents subscription has reached the server's broadcast hub, so an event
-    published from now on is delivered (a subscription without a cursor starts at 'now')."""
-    for _ in range(500):
-        if channel(project_id) in app.state.broadcast._subscribers:
-            return
-        await asyncio.sleep(0.01)
-    pytest.fail("the page never subscribed to the board")
-
-
-async def test_web_board_shows_cards_appear_and_move_live(demo, app, browser):
+async def test_web_board_shows_cards_appear_and_move_live(demo, browser):
     from selenium.webdriver.common.by import By
 
     project = await Project.get(name="Website relaunch")
@@ -263,7 +288,8 @@ async def test_web_board_shows_cards_appear_and_move_live(demo, app, browser):
     # The seeded board is all there.
     shown = await asyncio.to_thread(browser.execute_script, "return document.querySelectorAll('.card').length")
     assert shown == await Task.filter(project_id=project.id, archived_at=None).count()
-    await until_subscribed(app, project.id)
+    # No waiting for the subscription to reach the server: the page subscribed after the
+    # eventCursor it read with the board, so a write from now on is replayed to it anyway.
 
     headers = {"Authorization": f"Bearer {demo['token']}"}
     async with httpx.AsyncClient(base_url=demo["url"], headers=headers) as http:

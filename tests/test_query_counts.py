@@ -451,7 +451,7 @@ query {
         slug
         members { totalCount nodes { role user { name } } }
         invites { totalCount nodes { email } }
-        apiKeys { totalCount nodes { name createdBy { name } } }
+        apiKeys { totalCount nodes { name role } }
       }
     }
   }
@@ -485,7 +485,7 @@ async def test_viewer_organizations_members(gql, factory):
             members = m["organization"]["members"]
             assert members["totalCount"] == n_people == len(members["nodes"])
             assert m["organization"]["invites"]["totalCount"] == 1
-            assert m["organization"]["apiKeys"]["nodes"][0]["createdBy"]["name"] == viewer.user.name
+            assert m["organization"]["apiKeys"]["nodes"][0]["role"] == "ADMIN"
     # 1 user, 2 memberships, 3 the viewer's organization memberships, 4 their organizations,
     # 5-7 every organization's first page of members, invites and API keys (one windowed
     # statement each, for all organizations), 8 the members' users.

@@ -370,3 +370,56 @@ async def test_event_cursor_read_with_the_board_makes_the_first_subscription_gap
         assert (event["seq"], event["task"]["title"]) == (2, "between read and subscribe")
     finally:
         await ws.close()
+
+
+async def test_subscribers_with_different_roles_get_their_own_answers(live, gql, team, factory):
+    """Executions are shared between subscribers of one event only when their answer cannot
+    differ: here an editor and the owner select role-dependent fields of the same event."""
+    editor = await factory.user("Eddie")
+    await factory.org_member(team["org"], editor, OrgRole.MEMBER)
+    await factory.project_member(team["project"], editor, ProjectRole.EDITOR)
+    query = """subscription($p: ID!) { boardEvents(projectId: $p) {
+      seq ... on TaskCreated { task { title project { viewerRole organization { viewerRole } } } } } }"""
+    sockets = [
+        await GraphQLWS.connect(f"ws://{live}/graphql", token=actor.token)
+        for actor in (team["owner"], editor, team["owner"], editor)
+    ]
+    try:
+        for ws in sockets:
+            await ws.subscribe(query, {"p": team["pid"]})
+        await asyncio.sleep(0.2)
+        await create_task(gql, team, "shared")
+        answers = [(await ws.next_data())["data"]["boardEvents"]["task"]["project"] for ws in sockets]
+        owner = {"viewerRole": "OWNER", "organization": {"viewerRole": "OWNER"}}
+        member = {"viewerRole": "EDITOR", "organization": {"viewerRole": "MEMBER"}}
+        assert answers == [owner, member, owner, member]
+    finally:
+        for ws in sockets:
+            await ws.close()
+
+
+async def test_one_execution_per_event_for_subscribers_who_share_an_answer(live, gql, team, monkeypatch):
+    from schema import sharing
+
+    executions = []
+    original = sharing.execute_shared
+
+    def counting(executor, execute, serially):
+        def counted(s):
+            executions.append(1)
+            return execute(s)
+        return original(executor, counted, serially)
+
+    monkeypatch.setattr(sharing, "execute_shared", counting)
+    sockets = [await GraphQLWS.connect(f"ws://{live}/graphql", token=team["owner"].token) for _ in range(5)]
+    try:
+        for ws in sockets:
+            await ws.subscribe(BOARD, {"p": team["pid"]})
+        await asyncio.sleep(0.2)
+        await create_task(gql, team, "once")
+        titles = [(await ws.next_data())["data"]["boardEvents"]["task"]["title"] for ws in sockets]
+        assert titles == ["once"] * 5
+        assert len(executions) == 1
+    finally:
+        for ws in sockets:
+            await ws.close()

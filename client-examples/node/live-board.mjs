@@ -10,7 +10,6 @@
 // the connection_init payload.
 
 import { parseArgs } from 'node:util';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 
@@ -23,6 +22,17 @@ const PROJECTS = `
 query Projects {
   viewer { user { name email } }
   projects(first: 100) { nodes { id name viewerRole taskCount organization { slug } } }
+}`;
+
+// The board and the log position it was read at, in one query: subscribing `after` that
+// cursor replays whatever happened since, so nothing falls between the read and the
+// subscription, however long the websocket takes to open.
+const BOARD = `
+query Board($id: ID!) {
+  project(id: $id) {
+    name eventCursor
+    board { columns { status tasks { totalCount } } }
+  }
 }`;
 
 const BOARD_EVENTS = `
@@ -50,11 +60,6 @@ mutation Move($input: MoveTaskInput!) {
 }`;
 
 const WRITERS = new Set(['OWNER', 'ADMIN', 'EDITOR']);
-// A subscription without a cursor starts at the end of the board's event log as the server
-// reads it; a write that commits before then is not delivered. Give the server a moment
-// before writing. (A client that already holds a cursor, e.g. after a dropped connection,
-// passes it as `after` instead and misses nothing.)
-const SETTLE_MS = 500;
 
 const env = process.env;
 const { values: args } = parseArgs({
@@ -134,6 +139,9 @@ async function main() {
     console.log(`  ${p.name.padEnd(24)} ${p.id}  (${p.viewerRole.toLowerCase()}, ${p.taskCount} tasks)`);
   }
   const project = pickProject(projects.nodes, args.project);
+  const board = (await request(BOARD, { id: project.id }, token)).project;
+  console.log(`Board of ${board.name}: ` +
+    board.board.columns.map((c) => `${c.status} ${c.tasks.totalCount}`).join(', '));
 
   // The websocket authenticates once, with the connection_init payload. graphql-ws speaks
   // graphql-transport-ws; `ws` supplies the WebSocket class that Node 20 lacks.
@@ -151,9 +159,10 @@ async function main() {
   const inbox = [];
   let wake = () => {};
   const deliver = (item) => { inbox.push(item); wake(); };
-  let cursor = null; // the last event's cursor: pass it as `after` to resume without a gap
+  // The last event's cursor (at first, the board's): pass it as `after` to resume without a gap.
+  let cursor = board.eventCursor;
   live.subscribe(
-    { query: BOARD_EVENTS, variables: { projectId: project.id } },
+    { query: BOARD_EVENTS, variables: { projectId: project.id, after: cursor } },
     {
       next: (result) => {
         if (result.errors) deliver(new GraphQLError(result.errors));
@@ -172,7 +181,8 @@ async function main() {
   });
 
   console.log(`Watching ${project.name} over graphql-transport-ws`);
-  await sleep(SETTLE_MS);
+  // No need to wait for the subscription to reach the server before writing: it starts at
+  // the board's eventCursor, so our own writes are replayed if need be.
   try {
     const created = (await request(CREATE_TASK, {
       input: { projectId: project.id, title: args.title, priority: 'HIGH' },

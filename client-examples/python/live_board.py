@@ -33,6 +33,17 @@ query Projects {
   projects(first: 100) { nodes { id name viewerRole taskCount organization { slug } } }
 }"""
 
+# The board and the log position it was read at, in one query: subscribing `after` that
+# cursor replays whatever happened since, so nothing falls between the read and the
+# subscription, however long the websocket takes to open.
+BOARD = """
+query Board($id: ID!) {
+  project(id: $id) {
+    name eventCursor
+    board { columns { status tasks { totalCount } } }
+  }
+}"""
+
 BOARD_EVENTS = """
 subscription Board($projectId: ID!, $after: String) {
   boardEvents(projectId: $projectId, after: $after) {
@@ -58,11 +69,6 @@ mutation Move($input: MoveTaskInput!) {
 }"""
 
 WRITERS = {"OWNER", "ADMIN", "EDITOR"}
-# A subscription without a cursor starts at the end of the board's event log as the server
-# reads it; a write that commits before then is not delivered. Give the server a moment
-# before writing. (A client that already holds a cursor, e.g. after a dropped connection,
-# passes it as `after` instead and misses nothing.)
-SETTLE_SECONDS = 0.5
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -135,6 +141,9 @@ async def run(args: argparse.Namespace) -> int:
         for p in projects:
             print(f"  {p['name']:<24} {p['id']}  ({p['viewerRole'].lower()}, {p['taskCount']} tasks)")
         project = pick_project(projects, args.project)
+        board = (await session.execute(GraphQLRequest(BOARD, variable_values={"id": project["id"]})))["project"]
+        print(f"Board of {board['name']}: " + ", ".join(
+            f"{c['status']} {c['tasks']['totalCount']}" for c in board["board"]["columns"]))
 
         # The websocket authenticates once, with the connection_init payload.
         ws = WebsocketsTransport(
@@ -147,7 +156,9 @@ async def run(args: argparse.Namespace) -> int:
             inbox: asyncio.Queue[dict | Exception] = asyncio.Queue()
 
             async def listen() -> None:
-                request = GraphQLRequest(BOARD_EVENTS, variable_values={"projectId": project["id"]})
+                request = GraphQLRequest(BOARD_EVENTS, variable_values={
+                    "projectId": project["id"], "after": board["eventCursor"],
+                })
                 try:
                     async for result in live.subscribe(request):
                         await inbox.put(result["boardEvents"])
@@ -157,7 +168,8 @@ async def run(args: argparse.Namespace) -> int:
 
             listener = asyncio.create_task(listen())
             print(f"Watching {project['name']} over graphql-transport-ws")
-            await asyncio.sleep(SETTLE_SECONDS)
+            # No need to wait for the subscription to reach the server before writing: it
+            # starts at the board's eventCursor, so our own writes are replayed if need be.
             try:
                 return await create_move_and_print(session, project, inbox, args)
             finally:
