@@ -99,3 +99,24 @@ async def test_redis_restart_mid_stream_loses_nothing(tmp_path, settings, world,
             await ws.close()
     log_b = (tmp_path / "b.log").read_text()
     assert "reconnected" in log_b
+
+
+async def test_workers_share_events_through_redis(tmp_path, settings, world, redis_server):
+    """`pcg serve --workers 2`: events cross worker processes through the broker."""
+    owner, project_id = world
+    port = free_port()
+    env = _env(tmp_path, "w", settings, redis_server.url)
+    async with aserving(env, port, tmp_path / "w.log", "--workers", "2"):
+        sockets = [await GraphQLWS.connect(f"ws://127.0.0.1:{port}/graphql", token=owner.token) for _ in range(4)]
+        try:
+            for ws in sockets:
+                await ws.subscribe(BOARD, {"p": project_id})
+            await asyncio.sleep(0.3)
+            for i in range(4):  # requests land on either worker
+                await create_on(port, owner.token, project_id, f"w{i}")
+            for ws in sockets:
+                seqs = [(await ws.next_data())["data"]["boardEvents"]["seq"] for _ in range(4)]
+                assert seqs == [1, 2, 3, 4]
+        finally:
+            for ws in sockets:
+                await ws.close()
