@@ -239,8 +239,11 @@ async def create_task(
     await check_parent(project, parent_id)
     label_ids = await check_labels(project, label_ids or [])
     props = await custom_fields.validate(project, custom_properties or {})
-    position = generate_key_between(await last_position(project.id, status), None)
     async with transaction(ctx) as tx:
+        # The bottom of the column is read under the project's row lock (PostgreSQL; SQLite
+        # writes are serial), so two tasks created at once never get the same rank.
+        await tx.lock_project(project.id)
+        position = generate_key_between(await last_position(project.id, status), None)
         task = await Task.create(
             project_id=project.id,
             title=title,

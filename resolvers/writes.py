@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 
 from tortoise.transactions import in_transaction
 
-from models import AuditEntry, BoardEvent
+from models import AuditEntry, BoardEvent, Project
 from resolvers import audit, events
 
 
@@ -34,6 +34,11 @@ class Transaction:
         event = await events.append(project_id, type_, payload, actor.user.id if actor else None)
         self.events.append(event)
         return event
+
+    async def lock_project(self, project_id: int) -> None:
+        """Hold the project's row until commit: the writers of one board go one at a time
+        (the event seq takes the same lock later in the transaction anyway)."""
+        await Project.filter(id=project_id).select_for_update().first()
 
     def access_changed_for(self, user_id: int) -> None:
         """After commit, tell the user's open streams to re-check their access."""

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from models import CustomFieldDefinition, CustomFieldType, Task
+from tests.conftest import gid
 from tests.tasks_support import (
     MOVE,
     UPDATE,
@@ -162,3 +163,17 @@ async def test_conditional_update_decides_when_both_passed_the_version_check(
     assert (await Task.get(id=task.id)).version == 2
     assert len(await audits("task.update")) == 1
     assert len(await events(t.project)) == 1
+
+
+@pytest.mark.both_databases
+async def test_tasks_created_at_once_get_distinct_ranks(gql, factory):
+    """Concurrent createTask calls into one column: every task gets its own position."""
+    t = await team(factory)
+    query = "mutation($i: CreateTaskInput!) { createTask(input: $i) { task { position } } }"
+    results = await asyncio.gather(*[
+        gql.ok(query, {"i": {"projectId": gid("Project", t.project.id), "title": f"t{i}"}},
+               token=t.owner.token)
+        for i in range(8)
+    ])
+    positions = [r["createTask"]["task"]["position"] for r in results]
+    assert len(set(positions)) == 8
