@@ -27,6 +27,7 @@ async def add_comment(ctx, task_id: int, body: str) -> tuple[TaskComment, Task]:
         raise BadInput("The task is archived; unarchive it to comment", field="taskId")
     body = validation.text(body, "body", max_len=validation.COMMENT_MAX)
     async with transaction(ctx) as tx:
+        await tx.lock_project(task.project_id)
         comment = await TaskComment.create(task_id=task.id, author_id=ctx.viewer.user_id, body=body)
         after = snapshot(comment)
         await tx.audit(

@@ -303,6 +303,9 @@ class _Write:
     event: str
     payload: dict = dataclasses.field(default_factory=dict)
     label_ids: list[int] | None = None  # the task's new label set, when it changes
+    # Recomputes the rank under the project's row lock, inside the transaction: a rank
+    # planned outside it could equal the one a concurrent writer takes for the same slot.
+    place: Callable[[], Awaitable[str]] | None = None
 
 
 class _Stale(Exception):
@@ -363,6 +366,11 @@ async def _versioned_write(
 async def _commit(ctx, task: Task, labels_before: list[int], write: _Write) -> Task:
     project = task.project
     async with transaction(ctx) as tx:
+        await tx.lock_project(project.id)
+        if write.place is not None:
+            write.columns["position"] = await write.place()
+            if "position" in write.payload:
+                write.payload["position"] = write.columns["position"]
         matched = await Task.filter(id=task.id, version=task.version).update(
             **write.columns, version=F("version") + 1, updated_at=timezone.now()
         )
@@ -480,7 +488,14 @@ async def _plan_update(task: Task, labels: list[int], changes: dict) -> _Write |
             changed.append("labelIds")
     if not changed:
         return None
-    return _Write(columns, "task.update", "TaskUpdated", {"changed": changed}, label_ids)
+    place = None
+    if "position" in columns:  # a column change: the bottom is read again under the lock
+        status = columns["status"]
+
+        async def place() -> str:
+            return generate_key_between(await last_position(project.id, status, task.id), None)
+
+    return _Write(columns, "task.update", "TaskUpdated", {"changed": changed}, label_ids, place)
 
 
 async def move_task(
@@ -500,12 +515,13 @@ async def move_task(
     async def plan(task: Task, labels: list[int]) -> _Write:
         if task.archived_at is not None:
             raise BadInput("The task is archived; unarchive it to move it", field="id")
-        position = await _slot(task, status, after_id, before_id)
+        position = await _slot(task, status, after_id, before_id)  # validates early
         return _Write(
             {"status": status, "position": position},
             "task.move",
             "TaskMoved",
             {"fromStatus": task.status.value, "toStatus": status.value, "position": position},
+            place=lambda: _slot(task, status, after_id, before_id),
         )
 
     return await _versioned_write(ctx, task_id, expected_version, Permission.WRITE_TASKS, plan)
@@ -533,6 +549,15 @@ async def _slot(task: Task, status: TaskStatus, after_id: int | None, before_id:
     if after is not None and before is not None:
         if after >= before:
             raise BadInput("`afterId` must sit above `beforeId` in the column", field="beforeId")
+        # Someone may have put a task between them since the client looked (or is doing so
+        # right now): the moved task goes directly below `afterId`, as asked.
+        closer = await (
+            column.filter(position__gt=after, position__lt=before)
+            .order_by("position", "id")
+            .first()
+            .values_list("position", flat=True)
+        )
+        before = closer or before
     elif after is not None:
         before = await (
             column.filter(position__gt=after)
@@ -582,6 +607,7 @@ async def delete_task(ctx, task_id: int) -> int:
     task = await writable_task(ctx, task_id, Permission.DELETE_TASKS)
     before = snapshot(task) | {"labelIds": await label_ids_of(task.id)}
     async with transaction(ctx) as tx:
+        await tx.lock_project(task.project_id)
         subtask_ids = sorted(await Task.filter(parent_id=task.id).values_list("id", flat=True))
         if subtask_ids:
             # The foreign key would null the parent too; doing it here bumps their versions,

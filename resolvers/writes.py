@@ -36,8 +36,11 @@ class Transaction:
         return event
 
     async def lock_project(self, project_id: int) -> None:
-        """Hold the project's row until commit: the writers of one board go one at a time
-        (the event seq takes the same lock later in the transaction anyway)."""
+        """Hold the project's row until commit: the writers of one board go one at a time.
+
+        Every write that touches task rows takes this lock FIRST. The event seq takes the
+        same lock at the end of every write; a writer that locked a task row before it could
+        deadlock with one that holds the project and waits for that task (PostgreSQL)."""
         await Project.filter(id=project_id).select_for_update().first()
 
     def access_changed_for(self, user_id: int) -> None:

@@ -177,3 +177,25 @@ async def test_tasks_created_at_once_get_distinct_ranks(gql, factory):
     ])
     positions = [r["createTask"]["task"]["position"] for r in results]
     assert len(set(positions)) == 8
+
+
+@pytest.mark.both_databases
+async def test_tasks_moved_into_one_slot_at_once_get_distinct_ranks(gql, factory):
+    """Concurrent moves to the bottom of one column, and into one gap: distinct ranks."""
+    t = await team(factory)
+    tasks = [await make_task(t.project, t.owner, f"t{i}") for i in range(8)]
+    await asyncio.gather(*[
+        gql.ok(MOVE, {"i": {"id": tid(task), "status": "DONE"}}, token=t.owner.token)
+        for task in tasks[:4]
+    ])
+    done = await Task.filter(project=t.project, status="done").values_list("position", flat=True)
+    assert len(set(done)) == 4
+    first, second = sorted(await Task.filter(project=t.project, status="done").order_by("position"),
+                           key=lambda x: x.position)[:2]
+    await asyncio.gather(*[
+        gql.ok(MOVE, {"i": {"id": tid(task), "status": "DONE", "afterId": tid(first), "beforeId": tid(second)}},
+               token=t.owner.token)
+        for task in tasks[4:6]
+    ])
+    done = await Task.filter(project=t.project, status="done").values_list("position", flat=True)
+    assert len(set(done)) == 6
