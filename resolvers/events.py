@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 from tortoise.expressions import F
 
 from models import BoardEvent, Project
+from resolvers.errors import BadInput
 
 log = logging.getLogger("pcg.events")
 
@@ -17,6 +23,7 @@ log = logging.getLogger("pcg.events")
 # Messages larger than this go out as stubs (seq only) and subscribers read the event from
 # the log: PostgreSQL NOTIFY payloads are limited to 8000 bytes.
 MAX_WIRE_BYTES = 7000
+REFILL_BATCH = 500
 
 
 def channel(project_id: int) -> str:
@@ -28,48 +35,115 @@ def access_channel(user_id: int) -> str:
     return f"access:{user_id}"
 
 
-async def append(project_id: int, type_: str, payload: dict, actor_id: int | None) -> BoardEvent:
-    """Take the project's next seq and store the event. Must run inside the write's transaction.
+@dataclass(frozen=True)
+class EventLog:
+    """A durable event log with a dense `seq` per owner row, and its broadcast channel.
 
-    The UPDATE takes the project row lock on PostgreSQL, so the next writer of the same
-    project waits until this one commits: seq N is always committed before N+1 exists.
+    `owner` holds the `event_seq` counter (Project for the board, Conversation for NORA);
+    `key` is the log's column pointing at it; `extra` names further columns carried on the
+    wire; `kind` prefixes cursors so that a cursor of one stream is rejected by another.
     """
-    await Project.filter(id=project_id).update(event_seq=F("event_seq") + 1)
-    seq = await Project.filter(id=project_id).first().values_list("event_seq", flat=True)
-    return await BoardEvent.create(
-        project_id=project_id, seq=seq, type=type_, payload=payload, actor_id=actor_id
-    )
+
+    kind: str
+    model: Any
+    owner: Any
+    key: str
+    channel: Callable[[int], str]
+    extra: tuple[str, ...] = ()
+
+    async def append(self, key: int, type_: str, payload: dict, **extra) -> Any:
+        """Take the owner's next seq and store the event. Must run inside the write's
+        transaction: the UPDATE takes the owner's row lock on PostgreSQL, so the next writer
+        waits until this one commits and seq N is always committed before N+1 exists."""
+        await self.owner.filter(id=key).update(event_seq=F("event_seq") + 1)
+        seq = await self.owner.filter(id=key).first().values_list("event_seq", flat=True)
+        return await self.model.create(**{self.key: key}, seq=seq, type=type_, payload=payload, **extra)
+
+    def encode_cursor(self, key: int, seq: int) -> str:
+        return base64.urlsafe_b64encode(f"{self.kind}:{key}:{seq}".encode()).decode().rstrip("=")
+
+    def decode_cursor(self, cursor: str, key: int) -> int:
+        try:
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+            kind, owner, seq = raw.split(":")
+            if kind != self.kind or int(owner) != key or int(seq) < 0:
+                raise ValueError
+            return int(seq)
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise BadInput("Malformed cursor, or a cursor of another stream", field="after") from None
+
+    async def current_seq(self, key: int) -> int:
+        return await self.owner.filter(id=key).first().values_list("event_seq", flat=True) or 0
+
+    async def oldest_kept(self, key: int) -> int | None:
+        return await (
+            self.model.filter(**{self.key: key}).order_by("seq").first().values_list("seq", flat=True)
+        )
+
+    async def after(self, key: int, seq: int, upto: int | None = None) -> list:
+        """Logged events after `seq` (up to `upto`), at most REFILL_BATCH of them."""
+        qs = self.model.filter(**{self.key: key, "seq__gt": seq})
+        if upto is not None:
+            qs = qs.filter(seq__lte=upto)
+        return list(await qs.order_by("seq").limit(REFILL_BATCH))
+
+    def wire(self, event) -> str:
+        """The broadcast message: JSON text on every backend; a stub (no payload) when large."""
+        full = orjson.dumps(
+            {
+                "id": event.id,
+                "key": getattr(event, self.key),
+                "seq": event.seq,
+                "type": event.type,
+                "payload": event.payload,
+                "at": event.created_at.isoformat(),
+                **{name: getattr(event, name) for name in self.extra},
+            }
+        )
+        if len(full) > MAX_WIRE_BYTES:
+            return orjson.dumps({"key": getattr(event, self.key), "seq": event.seq}).decode()
+        return full.decode()
+
+    def from_wire(self, data: dict) -> Any:
+        """A read-only event from a full wire message (as if read from the log)."""
+        event = self.model(
+            id=data["id"],
+            seq=data["seq"],
+            type=data["type"],
+            payload=data["payload"],
+            created_at=datetime.fromisoformat(data["at"]),
+            **{self.key: data["key"]},
+            **{name: data[name] for name in self.extra},
+        )
+        event._saved_in_db = True
+        return event
+
+    async def publish(self, broadcast, events: list, nudges: list[tuple[str, str]] = ()) -> None:
+        """Best effort: subscribers refill any gap from the log, so a lost publish loses no
+        data. `nudges` are further (channel, message) pairs sent after the events."""
+        if broadcast is None:
+            return
+        messages = [(self.channel(getattr(e, self.key)), self.wire(e)) for e in events]
+        for name, message in [*messages, *nudges]:
+            try:
+                await broadcast.publish(channel=name, message=message)
+            except Exception as exc:  # noqa: BLE001 - the write has committed; never fail it now
+                log.warning("publish to %s failed (%s); subscribers will refill from the log", name, exc)
 
 
-def wire(event: BoardEvent) -> str:
-    """The broadcast message: JSON text on every backend."""
-    full = orjson.dumps(
-        {
-            "id": event.id,
-            "projectId": event.project_id,
-            "seq": event.seq,
-            "type": event.type,
-            "payload": event.payload,
-            "actorId": event.actor_id,
-            "at": event.created_at.isoformat(),
-        }
-    )
-    if len(full) > MAX_WIRE_BYTES:
-        return orjson.dumps({"projectId": event.project_id, "seq": event.seq}).decode()
-    return full.decode()
+BOARD = EventLog(
+    kind="board", model=BoardEvent, owner=Project, key="project_id", channel=channel,
+    extra=("actor_id",),
+)
+
+
+async def append(project_id: int, type_: str, payload: dict, actor_id: int | None) -> BoardEvent:
+    return await BOARD.append(project_id, type_, payload, actor_id=actor_id)
 
 
 async def publish(broadcast, events: list[BoardEvent], access_user_ids=()) -> None:
-    """Best effort: subscribers refill any gap from the table, so a lost publish is not lost data."""
-    if broadcast is None:
-        return
-    messages = [(channel(e.project_id), wire(e)) for e in events]
-    messages += [(access_channel(uid), "{}") for uid in sorted(set(access_user_ids))]
-    for name, message in messages:
-        try:
-            await broadcast.publish(channel=name, message=message)
-        except Exception as exc:  # noqa: BLE001 - the write has committed; never fail it now
-            log.warning("publish to %s failed (%s); subscribers will refill from the log", name, exc)
+    nudges = [(access_channel(uid), "{}") for uid in sorted(set(access_user_ids))]
+    await BOARD.publish(broadcast, events, nudges)
 
 
 PRUNE_EVERY_SECONDS = 3600

@@ -12,8 +12,8 @@ from resolvers import validation
 from resolvers.access import OrgPermission
 from resolvers.auth import hash_secret
 from resolvers.errors import BadInput, Conflict, Forbidden, NotFound
-from resolvers.members import member_snapshot
 from resolvers.loaders import PageSpec
+from resolvers.members import member_snapshot
 from resolvers.pagination import Order
 from resolvers.writes import transaction
 

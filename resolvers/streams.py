@@ -1,7 +1,7 @@
 """Gap-free event streams: subscribe, replay from the log, then go live.
 
 One implementation for every log (the board's BoardEvents, NORA's NoraEvents), each
-described by an `EventLog`:
+described by an `EventLog` (resolvers/events.py):
 
 1. authorize; 2. subscribe to the channel (before reading, so nothing published meanwhile is
 missed); 3. replay logged events after the cursor; 4. stream live events, dropping any seq
@@ -12,8 +12,6 @@ broker or an oversized (stub) message shows that something was not carried live.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -23,59 +21,14 @@ from typing import Any
 import orjson
 from tortoise.expressions import Q
 
-from models import ApiKey, BoardEvent, Project
+from models import ApiKey, BoardEvent
 from resolvers.broadcast import GAP
 from resolvers.errors import BadInput, Forbidden, NotFound
-from resolvers.events import access_channel, channel
+from resolvers.events import BOARD, REFILL_BATCH, EventLog, access_channel
 
-REFILL_BATCH = 500
 # Re-check read access at least this often even without a membership signal.
 ACCESS_RECHECK_SECONDS = 30.0
 ACCESS_EVENTS = frozenset({"MemberRemoved", "MemberRoleChanged"})
-
-
-@dataclass(frozen=True)
-class EventLog:
-    """A durable event log with a dense `seq` per owner row, and its broadcast channel.
-
-    `owner` holds the `event_seq` counter (Project for the board, Conversation for NORA);
-    `key` is the log's column pointing at it; `kind` prefixes cursors so that a cursor of
-    one stream is rejected by another.
-    """
-
-    kind: str
-    model: Any
-    owner: Any
-    key: str
-    channel: Callable[[int], str]
-    from_wire: Callable[[dict], Any]
-
-    def encode_cursor(self, key: int, seq: int) -> str:
-        return base64.urlsafe_b64encode(f"{self.kind}:{key}:{seq}".encode()).decode().rstrip("=")
-
-    def decode_cursor(self, cursor: str, key: int) -> int:
-        try:
-            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-            kind, owner, seq = raw.split(":")
-            if kind != self.kind or int(owner) != key or int(seq) < 0:
-                raise ValueError
-            return int(seq)
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            raise BadInput("Malformed cursor, or a cursor of another stream", field="after") from None
-
-    async def current_seq(self, key: int) -> int:
-        return await self.owner.filter(id=key).first().values_list("event_seq", flat=True) or 0
-
-    async def oldest_kept(self, key: int) -> int | None:
-        return await (
-            self.model.filter(**{self.key: key}).order_by("seq").first().values_list("seq", flat=True)
-        )
-
-    async def after(self, key: int, seq: int, upto: int | None = None) -> list:
-        qs = self.model.filter(**{self.key: key, "seq__gt": seq})
-        if upto is not None:
-            qs = qs.filter(seq__lte=upto)
-        return list(await qs.order_by("seq").limit(REFILL_BATCH))
 
 
 @dataclass(frozen=True)
@@ -89,26 +42,6 @@ class ResyncRequired:
     @property
     def project_id(self) -> int:
         return self.key
-
-
-def from_wire(data: dict) -> BoardEvent:
-    event = BoardEvent(
-        id=data["id"],
-        project_id=data["projectId"],
-        seq=data["seq"],
-        type=data["type"],
-        payload=data["payload"],
-        actor_id=data["actorId"],
-        created_at=datetime.fromisoformat(data["at"]),
-    )
-    event._saved_in_db = True
-    return event
-
-
-BOARD = EventLog(
-    kind="board", model=BoardEvent, owner=Project, key="project_id", channel=channel,
-    from_wire=from_wire,
-)
 
 
 def encode_cursor(project_id: int, seq: int) -> str:

@@ -310,7 +310,8 @@ async def test_task_changed_follows_one_task(live, gql, team):
 
 
 async def test_socket_closes_when_the_token_expires(live, team):
-    token, _ = issue_access_token(team["owner"].user, SECRET, 1)
+    # exp is whole seconds: a 2 s lifetime leaves at least 1 s to connect and subscribe.
+    token, _ = issue_access_token(team["owner"].user, SECRET, 2)
     ws = await GraphQLWS.connect(f"ws://{live}/graphql", token=token)
     await ws.subscribe(BOARD, {"p": team["pid"]})
     with pytest.raises(Closed) as closed:
