@@ -269,3 +269,15 @@ def redis_server(tmp_path):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+async def acme(factory):
+    """Organization "acme" with an owner, an admin and a member: (org, owner, admin, member)."""
+    owner = await factory.user("Owner")
+    admin = await factory.user("Admin")
+    member = await factory.user("Member")
+    org = await factory.org(owner, "acme")
+    await factory.org_member(org, admin, OrgRole.ADMIN)
+    await factory.org_member(org, member, OrgRole.MEMBER)
+    return org, owner, admin, member

@@ -3,8 +3,6 @@ revocation, and the admin-only list."""
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from models import ApiKey, AuditEntry, Invite, OrgRole
 from resolvers.auth import hash_secret
 from tests.conftest import gid
@@ -33,17 +31,6 @@ query($slug: String!, $all: Boolean!) {
   organization(slug: $slug) { apiKeys(includeRevoked: $all) { totalCount nodes { id name } } }
 }"""
 WHO = 'query { viewer { user { id } } organization(slug: "acme") { viewerRole } }'
-
-
-@pytest.fixture
-async def acme(factory):
-    owner = await factory.user("Owner")
-    admin = await factory.user("Admin")
-    member = await factory.user("Member")
-    org = await factory.org(owner, "acme")
-    await factory.org_member(org, admin, OrgRole.ADMIN)
-    await factory.org_member(org, member, OrgRole.MEMBER)
-    return org, owner, admin, member
 
 
 def _create_vars(org, role="MEMBER", name="CI deploys", **extra):

@@ -52,17 +52,6 @@ mutation($i: RemoveProjectMemberInput!) { removeProjectMember(input: $i) { remov
 MY_ORGS = "{ viewer { organizations { role organization { slug } } } }"
 
 
-@pytest.fixture
-async def acme(factory):
-    owner = await factory.user("Owner")
-    admin = await factory.user("Admin")
-    member = await factory.user("Member")
-    org = await factory.org(owner, "acme")
-    await factory.org_member(org, admin, OrgRole.ADMIN)
-    await factory.org_member(org, member, OrgRole.MEMBER)
-    return org, owner, admin, member
-
-
 async def _role_vars(org, actor, role):
     return {"i": {"memberId": gid("OrganizationMember", (await membership(org, actor)).id),
                   "role": role}}

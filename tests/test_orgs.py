@@ -43,17 +43,6 @@ INVITES = """
 query($slug: String!) { organization(slug: $slug) { invites { totalCount nodes { id email role } } } }"""
 
 
-@pytest.fixture
-async def acme(factory):
-    owner = await factory.user("Owner")
-    admin = await factory.user("Admin")
-    member = await factory.user("Member")
-    org = await factory.org(owner, "acme")
-    await factory.org_member(org, admin, OrgRole.ADMIN)
-    await factory.org_member(org, member, OrgRole.MEMBER)
-    return org, owner, admin, member
-
-
 def _invite_vars(org, email, role="MEMBER"):
     return {"i": {"organizationId": gid("Organization", org.id), "email": email, "role": role}}
 

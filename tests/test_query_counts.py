@@ -20,8 +20,8 @@ from fractional_indexing import generate_n_keys_between
 from models import (
     ApiKey,
     CustomFieldDefinition,
-    Invite,
     CustomFieldType,
+    Invite,
     Label,
     Organization,
     OrganizationMember,
