@@ -8,6 +8,7 @@ import strawberry
 from strawberry.types import Info
 
 from models import enums
+from resolvers.ids import to_global_id
 from resolvers.pagination import Page
 
 if TYPE_CHECKING:
@@ -72,6 +73,15 @@ class Connection(Generic[T]):
             ),
             _page=page,
         )
+
+
+def node_id(type_name: str):
+    """The `id` field of a Node type whose resolvers return model instances."""
+
+    def resolve(root) -> strawberry.ID:
+        return strawberry.ID(to_global_id(type_name, root.id))
+
+    return strawberry.field(resolver=resolve)
 
 
 def model_type_check(model):

@@ -22,7 +22,7 @@ from resolvers.nora import conversations as nora
 from resolvers.nora.events import NORA_LOG
 from resolvers.nora.limits import UsageReport
 from schema import sharing
-from schema.common import Connection, Node, Plan, ctx, model_type_check
+from schema.common import Connection, Node, Plan, ctx, model_type_check, node_id
 
 if TYPE_CHECKING:
     from schema.orgs import Organization
@@ -71,9 +71,7 @@ class NoraMessage(Node):
     updated_at: datetime
     completed_at: datetime | None
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(to_global_id("NoraMessage", self.id))
+    id: strawberry.ID = node_id("NoraMessage")
 
     @strawberry.field(description="A reply: the user message it answers. A tool call: its reply.")
     def reply_to_id(self) -> strawberry.ID | None:
@@ -104,9 +102,7 @@ class NoraConversation(Node):
     created_at: datetime
     updated_at: datetime
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(to_global_id("NoraConversation", self.id))
+    id: strawberry.ID = node_id("NoraConversation")
 
     @strawberry.field(
         description="Subscribe to `noraEvents` with this as `after` to receive exactly what "

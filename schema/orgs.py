@@ -18,7 +18,15 @@ from resolvers import members as member_resolvers
 from resolvers import orgs as org_resolvers
 from resolvers import projects as project_resolvers
 from resolvers.ids import decode_id, to_global_id
-from schema.common import Connection, Node, OrgRole, Plan, ctx, model_type_check
+from schema.common import (
+    Connection,
+    Node,
+    OrgRole,
+    Plan,
+    ctx,
+    model_type_check,
+    node_id,
+)
 
 if TYPE_CHECKING:
     from schema.projects import ProjectConnection
@@ -34,9 +42,7 @@ class OrganizationMember(Node):
     role: OrgRole
     created_at: datetime
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(to_global_id("OrganizationMember", self.id))
+    id: strawberry.ID = node_id("OrganizationMember")
 
     @strawberry.field
     async def user(self, info: Info) -> UserRef:
@@ -62,9 +68,7 @@ class Invite(Node):
     accepted_at: datetime | None
     revoked_at: datetime | None
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(to_global_id("Invite", self.id))
+    id: strawberry.ID = node_id("Invite")
 
     @strawberry.field
     async def invited_by(self, info: Info) -> UserRef:
@@ -94,9 +98,7 @@ class ApiKey(Node):
     expires_at: datetime | None
     revoked_at: datetime | None
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(to_global_id("ApiKey", self.id))
+    id: strawberry.ID = node_id("ApiKey")
 
     @strawberry.field
     async def created_by(self, info: Info) -> UserRef:
@@ -120,9 +122,7 @@ class Organization(Node):
     plan: Plan
     created_at: datetime
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(to_global_id("Organization", self.id))
+    id: strawberry.ID = node_id("Organization")
 
     @strawberry.field(description="The viewer's role in this organization.")
     def viewer_role(self, info: Info) -> OrgRole:

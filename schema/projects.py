@@ -28,6 +28,7 @@ from schema.common import (
     TaskStatus,
     ctx,
     model_type_check,
+    node_id,
 )
 
 if TYPE_CHECKING:
@@ -84,9 +85,7 @@ class CustomFieldDefinition(Node):
     required: bool
     created_at: datetime
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(to_global_id("CustomFieldDefinition", self.id))
+    id: strawberry.ID = node_id("CustomFieldDefinition")
 
     @strawberry.field(description="Allowed values for SELECT and MULTI_SELECT fields.")
     def options(self) -> list[str]:
@@ -99,9 +98,7 @@ class ProjectMember(Node):
     role: ProjectRole
     created_at: datetime
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(to_global_id("ProjectMember", self.id))
+    id: strawberry.ID = node_id("ProjectMember")
 
     @strawberry.field
     def user(self, info: Info) -> UserRef:
@@ -158,9 +155,7 @@ class Project(Node):
     updated_at: datetime
     archived_at: datetime | None
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(to_global_id("Project", self.id))
+    id: strawberry.ID = node_id("Project")
 
     @strawberry.field
     def organization(self, info: Info) -> OrganizationRef:

@@ -27,6 +27,7 @@ from schema.common import (
     TaskStatus,
     ctx,
     model_type_check,
+    node_id,
 )
 
 if TYPE_CHECKING:
@@ -45,9 +46,7 @@ class Label(Node):
     color: str
     created_at: datetime
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(to_global_id("Label", self.id))
+    id: strawberry.ID = node_id("Label")
 
     @strawberry.field
     def project(self, info: Info) -> ProjectRef:
@@ -62,9 +61,7 @@ class Comment(Node):
     created_at: datetime
     updated_at: datetime
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(to_global_id("Comment", self.id))
+    id: strawberry.ID = node_id("Comment")
 
     @strawberry.field
     def author(self, info: Info) -> UserRef:
@@ -101,9 +98,7 @@ class Task(Node):
     archived_at: datetime | None
     custom_properties: JSON
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(to_global_id("Task", self.id))
+    id: strawberry.ID = node_id("Task")
 
     @strawberry.field
     def project(self, info: Info) -> ProjectRef:

@@ -11,8 +11,7 @@ from strawberry.types import Info
 from models import User as UserModel
 from resolvers import orgs as org_resolvers
 from resolvers import users as user_resolvers
-from resolvers.ids import to_global_id
-from schema.common import Node, ctx, model_type_check
+from schema.common import Node, ctx, model_type_check, node_id
 
 if TYPE_CHECKING:
     from schema.orgs import OrganizationMember
@@ -27,9 +26,7 @@ class User(Node):
     email: str
     created_at: datetime
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(to_global_id("User", self.id))
+    id: strawberry.ID = node_id("User")
 
 
 @strawberry.type(description="The authenticated caller.")
