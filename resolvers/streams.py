@@ -70,8 +70,11 @@ async def follow(
         if last is None:
             last = await log.current_seq(key)
         else:
-            oldest = await log.oldest_kept(key)
+            # Current first: an event committed between the two reads then only raises the
+            # floor to its own seq, which `after` still reaches (the other order made a fresh,
+            # empty log answer ResyncRequired to a valid cursor).
             current = await log.current_seq(key)
+            oldest = await log.oldest_kept(key)
             floor = oldest if oldest is not None else current + 1
             if last > current:
                 raise BadInput("Cursor is ahead of this stream", field="after")
