@@ -14,6 +14,9 @@ log = logging.getLogger("pcg.errors")
 
 def _code_for_graphql_error(error: GraphQLError) -> str:
     message = error.message
+    if message.startswith(("Syntax Error: Document contains more than",
+                           "Syntax Error: Source contains more than")):
+        return "TOKEN_LIMIT_EXCEEDED"
     if message.startswith("Syntax Error"):
         return "GRAPHQL_PARSE_FAILED"
     if message.startswith("Variable '$") or "got invalid value" in message:

@@ -7,7 +7,7 @@ import logging
 import strawberry
 from graphql.error import GraphQLError
 from strawberry.execution import optimized_is_awaitable
-from strawberry.extensions import ParserCache, QueryDepthLimiter, ValidationCache
+from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.tools import merge_types
 from strawberry.types import Info
@@ -22,6 +22,7 @@ from resolvers.ids import decode_id
 from schema import sharing
 from schema.common import Node, ctx
 from schema.errors import ErrorCodes, is_expected
+from schema.limits import RequestLimits
 from schema.events import EVENT_TYPES, ResyncRequired, Subscription
 from schema.nora import (
     NORA_EVENT_TYPES,
@@ -139,13 +140,11 @@ def build_schema() -> strawberry.Schema:
         types=[*EVENT_TYPES.values(), ResyncRequired, *NORA_EVENT_TYPES.values(), NoraResyncRequired],
         extensions=[
             ErrorCodes,
-            # The depth rule is built once: QueryDepthLimiter makes a new rule class per
-            # instance, and a new class per request made every ValidationCache lookup miss.
-            lambda rules=QueryDepthLimiter(max_depth=12).validation_rules: (  # noqa: B008
-                strawberry.extensions.AddValidationRules(rules)
-            ),
             lambda: ParserCache(maxsize=1024),
             lambda: ValidationCache(maxsize=1024),
+            # After the spec's validation: depth, aliases, cost and page sizes, each fragment
+            # walked once (Strawberry's QueryDepthLimiter re-walks a fragment at every spread).
+            RequestLimits,
         ],
     )
 

@@ -7,6 +7,8 @@ import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from schema.limits import Limits
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = Path("./data")
 
@@ -32,7 +34,49 @@ DOCUMENTED = [
     ("PCG_NORA_TIMEOUT", "60", "Seconds NORA waits for the `openai` provider to connect or send the next chunk before the reply fails with PROVIDER_TIMEOUT."),
     ("PCG_NORA_QUOTA_FREE", "50000", "NORA tokens per organization per UTC day on the free plan (enterprise is unlimited)."),
     ("PCG_NORA_QUOTA_PRO", "1000000", "NORA tokens per organization per UTC day on the pro plan."),
+    ("PCG_MAX_BODY_BYTES", "1048576", "Largest request body; a larger one is refused with 413 PAYLOAD_TOO_LARGE before it is read whole."),
+    ("PCG_MAX_TOKENS", "5000", "Most lexical tokens in a GraphQL document (TOKEN_LIMIT_EXCEEDED)."),
+    ("PCG_MAX_DOCUMENT_CHARS", "100000", "Longest GraphQL document, in characters (TOKEN_LIMIT_EXCEEDED)."),
+    ("PCG_MAX_DEPTH", "12", "Deepest nesting of fields with selections (DEPTH_LIMIT_EXCEEDED)."),
+    ("PCG_MAX_ALIASES", "15", "Most aliases in one selection set, fragments merged (ALIAS_LIMIT_EXCEEDED)."),
+    ("PCG_MAX_DIRECTIVES", "50", "Most directives in a document (DIRECTIVE_LIMIT_EXCEEDED)."),
+    ("PCG_MAX_ROOT_FIELDS", "20", "Most root fields in one operation (ROOT_FIELD_LIMIT_EXCEEDED)."),
+    ("PCG_MAX_COST", "10000", "Highest static cost of one operation, in points (MAX_COST_EXCEEDED); see Security."),
+    ("PCG_CORS_ORIGINS", "", "Comma-separated origins allowed to call the API from a browser (HTTP and websocket); empty: same origin only."),
+    ("PCG_GRAPHIQL", "1 (0 in production)", "Serve the GraphiQL explorer at GET /graphql."),
+    ("PCG_HSTS", "0", "Send Strict-Transport-Security (set to 1 when the server is reached over TLS)."),
 ]
+
+# PCG_* name -> (Limits field or Settings field, smallest accepted value)
+_LIMIT_SETTINGS = {
+    "PCG_MAX_TOKENS": ("max_tokens", 100),
+    "PCG_MAX_DOCUMENT_CHARS": ("max_document_chars", 1000),
+    "PCG_MAX_DEPTH": ("max_depth", 1),
+    "PCG_MAX_ALIASES": ("max_aliases", 0),
+    "PCG_MAX_DIRECTIVES": ("max_directives", 0),
+    "PCG_MAX_ROOT_FIELDS": ("max_root_fields", 1),
+    "PCG_MAX_COST": ("max_cost", 1),
+}
+
+
+def _whole(env: dict[str, str], name: str, default: int, minimum: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or int(raw) < minimum:
+        raise SettingsError(f"{name} must be a whole number of at least {minimum}")
+    return int(raw)
+
+
+def _flag(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be 1 or 0")
 
 
 @dataclass(frozen=True)
@@ -53,7 +97,17 @@ class Settings:
     nora_timeout: float = 60.0
     nora_quota_free: int = 50_000
     nora_quota_pro: int = 1_000_000
+    limits: Limits = field(default_factory=Limits)
+    max_body_bytes: int = 1_048_576
+    cors_origins: tuple[str, ...] = ()
+    # None: on, except in production.
+    graphiql: bool | None = None
+    hsts: bool = False
     extra: dict = field(default_factory=dict)
+
+    @property
+    def graphiql_enabled(self) -> bool:
+        return (not self.is_production) if self.graphiql is None else self.graphiql
 
     @property
     def is_production(self) -> bool:
@@ -99,6 +153,16 @@ class Settings:
             nora_api_key=env.get("PCG_NORA_API_KEY", ""),
             nora_model=env.get("PCG_NORA_MODEL", ""),
             **nora_numbers,
+            limits=Limits(**{
+                key: _whole(env, name, getattr(Limits, key), minimum)
+                for name, (key, minimum) in _LIMIT_SETTINGS.items()
+            }),
+            max_body_bytes=_whole(env, "PCG_MAX_BODY_BYTES", 1_048_576, 1024),
+            cors_origins=tuple(
+                o.strip().rstrip("/") for o in env.get("PCG_CORS_ORIGINS", "").split(",") if o.strip()
+            ),
+            graphiql=_flag(env, "PCG_GRAPHIQL", None) if env.get("PCG_GRAPHIQL") else None,
+            hsts=_flag(env, "PCG_HSTS", False),
         )
         if settings.nora_provider not in ("builtin", "openai"):
             raise SettingsError(f"PCG_NORA_PROVIDER must be builtin or openai, not {settings.nora_provider!r}")

@@ -25,6 +25,7 @@ from models import (
 )
 from resolvers.auth import hash_password, issue_access_token
 from resolvers.ids import to_global_id
+from schema.limits import Limits
 from server.app import create_app
 from server.db import migrate
 from server.settings import Settings
@@ -133,8 +134,13 @@ def database_url(request, backend, tmp_path) -> str:
 
 
 @pytest.fixture
-def settings(tmp_path, database_url) -> Settings:
-    return Settings(env="test", data_dir=tmp_path, database_url=database_url, secret_key=SECRET)
+def settings(request, tmp_path, database_url) -> Settings:
+    """`@pytest.mark.limits(max_cost=...)` runs a test with other request limits."""
+    marker = request.node.get_closest_marker("limits")
+    limits = Limits(**marker.kwargs) if marker else Limits()
+    return Settings(
+        env="test", data_dir=tmp_path, database_url=database_url, secret_key=SECRET, limits=limits
+    )
 
 
 @pytest.fixture

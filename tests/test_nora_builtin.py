@@ -306,7 +306,7 @@ async def test_one_reply_at_a_time_per_conversation(gql, factory):
     "content, field_error",
     [
         ("x" * 10_001, "longer than 10,000"),
-        ("nul \x00 byte", "plain text"),
+        ("nul \x00 byte", "NUL characters"),
         ("bell \x07", "plain text"),
         ("escape \x1b[31m", "plain text"),
         ("   \n\t ", "must not be empty"),
