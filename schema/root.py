@@ -22,6 +22,7 @@ from resolvers.ids import decode_id
 from schema import sharing
 from schema.common import Node, ctx
 from schema.errors import ErrorCodes, is_expected
+from schema.authentication import Authentication
 from schema.limits import RequestLimits
 from schema.events import EVENT_TYPES, ResyncRequired, Subscription
 from schema.nora import (
@@ -145,6 +146,7 @@ def build_schema() -> strawberry.Schema:
             # After the spec's validation: depth, aliases, cost and page sizes, each fragment
             # walked once (Strawberry's QueryDepthLimiter re-walks a fragment at every spread).
             RequestLimits,
+            Authentication,
         ],
     )
 

@@ -20,7 +20,7 @@ from resolvers.nora.engine import NoraRuntime
 from schema.root import schema as default_schema
 from server.db import tortoise_config
 from server.graphql_app import PcgGraphQL
-from server.middleware import RequestIdMiddleware
+from server.middleware import RequestIdMiddleware, SecurityHeadersMiddleware, cors
 from server.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger("pcg")
@@ -77,12 +77,17 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
 
     app = Starlette(
         routes=[
-            Route("/graphql", graphql, methods=["GET", "POST"]),
+            # Every method reaches the view, which answers what it does not serve in JSON.
+            Route("/graphql", graphql),
             WebSocketRoute("/graphql", graphql),
             Route("/api/health", health),
             Route("/board", board_page),
         ],
-        middleware=[Middleware(RequestIdMiddleware)],
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            Middleware(SecurityHeadersMiddleware, hsts=settings.hsts),
+            cors(settings),
+        ],
         lifespan=lifespan,
     )
     app.state.settings = settings

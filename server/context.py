@@ -22,6 +22,8 @@ class Context:
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     loaders: Loaders = field(default_factory=Loaders)
     connection_params: dict | None = None
+    # The HTTP Authorization header until schema/authentication.py resolves it into `viewer`.
+    authorization: str | None = None
     # The instance's NORA runtime (resolvers/nora/engine.py NoraRuntime): running replies,
     # rate limiter, provider.
     nora: Any = None

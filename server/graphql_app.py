@@ -10,6 +10,8 @@ import uuid
 from datetime import UTC, datetime
 
 import orjson
+from cross_web import HTTPException, StarletteRequestAdapter
+from starlette.requests import Request
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
@@ -20,24 +22,20 @@ from resolvers.errors import Unauthenticated
 from schema.errors import convert
 from server.context import Context
 from server.settings import Settings
+from server.transport import TransportError, error_response, read_graphql_request, wants_ide
 
 log = logging.getLogger("pcg.ws")
 
 # 4403 on both protocols: graphql-transport-ws uses it for a rejected connection_init; the
 # legacy graphql-ws handler would close with 1011, which clients treat as a server crash.
 WS_FORBIDDEN = 4403
-
-
-class FailedAuth(Viewer):
-    """A viewer whose credential was rejected: anything that needs identity raises the error."""
-
-    def __init__(self, error: Unauthenticated) -> None:
-        super().__init__(None)
-        self.error = error
-
-    @property
-    def user(self):
-        raise self.error
+# Strawberry's GraphiQL page: its scripts and styles come from unpkg, inline bootstrap code.
+GRAPHIQL_CSP = (
+    "default-src 'none'; script-src 'unsafe-inline' https://unpkg.com; "
+    "style-src 'unsafe-inline' https://unpkg.com; font-src https://unpkg.com data:; "
+    "img-src data: https:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
 
 
 class LegacyWSHandler(BaseGraphQLWSHandler):
@@ -62,35 +60,41 @@ class LegacyWSHandler(BaseGraphQLWSHandler):
             self.keep_alive_task = asyncio.create_task(self.handle_keep_alive())
 
 
+class RequestAdapter(StarletteRequestAdapter):
+    @property
+    def state(self) -> dict:
+        """The ASGI scope's state, where __call__ leaves the operation it read."""
+        return self._request.scope.setdefault("state", {})
+
+
 class PcgGraphQL(GraphQL):
     graphql_ws_handler_class = LegacyWSHandler
+    request_adapter_class = RequestAdapter
 
     def __init__(self, schema, settings: Settings, broadcast, nora=None) -> None:
         super().__init__(
             schema,
-            graphql_ide="graphiql",
+            graphql_ide="graphiql" if settings.graphiql_enabled else None,
             allow_queries_via_get=False,
             keep_alive=True,
             keep_alive_interval=15,
+            # Browsers' websocket handshakes from other origins are refused (1008) unless listed.
+            allowed_origins=list(settings.cors_origins),
         )
         self.settings = settings
         self.broadcast = broadcast
         self.nora = nora
 
-    async def viewer_for(self, authorization: str | None) -> Viewer:
-        try:
-            return Viewer(await authenticate(authorization, self.settings.secret_key))
-        except Unauthenticated as error:
-            return FailedAuth(error)
-
     async def get_context(self, request, response) -> Context:
         headers = request.headers
         is_websocket = request.scope["type"] == "websocket"
-        # Websockets authenticate in on_ws_connect, from the connection_init payload.
-        viewer = Viewer(None) if is_websocket else await self.viewer_for(headers.get("authorization"))
         return Context(
             settings=self.settings,
-            viewer=viewer,
+            # Anonymous until the Authentication extension has resolved the header, after the
+            # document passed its limits. Websockets authenticate in on_ws_connect, from the
+            # connection_init payload.
+            viewer=Viewer(None),
+            authorization=None if is_websocket else headers.get("authorization"),
             broadcast=self.broadcast,
             nora=self.nora,
             request=request,
@@ -124,6 +128,38 @@ class PcgGraphQL(GraphQL):
             request_id = request.scope.get("state", {}).get("request_id")
             result.errors = [convert(e, request_id) for e in result.errors]
         return await super().process_result(request, result)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope=scope, receive=receive)
+        request_id = scope.get("state", {}).get("request_id")
+        try:
+            if self.graphql_ide and wants_ide(request):
+                response = await self.run(request)
+            else:
+                # Before authentication and any other work: a refused body costs nothing.
+                operation = await read_graphql_request(request, self.settings.max_body_bytes)
+                scope.setdefault("state", {})["graphql_request"] = operation
+                response = await self.run(request)
+        except TransportError as error:
+            response = error_response(error.status, error.code, error.message, request_id, error.headers)
+        except HTTPException as error:
+            code = "NOT_FOUND" if error.status_code == 404 else "BAD_REQUEST"
+            response = error_response(error.status_code, code, error.reason, request_id)
+        await response(scope, receive, send)
+
+    async def parse_http_body(self, request_adapter):
+        operation = request_adapter.state.get("graphql_request")
+        if operation is None:  # pragma: no cover - __call__ always reads it first
+            raise HTTPException(400, "No GraphQL operation in the request")
+        return operation
+
+    async def render_graphql_ide(self, request):
+        response = await super().render_graphql_ide(request)
+        response.headers["Content-Security-Policy"] = GRAPHIQL_CSP
+        return response
 
     def encode_json(self, data: object) -> str:
         # Text, not bytes: websocket messages must be text frames, which graphql-ws, gql and

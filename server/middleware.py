@@ -1,10 +1,16 @@
-"""ASGI middleware: a request id on every request and response."""
+"""ASGI middleware: request ids, security headers, CORS."""
 
 from __future__ import annotations
 
 import uuid
 
+from starlette.datastructures import Headers
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.transport import error_response
 
 
 class RequestIdMiddleware:
@@ -33,3 +39,64 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+class JsonCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS rules (an allow-list, preflights answered), with refusals in the
+    API's JSON error shape instead of plain text."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        message = response.body.decode()
+        headers = {k: v for k, v in response.headers.items() if k.lower().startswith("access-control-")}
+        return error_response(403, "FORBIDDEN", message, headers=headers)
+
+
+def cors(settings) -> Middleware:
+    return Middleware(
+        JsonCORSMiddleware,
+        allow_origins=list(settings.cors_origins),
+        allow_methods=["GET", "POST"],
+        allow_headers=["authorization", "content-type", "x-request-id"],
+        expose_headers=[
+            "x-request-id", "retry-after", "x-ratelimit-limit", "x-ratelimit-remaining",
+            "x-ratelimit-reset", "x-ratelimit-used", "x-ratelimit-resource",
+        ],
+        max_age=600,
+    )
+
+
+# Every response; pages that render (GraphiQL, the board) set their own fuller CSP.
+_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+]
+_DEFAULT_CSP = b"default-src 'none'; frame-ancestors 'none'"
+_HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+
+
+class SecurityHeadersMiddleware:
+    def __init__(self, app: ASGIApp, hsts: bool = False) -> None:
+        self.app = app
+        self.extra = [*_SECURITY_HEADERS, *([_HSTS] if hsts else [])]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or [])
+                present = {name.lower() for name, _ in headers}
+                headers.extend(h for h in self.extra if h[0] not in present)
+                if b"content-security-policy" not in present:
+                    headers.append((b"content-security-policy", _DEFAULT_CSP))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -1,0 +1,43 @@
+"""Who is calling, decided after the document has passed its limits: a request refused by the
+parser, validation or cost analysis runs no SQL at all, not even the credential lookup."""
+
+from __future__ import annotations
+
+from strawberry.extensions import SchemaExtension
+
+from resolvers.access import Viewer
+from resolvers.auth import authenticate
+from resolvers.errors import Unauthenticated
+
+
+class FailedAuth(Viewer):
+    """A viewer whose credential was rejected: anything that needs identity raises the error."""
+
+    def __init__(self, error: Unauthenticated) -> None:
+        super().__init__(None)
+        self.error = error
+
+    @property
+    def user(self):
+        raise self.error
+
+
+async def viewer_for(authorization: str | None, secret: str) -> Viewer:
+    try:
+        return Viewer(await authenticate(authorization, secret))
+    except Unauthenticated as error:
+        return FailedAuth(error)
+
+
+class Authentication(SchemaExtension):
+    """Resolves the HTTP request's `Authorization` header (kept on the context as
+    `authorization`) into `context.viewer` just before execution. Websockets authenticate once
+    in connection_init and carry no pending header."""
+
+    async def on_execute(self):
+        context = self.execution_context.context
+        pending = getattr(context, "authorization", None)
+        if pending is not None:
+            context.authorization = None
+            context.viewer = await viewer_for(pending, context.settings.secret_key)
+        yield
