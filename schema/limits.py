@@ -37,7 +37,6 @@ from graphql import (
     ListValueNode,
     ObjectValueNode,
     OperationDefinitionNode,
-    OperationType,
     SelectionSetNode,
     StringValueNode,
     VariableNode,
@@ -419,7 +418,7 @@ class RequestLimits(SchemaExtension):
             operation_type = context.operation_type
         except RuntimeError:
             return
-        if is_http and operation_type == OperationType.SUBSCRIPTION:
+        if is_http and operation_type.value == "subscription":
             raise LimitError(
                 "Subscriptions run over a websocket (graphql-transport-ws or graphql-ws), not HTTP",
                 "BAD_REQUEST",
