@@ -52,6 +52,17 @@ class OrgPermission(Enum):
     USE_NORA = OrgRole.MEMBER
 
 
+def invitable_roles(role: OrgRole | None) -> frozenset[OrgRole]:
+    """The roles a member holding `role` may invite people as: admins invite admins and
+    members, only owners invite owners. An invite lives only as long as its sender keeps the
+    right to issue it (see resolvers/members.py)."""
+    if role is None or role.rank < OrgPermission.MANAGE_MEMBERS.value.rank:
+        return frozenset()
+    if role is OrgRole.OWNER:
+        return frozenset(OrgRole)
+    return frozenset(r for r in OrgRole if r is not OrgRole.OWNER)
+
+
 # Org owners and admins see every project of their org with at least this role.
 _IMPLIED_PROJECT_ROLE = {OrgRole.OWNER: ProjectRole.OWNER, OrgRole.ADMIN: ProjectRole.ADMIN}
 
@@ -113,16 +124,19 @@ class Viewer:
         rows = await _memberships(self.user.id, key.organization_id if key else None)
         for org_id, project_id, role in rows:
             if project_id is None:
-                role = OrgRole(role)
-                if key is not None and key.role.rank < role.rank:
-                    role = key.role
-                self._org_roles[org_id] = role
+                self._org_roles[org_id] = self.capped(OrgRole(role))
         for org_id, project_id, role in rows:
             # A project membership is void once its holder has left the organization.
             if project_id is not None and org_id in self._org_roles:
                 self._project_roles[project_id] = (org_id, ProjectRole(role))
         self._loaded = True
         return self
+
+    def capped(self, role: OrgRole) -> OrgRole:
+        """The organization role the caller acts with when its membership holds `role`:
+        an API key acts as its creator, at most at the key's own role."""
+        key = self.api_key
+        return key.role if key is not None and key.role.rank < role.rank else role
 
     async def reload(self) -> Viewer:
         """Reload memberships after a write that changed them."""

@@ -14,6 +14,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from models import ApiKey, User
 from resolvers.errors import Unauthenticated
+from resolvers.ids import parse_pk
 
 API_KEY_PREFIX = "pcg_"
 _hasher = PasswordHasher()
@@ -88,9 +89,12 @@ async def _token_principal(token: str, secret: str) -> Principal:
         raise Unauthenticated("Access token expired", reason="TOKEN_EXPIRED") from None
     except jwt.InvalidTokenError:
         raise Unauthenticated("Invalid access token", reason="TOKEN_INVALID") from None
-    if claims.get("typ") != "access" or not str(claims["sub"]).isdigit():
+    # Signed by us, yet checked like any input: a `sub` no user id can have never reaches
+    # the database (PostgreSQL refuses an int4 beyond 2**31 with an error, not "no row").
+    user_id = parse_pk("User", claims["sub"])
+    if claims.get("typ") != "access" or user_id is None:
         raise Unauthenticated("Invalid access token", reason="TOKEN_INVALID")
-    user = await User.get_or_none(id=int(claims["sub"]), is_active=True)
+    user = await User.get_or_none(id=user_id, is_active=True)
     if user is None:
         raise Unauthenticated("Invalid access token", reason="TOKEN_INVALID")
     return Principal(user=user, token_expires_at=datetime.fromtimestamp(claims["exp"], UTC))

@@ -23,6 +23,12 @@ from resolvers.projects import require as require_project
 from resolvers.writes import transaction
 
 MAX_TEXT = 2_000
+# NUMBER values: any finite float64, and integers whose magnitude is at most 2**53, so that
+# every client reading the JSON (JavaScript's Number included) gets exactly what was stored.
+# Beyond that the value cannot be stored as it was sent (the JSON encoder refuses integers
+# past 64 bits) or would come back as another number.
+MAX_EXACT_INT = 2**53
+NUMBER_RANGE = f"Expected a finite number; integers between -{MAX_EXACT_INT} and {MAX_EXACT_INT}"
 
 
 async def definitions(project_id: int) -> dict[str, CustomFieldDefinition]:
@@ -75,12 +81,8 @@ def _check(definition: CustomFieldDefinition, value, path: str, user_ids: set[in
             raise BadInput(f"Expected text of at most {MAX_TEXT} characters", field=path)
         return value
     if kind == CustomFieldType.NUMBER:
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-        ):
-            raise BadInput("Expected a number", field=path)
+        if not _storable_number(value):
+            raise BadInput(NUMBER_RANGE, field=path)
         return value
     if kind == CustomFieldType.DATE:
         try:
@@ -117,6 +119,14 @@ def _check(definition: CustomFieldDefinition, value, path: str, user_ids: set[in
         user_ids.add(decode_id(value, "User", path))
         return value
     raise BadInput("Unsupported custom field type", field=path)  # pragma: no cover
+
+
+def _storable_number(value) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return abs(value) <= MAX_EXACT_INT
+    return isinstance(value, float) and math.isfinite(value)
 
 
 # -- defining fields ---------------------------------------------------------------------------

@@ -1,29 +1,66 @@
-"""Opaque Relay global IDs: urlsafe base64 of "Type:pk"."""
+"""Opaque Relay global IDs: urlsafe base64 of "Type:pk".
+
+An ID is well-formed only if its pk could be a row of its table: a positive integer within the
+primary key column's range, written in ASCII digits without leading zeros (as `to_global_id`
+writes them). Anything else is BAD_USER_INPUT "Malformed ID", never a query: PostgreSQL refuses
+2**31 for an int4 column with an error (SQLite simply finds nothing), and a number that cannot
+name a row says nothing about any row, so refusing it leaks nothing.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
 
+from models import (
+    ApiKey,
+    Conversation,
+    CustomFieldDefinition,
+    Invite,
+    Label,
+    Message,
+    Organization,
+    OrganizationMember,
+    Project,
+    ProjectMember,
+    Task,
+    TaskComment,
+    User,
+)
 from resolvers.errors import BadInput
 
-NODE_TYPES = frozenset(
-    {
-        "User",
-        "Organization",
-        "OrganizationMember",
-        "Invite",
-        "Project",
-        "ProjectMember",
-        "Label",
-        "CustomFieldDefinition",
-        "Task",
-        "Comment",
-        "ApiKey",
-        "NoraConversation",
-        "NoraMessage",
-    }
-)
+# Node type -> the model whose primary key its IDs carry.
+_MODELS = {
+    "User": User,
+    "Organization": Organization,
+    "OrganizationMember": OrganizationMember,
+    "Invite": Invite,
+    "Project": Project,
+    "ProjectMember": ProjectMember,
+    "Label": Label,
+    "CustomFieldDefinition": CustomFieldDefinition,
+    "Task": Task,
+    "Comment": TaskComment,
+    "ApiKey": ApiKey,
+    "NoraConversation": Conversation,
+    "NoraMessage": Message,
+}
+NODE_TYPES = frozenset(_MODELS)
+# Serial keys start at 1; the upper bound is the column's (int4 for most, int8 for messages).
+_PK_MAX = {name: model._meta.pk.constraints["le"] for name, model in _MODELS.items()}
+_CANONICAL = re.compile(r"[1-9][0-9]*")
+
+
+def parse_pk(type_name: str, text: object) -> int | None:
+    """`text` as a primary key of `type_name`'s table, or None if no row can have it."""
+    maximum = _PK_MAX.get(type_name)
+    if maximum is None or not isinstance(text, str) or len(text) > 19:
+        return None
+    if not _CANONICAL.fullmatch(text):
+        return None
+    value = int(text)
+    return value if value <= maximum else None
 
 
 def to_global_id(type_name: str, pk: int) -> str:
@@ -39,10 +76,11 @@ def parse_global_id(gid: str) -> tuple[str, int]:
         raw = base64.urlsafe_b64decode(gid + "=" * (-len(gid) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise BadInput("Malformed ID", id=gid) from None
-    type_name, sep, pk = raw.partition(":")
-    if not sep or type_name not in NODE_TYPES or not pk.isdigit() or len(pk) > 18:
+    type_name, sep, digits = raw.partition(":")
+    pk = parse_pk(type_name, digits) if sep else None
+    if pk is None:
         raise BadInput("Malformed ID", id=gid)
-    return type_name, int(pk)
+    return type_name, pk
 
 
 def decode_id(gid: str, expected: str, field: str = "id") -> int:

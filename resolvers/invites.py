@@ -9,7 +9,7 @@ from tortoise.exceptions import IntegrityError
 
 from models import Invite, Organization, OrganizationMember, OrgRole, User
 from resolvers import validation
-from resolvers.access import OrgPermission
+from resolvers.access import OrgPermission, invitable_roles
 from resolvers.auth import hash_secret
 from resolvers.errors import BadInput, Conflict, Forbidden, NotFound
 from resolvers.loaders import PageSpec
@@ -55,16 +55,37 @@ async def pending_invites(ctx, org: Organization, first, after, last=None, befor
     )
 
 
+def _require_invitable(actor_role: OrgRole | None, role: OrgRole) -> None:
+    if role in invitable_roles(actor_role):
+        return
+    if role is OrgRole.OWNER:
+        raise Forbidden("Only owners can invite owners", requiredRole=OrgRole.OWNER.value)
+    needed = OrgPermission.MANAGE_MEMBERS.value
+    raise Forbidden("Your organization role does not allow inviting", requiredRole=needed.value)
+
+
+async def _inviter_role(ctx, organization_id: int) -> OrgRole | None:
+    """The caller's role, read under a lock on its membership row. A demotion or removal
+    writes that row before it revokes the sender's invites, so it either waits for this
+    invite to commit (and revokes it) or commits first (and this check sees the new role)."""
+    row = await (
+        OrganizationMember.filter(organization_id=organization_id, user_id=ctx.viewer.user_id)
+        .select_for_update()
+        .first()
+    )
+    return ctx.viewer.capped(row.role) if row is not None else None
+
+
 async def invite_member(ctx, organization_id: int, email: str, role: OrgRole) -> tuple[Invite, str]:
     actor_role = await ctx.viewer.require_org(OrgPermission.MANAGE_MEMBERS, organization_id)
     email = validation.email(email)
-    if role is OrgRole.OWNER and actor_role is not OrgRole.OWNER:
-        raise Forbidden("Only owners can invite owners", requiredRole=OrgRole.OWNER.value)
+    _require_invitable(actor_role, role)
     if await OrganizationMember.exists(organization_id=organization_id, user__email=email):
         raise Conflict("This person is already a member", field="email")
     token = secrets.token_urlsafe(32)
     now = datetime.now(UTC)
     async with transaction(ctx) as tx:
+        _require_invitable(await _inviter_role(ctx, organization_id), role)
         # Re-inviting is "resend": only the newest token of an address stays valid.
         superseded = await pending(
             Invite.filter(organization_id=organization_id, email=email), now

@@ -15,6 +15,7 @@ from tortoise.exceptions import IntegrityError
 
 from models import (
     ApiKey,
+    Invite,
     Organization,
     OrganizationMember,
     OrgRole,
@@ -22,7 +23,7 @@ from models import (
     ProjectMember,
     ProjectRole,
 )
-from resolvers.access import OrgPermission, Permission
+from resolvers.access import OrgPermission, Permission, invitable_roles
 from resolvers.errors import BadInput, Conflict, Forbidden, NotFound
 from resolvers.writes import transaction
 
@@ -63,6 +64,28 @@ async def _org_owner_count(organization_id: int, *, lock: bool = False) -> int:
     ).count()
 
 
+async def _revoke_unissuable_invites(
+    organization_id: int, user_id: int, role: OrgRole | None, now: datetime
+) -> list[int]:
+    """Revoke the user's pending invites that `role` (None: no longer a member) could not
+    issue, as their API keys are revoked on removal: an invite must not outlive its sender's
+    right to send it. Run after the membership row is written (see invites._inviter_role)."""
+    lost = [r for r in OrgRole if r not in invitable_roles(role)]
+    if not lost:
+        return []
+    ids = await Invite.filter(
+        organization_id=organization_id,
+        invited_by_id=user_id,
+        role__in=lost,
+        accepted_at__isnull=True,
+        revoked_at__isnull=True,
+        expires_at__gt=now,
+    ).values_list("id", flat=True)
+    if ids:
+        await Invite.filter(id__in=ids).update(revoked_at=now)
+    return sorted(ids)
+
+
 _LAST_OWNER_LEAVES = "The last owner cannot leave or be removed; make someone else owner first"
 
 
@@ -86,9 +109,15 @@ async def update_member_role(ctx, member_id: int, role: OrgRole) -> Organization
             raise _last_owner("The last owner cannot be demoted; make someone else owner first")
         member.role = role
         await member.save(update_fields=["role"])
+        revoked_invites = await _revoke_unissuable_invites(
+            member.organization_id, member.user_id, role, datetime.now(UTC)
+        )
+        after = member_snapshot(member)
+        if revoked_invites:
+            after["revokedInviteIds"] = revoked_invites
         await tx.audit(
             "member.update_role", "OrganizationMember", member.id,
-            organization_id=member.organization_id, before=before, after=member_snapshot(member),
+            organization_id=member.organization_id, before=before, after=after,
         )
         # An org role implies project roles: open board streams must re-check.
         tx.access_changed_for(member.user_id)
@@ -134,9 +163,13 @@ async def remove_member(ctx, member_id: int) -> int:
         if revoked_keys:
             await ApiKey.filter(id__in=revoked_keys).update(revoked_at=now)
         await member.delete()
+        revoked_invites = await _revoke_unissuable_invites(org_id, member.user_id, None, now)
+        after = {"revokedApiKeyIds": sorted(revoked_keys)}
+        if revoked_invites:
+            after["revokedInviteIds"] = revoked_invites
         await tx.audit(
             "member.remove", "OrganizationMember", member_id, organization_id=org_id,
-            before=before, after={"revokedApiKeyIds": sorted(revoked_keys)},
+            before=before, after=after,
         )
         for pm in project_rows:
             await tx.event(pm.project_id, "MemberRemoved", _member_event(pm))

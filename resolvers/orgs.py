@@ -7,7 +7,7 @@ from tortoise.exceptions import IntegrityError
 from models import Organization, OrganizationMember, OrgRole, Plan
 from resolvers import validation
 from resolvers.access import OrgPermission
-from resolvers.errors import Conflict
+from resolvers.errors import Conflict, Forbidden
 from resolvers.loaders import PageSpec
 from resolvers.pagination import Order
 from resolvers.writes import transaction
@@ -24,10 +24,15 @@ async def organization_by_slug(ctx, slug: str) -> Organization | None:
 
 
 async def viewer_memberships(ctx) -> list[OrganizationMember]:
-    await ctx.viewer.load()
-    return await OrganizationMember.filter(
-        user_id=ctx.viewer.user_id, organization_id__in=ctx.viewer.org_ids() or [0]
+    """The viewer's memberships, each with the role the viewer acts with there: an API key
+    sees its own organization only (Viewer.load), at the key's role when that is lower."""
+    viewer = await ctx.viewer.load()
+    rows = await OrganizationMember.filter(
+        user_id=viewer.user_id, organization_id__in=viewer.org_ids() or [0]
     ).order_by("created_at", "id")
+    for row in rows:  # rows of this call only, never saved: the stored role is unchanged
+        row.role = viewer.org_role(row.organization_id)
+    return rows
 
 
 async def _members_of_visible_orgs(ctx, variant):
@@ -49,6 +54,9 @@ async def members(ctx, org: Organization, first, after, last=None, before=None):
 
 async def create_organization(ctx, slug: str, name: str) -> Organization:
     user = ctx.viewer.user
+    if ctx.viewer.api_key is not None:
+        # A key acts inside its own organization only; a new one needs the person.
+        raise Forbidden("Create organizations with a user session, not an API key")
     slug = validation.slug(slug)
     name = validation.text(name, "name", max_len=validation.NAME_MAX)
     if await Organization.exists(slug=slug):

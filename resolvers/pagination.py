@@ -9,17 +9,20 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Generic, TypeVar
 
 import orjson
 from tortoise.expressions import Q
+from tortoise.fields import CharField, DateField, DatetimeField, Field, IntField, TextField
+from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
 from resolvers.errors import BadInput
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 100
+_TEXT_MAX = 10_000  # a sort value of an unbounded text column, in a cursor
 
 T = TypeVar("T")
 
@@ -66,12 +69,52 @@ def _encode_value(value: Any) -> Any:
     return value
 
 
-def _decode_value(value: Any) -> Any:
-    if isinstance(value, dict) and "dt" in value:
-        return datetime.fromisoformat(value["dt"])
-    if isinstance(value, dict) and "d" in value:
-        return date.fromisoformat(value["d"])
-    return value
+class _Malformed(Exception):
+    pass
+
+
+def _decode_value(value: Any, field: Field) -> Any:
+    """`value` as the sort field can hold it, or _Malformed.
+
+    A cursor comes back from the client: each value must have the type and range of its
+    column, or PostgreSQL fails the statement (a string compared with a timestamptz, 2**31
+    with an int4) where SQLite silently compares whatever it is given.
+    """
+    if value is None:
+        if field.null:
+            return None
+        raise _Malformed
+    if isinstance(field, IntField):
+        limits = field.constraints
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _Malformed
+        if not limits["ge"] <= value <= limits["le"]:
+            raise _Malformed
+        return value
+    if isinstance(field, (CharField, TextField)):
+        if not isinstance(value, str) or "\x00" in value:
+            raise _Malformed
+        if len(value) > (getattr(field, "max_length", None) or _TEXT_MAX):
+            raise _Malformed
+        enum = getattr(field, "enum_type", None)
+        if enum is not None and value not in {member.value for member in enum}:
+            raise _Malformed
+        return value
+    if isinstance(field, DatetimeField):
+        moment = datetime.fromisoformat(_only(value, "dt"))
+        if moment.tzinfo is None:  # we only issue aware times (use_tz)
+            raise _Malformed
+        return moment.astimezone(UTC)  # OverflowError at the ends of the calendar
+    if isinstance(field, DateField):
+        return date.fromisoformat(_only(value, "d"))
+    # A sort on a column of another type needs its own rule here before it can page.
+    raise _Malformed
+
+
+def _only(value: Any, key: str) -> str:
+    if not isinstance(value, dict) or value.keys() != {key} or not isinstance(value[key], str):
+        raise _Malformed
+    return value[key]
 
 
 def encode_cursor(row: Any, fields: tuple[tuple[str, bool], ...]) -> str:
@@ -79,7 +122,9 @@ def encode_cursor(row: Any, fields: tuple[tuple[str, bool], ...]) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(values)).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, fields: tuple[tuple[str, bool], ...], arg: str) -> list[Any]:
+def decode_cursor(
+    cursor: str, fields: tuple[tuple[str, bool], ...], arg: str, model: type[Model]
+) -> list[Any]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         values = orjson.loads(raw)
@@ -87,9 +132,10 @@ def decode_cursor(cursor: str, fields: tuple[tuple[str, bool], ...], arg: str) -
         raise BadInput("Malformed cursor", field=arg) from None
     if not isinstance(values, list) or len(values) != len(fields):
         raise BadInput("Cursor does not belong to this list or ordering", field=arg)
+    columns = model._meta.fields_map
     try:
-        return [_decode_value(v) for v in values]
-    except (TypeError, ValueError):
+        return [_decode_value(v, columns[name]) for (name, _), v in zip(fields, values)]
+    except (_Malformed, TypeError, ValueError, OverflowError):
         raise BadInput("Malformed cursor", field=arg) from None
 
 
@@ -119,9 +165,9 @@ async def paginate(
     fields = order.with_tiebreak()
     qs = queryset
     if after:
-        qs = qs.filter(_after(fields, decode_cursor(after, fields, "after"), True))
+        qs = qs.filter(_after(fields, decode_cursor(after, fields, "after", qs.model), True))
     if before:
-        qs = qs.filter(_after(fields, decode_cursor(before, fields, "before"), False))
+        qs = qs.filter(_after(fields, decode_cursor(before, fields, "before", qs.model), False))
     backwards = last is not None
     limit = last if backwards else (first if first is not None else DEFAULT_PAGE)
     ordering = [(("-" if desc != backwards else "") + name) for name, desc in fields]

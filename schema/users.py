@@ -33,7 +33,10 @@ class User(Node):
 class Viewer:
     user: User
 
-    @strawberry.field(description="The viewer's organizations, with the viewer's role in each.")
+    @strawberry.field(
+        description="The viewer's organizations, with the role the viewer acts with in each. "
+        "An API key sees its own organization only, at most at the key's role."
+    )
     async def organizations(self, info: Info) -> list[OrganizationMemberRef]:
         return await org_resolvers.viewer_memberships(ctx(info))
 
