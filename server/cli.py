@@ -75,8 +75,15 @@ async def _migrate(settings: Settings) -> list[str]:
     return applied
 
 
+def _refuse_demo_in_production(settings: Settings) -> None:
+    if settings.is_production:
+        # The demo's accounts share a password printed in the README.
+        raise CliError("--demo is refused with PCG_ENV=production: its accounts share a known password")
+
+
 async def _seed(settings: Settings):
     from server.demo import seed_demo
+
 
     async with database(settings):
         info = await seed_demo(settings)
@@ -112,6 +119,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     # A generated key is written to the data dir here, before any worker starts, so that
     # every worker reads the same one.
+    if args.demo:
+        _refuse_demo_in_production(settings)
     settings = settings.with_secret()
 
     async def prepare() -> None:
@@ -164,6 +173,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
     if not args.demo:
         raise CliError("nothing to seed: pass --demo")
     settings = _settings()
+    _refuse_demo_in_production(settings)
 
     async def run() -> None:
         await _migrate(settings)

@@ -135,12 +135,14 @@ def database_url(request, backend, tmp_path) -> str:
 
 @pytest.fixture
 def settings(request, tmp_path, database_url) -> Settings:
-    """`@pytest.mark.limits(max_cost=...)` runs a test with other request limits."""
+    """`@pytest.mark.limits(max_cost=...)` runs a test with other request limits,
+    `@pytest.mark.settings(cors_origins=...)` with other settings."""
     marker = request.node.get_closest_marker("limits")
     limits = Limits(**marker.kwargs) if marker else Limits()
-    return Settings(
-        env="test", data_dir=tmp_path, database_url=database_url, secret_key=SECRET, limits=limits
-    )
+    overrides = request.node.get_closest_marker("settings")
+    fields = {"env": "test", "data_dir": tmp_path, "database_url": database_url,
+              "secret_key": SECRET, "limits": limits, **(overrides.kwargs if overrides else {})}
+    return Settings(**fields)
 
 
 @pytest.fixture

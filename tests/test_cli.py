@@ -252,3 +252,13 @@ def test_every_documented_setting_is_in_the_readme_and_in_serve_help(capsys):
     help_text = capsys.readouterr().out
     for name, default, _ in DOCUMENTED:
         assert re.search(rf"^  {name}\s+default: ", help_text, re.M), name
+
+
+@pytest.mark.parametrize("argv", [["serve", "--demo"], ["seed", "--demo"]])
+def test_the_demo_is_refused_in_production(tmp_path, monkeypatch, capsys, argv):
+    monkeypatch.setenv("PCG_ENV", "production")
+    monkeypatch.setenv("PCG_SECRET_KEY", "k" * 40)
+    monkeypatch.setenv("PCG_DATA_DIR", str(tmp_path / "data"))
+    assert main(argv) == 1
+    assert "--demo is refused with PCG_ENV=production" in capsys.readouterr().err
+    assert not (tmp_path / "data" / "pcg.db").exists()  # refused before migrating anything
