@@ -381,21 +381,21 @@ class CancelNoraMessageInput:
 
 @strawberry.type
 class StartNoraConversationPayload:
-    conversation: NoraConversation
+    conversation: NoraConversation | None
 
 
 @strawberry.type
 class SendNoraMessagePayload:
-    conversation: NoraConversation
-    user_message: NoraMessage
-    assistant_message: NoraMessage = strawberry.field(
+    conversation: NoraConversation | None
+    user_message: NoraMessage | None
+    assistant_message: NoraMessage | None = strawberry.field(
         description="Status STREAMING: follow it with the `noraEvents` subscription."
     )
 
 
 @strawberry.type
 class CancelNoraMessagePayload:
-    message: NoraMessage
+    message: NoraMessage | None
 
 
 @strawberry.type

@@ -201,7 +201,7 @@ class CreateOrganizationInput:
 
 @strawberry.type
 class OrganizationPayload:
-    organization: Organization
+    organization: Organization | None
 
 
 @strawberry.input
@@ -213,7 +213,7 @@ class InviteMemberInput:
 
 @strawberry.type
 class InviteMemberPayload:
-    invite: Invite
+    invite: Invite | None
     invite_token: str = strawberry.field(
         description="Send this to the invitee; it is shown only once and expires in 7 days."
     )
@@ -226,8 +226,8 @@ class AcceptInviteInput:
 
 @strawberry.type
 class AcceptInvitePayload:
-    organization: Organization
-    member: OrganizationMember
+    organization: Organization | None
+    member: OrganizationMember | None
 
 
 @strawberry.input
@@ -237,7 +237,7 @@ class RevokeInviteInput:
 
 @strawberry.type
 class InvitePayload:
-    invite: Invite
+    invite: Invite | None
 
 
 @strawberry.input
@@ -248,7 +248,7 @@ class UpdateMemberRoleInput:
 
 @strawberry.type
 class OrganizationMemberPayload:
-    member: OrganizationMember
+    member: OrganizationMember | None
 
 
 @strawberry.input
@@ -271,7 +271,7 @@ class CreateApiKeyInput:
 
 @strawberry.type
 class CreateApiKeyPayload:
-    api_key: ApiKey
+    api_key: ApiKey | None
     key: str = strawberry.field(
         description="The secret, shown only once: send it as `Authorization: Bearer <key>`."
     )
@@ -284,7 +284,7 @@ class RevokeApiKeyInput:
 
 @strawberry.type
 class ApiKeyPayload:
-    api_key: ApiKey
+    api_key: ApiKey | None
 
 
 @strawberry.type

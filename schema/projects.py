@@ -252,7 +252,7 @@ class CreateProjectInput:
 
 @strawberry.type
 class ProjectPayload:
-    project: Project
+    project: Project | None
 
 
 @strawberry.input
@@ -289,7 +289,7 @@ class RemoveProjectMemberInput:
 
 @strawberry.type
 class ProjectMemberPayload:
-    member: ProjectMember
+    member: ProjectMember | None
 
 
 @strawberry.type

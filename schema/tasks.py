@@ -359,7 +359,7 @@ class DefineCustomFieldInput:
 
 @strawberry.type
 class TaskPayload:
-    task: Task
+    task: Task | None
 
 
 @strawberry.type
@@ -369,18 +369,18 @@ class DeleteTaskPayload:
 
 @strawberry.type
 class AddCommentPayload:
-    comment: Comment
-    task: Task
+    comment: Comment | None
+    task: Task | None
 
 
 @strawberry.type
 class LabelPayload:
-    label: Label
+    label: Label | None
 
 
 @strawberry.type
 class CustomFieldDefinitionPayload:
-    field: CustomFieldDefinitionRef
+    field: CustomFieldDefinitionRef | None
 
 
 @strawberry.type

@@ -56,7 +56,7 @@ class LogInInput:
 
 @strawberry.type
 class AuthPayload:
-    user: User
+    user: User | None
     access_token: str = strawberry.field(description="Send as `Authorization: Bearer <token>`.")
     expires_at: datetime
 
