@@ -32,6 +32,7 @@ from schema.nora import (
 )
 from schema.orgs import Organization, OrgMutations
 from schema.projects import Project, ProjectConnection, ProjectMutations
+from schema.ratelimit import RateLimitExtension, RateLimitQueries
 from schema.tasks import Task, TaskMutations
 from schema.users import UserMutations, Viewer
 
@@ -90,7 +91,7 @@ class Query:
         return await task_resolvers.get_task_or_none(ctx(info), decode_id(id, "Task"))
 
 
-Query = merge_types("Query", (Query, NoraQueries))
+Query = merge_types("Query", (Query, NoraQueries, RateLimitQueries))
 Mutation = merge_types(
     "Mutation", (UserMutations, OrgMutations, ProjectMutations, TaskMutations, NoraMutations)
 )
@@ -146,6 +147,7 @@ def build_schema() -> strawberry.Schema:
             ),
             lambda: ParserCache(maxsize=1024),
             lambda: ValidationCache(maxsize=1024),
+            RateLimitExtension,
         ],
     )
 

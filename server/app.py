@@ -21,6 +21,7 @@ from schema.root import schema as default_schema
 from server.db import tortoise_config
 from server.graphql_app import PcgGraphQL
 from server.middleware import RequestIdMiddleware
+from server.ratelimit import RateLimitMiddleware
 from server.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger("pcg")
@@ -82,7 +83,7 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
             Route("/api/health", health),
             Route("/board", board_page),
         ],
-        middleware=[Middleware(RequestIdMiddleware)],
+        middleware=[Middleware(RequestIdMiddleware), Middleware(RateLimitMiddleware, settings=settings)],
         lifespan=lifespan,
     )
     app.state.settings = settings
