@@ -20,6 +20,7 @@ from asgi_lifespan import LifespanManager
 
 from models import Organization, OrgRole, Plan
 from server.app import create_app
+from server.settings import Settings, SettingsError
 from tests.conftest import gid
 from tests.membership_helpers import make_key
 from tests.processes import aserving, free_port, subprocess_env
@@ -226,3 +227,14 @@ async def test_redis_down_admits_and_warns_once_then_limiting_resumes(settings, 
                 await asyncio.sleep(0.2)
             assert r.headers["x-ratelimit-used"] == "1"
     assert any("reachable again" in r.getMessage() for r in caplog.records)
+
+
+def test_rate_limit_settings_from_the_environment():
+    defaults = Settings.from_env({})
+    assert (defaults.rate_limit, defaults.rate_limit_free, defaults.rate_limit_anonymous) == (True, 5000, 1000)
+    custom = Settings.from_env({"PCG_RATE_LIMIT": "0", "PCG_RATE_LIMIT_PRO": "123",
+                                "PCG_RATE_LIMIT_SOCKETS_PER_IP": "0"})
+    assert (custom.rate_limit, custom.rate_limit_pro, custom.rate_limit_sockets_per_ip) == (False, 123, 0)
+    for bad in ({"PCG_RATE_LIMIT": "yes"}, {"PCG_RATE_LIMIT_FREE": "-1"}, {"PCG_RATE_LIMIT_LOGIN_IP": "many"}):
+        with pytest.raises(SettingsError):
+            Settings.from_env(bad)
