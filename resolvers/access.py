@@ -20,6 +20,7 @@ from models import (
     Organization,
     OrganizationMember,
     OrgRole,
+    Plan,
     Project,
     ProjectRole,
     Task,
@@ -63,28 +64,34 @@ def invitable_roles(role: OrgRole | None) -> frozenset[OrgRole]:
     return frozenset(r for r in OrgRole if r is not OrgRole.OWNER)
 
 
+_PLAN_RANK = [Plan.FREE, Plan.PRO, Plan.ENTERPRISE]
+
 # Org owners and admins see every project of their org with at least this role.
 _IMPLIED_PROJECT_ROLE = {OrgRole.OWNER: ProjectRole.OWNER, OrgRole.ADMIN: ProjectRole.ADMIN}
 
 
 async def _memberships(user_id: int, organization_id: int | None) -> list[tuple]:
-    """(organization id, project id or None, role) of every membership, in one statement.
+    """(organization id, project id or None, role, org plan or None) of every membership, in
+    one statement. The plan rides along so that the rate limiter's budget costs no statement.
 
     Ids are inlined as integers (never text), so the SQL is the same on both dialects.
     """
     user_id = int(user_id)
     in_org = "" if organization_id is None else f" = {int(organization_id)}"
     sql = (
-        'SELECT "organization_id" AS "org_id", CAST(NULL AS INTEGER) AS "project_id", "role"'
-        f' FROM "organization_member" WHERE "user_id" = {user_id}'
-        + (f' AND "organization_id"{in_org}' if in_org else "")
-        + ' UNION ALL SELECT "p"."organization_id", "m"."project_id", "m"."role"'
+        'SELECT "om"."organization_id" AS "org_id", CAST(NULL AS INTEGER) AS "project_id",'
+        ' "om"."role", "o"."plan" FROM "organization_member" "om"'
+        ' JOIN "organization" "o" ON "o"."id" = "om"."organization_id"'
+        f' WHERE "om"."user_id" = {user_id}'
+        + (f' AND "om"."organization_id"{in_org}' if in_org else "")
+        + ' UNION ALL SELECT "p"."organization_id", "m"."project_id", "m"."role",'
+        ' CAST(NULL AS VARCHAR(16))'
         ' FROM "project_member" "m" JOIN "project" "p" ON "p"."id" = "m"."project_id"'
         f' WHERE "m"."user_id" = {user_id}'
         + (f' AND "p"."organization_id"{in_org}' if in_org else "")
     )
     rows = await OrganizationMember._meta.db.execute_query_dict(sql)
-    return [(r["org_id"], r["project_id"], r["role"]) for r in rows]
+    return [(r["org_id"], r["project_id"], r["role"], r["plan"]) for r in rows]
 
 
 class Viewer:
@@ -92,6 +99,7 @@ class Viewer:
         self.principal = principal
         self._loaded = False
         self._org_roles: dict[int, OrgRole] = {}
+        self._org_plans: dict[int, Plan] = {}
         # project id -> (organization id, explicit role)
         self._project_roles: dict[int, tuple[int, ProjectRole]] = {}
 
@@ -122,10 +130,11 @@ class Viewer:
             return self
         key = self.api_key
         rows = await _memberships(self.user.id, key.organization_id if key else None)
-        for org_id, project_id, role in rows:
+        for org_id, project_id, role, plan in rows:
             if project_id is None:
                 self._org_roles[org_id] = self.capped(OrgRole(role))
-        for org_id, project_id, role in rows:
+                self._org_plans[org_id] = Plan(plan)
+        for org_id, project_id, role, _ in rows:
             # A project membership is void once its holder has left the organization.
             if project_id is not None and org_id in self._org_roles:
                 self._project_roles[project_id] = (org_id, ProjectRole(role))
@@ -142,12 +151,18 @@ class Viewer:
         """Reload memberships after a write that changed them."""
         self._loaded = False
         self._org_roles.clear()
+        self._org_plans.clear()
         self._project_roles.clear()
         return await self.load()
 
     def org_role(self, organization_id: int) -> OrgRole | None:
         self._check_loaded()
         return self._org_roles.get(organization_id)
+
+    def best_plan(self) -> Plan:
+        """The best plan among the viewer's organizations (an API key: its organization's)."""
+        self._check_loaded()
+        return max(self._org_plans.values(), key=_PLAN_RANK.index, default=Plan.FREE)
 
     def org_ids(self) -> list[int]:
         self._check_loaded()

@@ -34,6 +34,7 @@ from schema.nora import (
 )
 from schema.orgs import Organization, OrgMutations
 from schema.projects import Project, ProjectConnection, ProjectMutations
+from schema.ratelimit import RateLimitExtension, RateLimitQueries
 from schema.tasks import Task, TaskMutations
 from schema.users import UserMutations, Viewer
 
@@ -92,7 +93,7 @@ class Query:
         return await task_resolvers.get_task_or_none(ctx(info), decode_id(id, "Task"))
 
 
-Query = merge_types("Query", (Query, NoraQueries))
+Query = merge_types("Query", (Query, NoraQueries, RateLimitQueries))
 Mutation = merge_types(
     "Mutation", (UserMutations, OrgMutations, ProjectMutations, TaskMutations, NoraMutations)
 )
@@ -147,6 +148,7 @@ def build_schema() -> strawberry.Schema:
             # walked once (Strawberry's QueryDepthLimiter re-walks a fragment at every spread).
             RequestLimits,
             Authentication,
+            RateLimitExtension,
         ],
     )
 

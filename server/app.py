@@ -21,6 +21,7 @@ from schema.root import schema as default_schema
 from server.db import tortoise_config
 from server.graphql_app import PcgGraphQL
 from server.middleware import RequestIdMiddleware, SecurityHeadersMiddleware, cors
+from server.ratelimit import RateLimitMiddleware
 from server.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger("pcg")
@@ -87,6 +88,7 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
             Middleware(RequestIdMiddleware),
             Middleware(SecurityHeadersMiddleware, hsts=settings.hsts),
             cors(settings),
+            Middleware(RateLimitMiddleware, settings=settings),
         ],
         lifespan=lifespan,
     )

@@ -45,6 +45,15 @@ DOCUMENTED = [
     ("PCG_CORS_ORIGINS", "", "Comma-separated origins allowed to call the API from a browser (HTTP and websocket); empty: same origin only."),
     ("PCG_GRAPHIQL", "1 (0 in production)", "Serve the GraphiQL explorer at GET /graphql."),
     ("PCG_HSTS", "0", "Send Strict-Transport-Security (set to 1 when the server is reached over TLS)."),
+    ("PCG_RATE_LIMIT", "1", "`1` charges every GraphQL operation's cost to its caller's budget of points per minute; `0` turns the budget off (login, sign-up and socket limits have their own settings)."),
+    ("PCG_RATE_LIMIT_FREE", "100", "Points per minute (1 per request plus 1 per 100 objects of its cost) for a user or API key whose best organization plan is free (or who has none)."),
+    ("PCG_RATE_LIMIT_PRO", "500", "Points per minute on the pro plan."),
+    ("PCG_RATE_LIMIT_ENTERPRISE", "2000", "Points per minute on the enterprise plan."),
+    ("PCG_RATE_LIMIT_ANONYMOUS", "60", "Points per minute per IP address for requests without a credential."),
+    ("PCG_RATE_LIMIT_LOGIN_EMAIL", "5", "Failed logIns per email per 15 minutes before RATE_LIMITED (a success clears the count); 0 turns it off."),
+    ("PCG_RATE_LIMIT_LOGIN_IP", "50", "Failed logIns per IP address per 15 minutes before RATE_LIMITED; 0 turns it off."),
+    ("PCG_RATE_LIMIT_SIGNUP_IP", "10", "signUp attempts per IP address per hour; 0 turns it off."),
+    ("PCG_RATE_LIMIT_SOCKETS_PER_IP", "50", "Open websockets per IP address on one instance; beyond it the handshake is closed with 1013 (try again later). 0 turns it off."),
 ]
 
 # PCG_* name -> (Limits field or Settings field, smallest accepted value)
@@ -78,6 +87,18 @@ def _flag(env: dict[str, str], name: str, default: bool) -> bool:
         return False
     raise SettingsError(f"{name} must be 1 or 0")
 
+# PCG_RATE_LIMIT_* name -> Settings field; each a non-negative whole number.
+_RATE_LIMIT_NUMBERS = {
+    "PCG_RATE_LIMIT_FREE": "rate_limit_free",
+    "PCG_RATE_LIMIT_PRO": "rate_limit_pro",
+    "PCG_RATE_LIMIT_ENTERPRISE": "rate_limit_enterprise",
+    "PCG_RATE_LIMIT_ANONYMOUS": "rate_limit_anonymous",
+    "PCG_RATE_LIMIT_LOGIN_EMAIL": "rate_limit_login_email",
+    "PCG_RATE_LIMIT_LOGIN_IP": "rate_limit_login_ip",
+    "PCG_RATE_LIMIT_SIGNUP_IP": "rate_limit_signup_ip",
+    "PCG_RATE_LIMIT_SOCKETS_PER_IP": "rate_limit_sockets_per_ip",
+}
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -103,6 +124,15 @@ class Settings:
     # None: on, except in production.
     graphiql: bool | None = None
     hsts: bool = False
+    rate_limit: bool = True
+    rate_limit_free: int = 100
+    rate_limit_pro: int = 500
+    rate_limit_enterprise: int = 2_000
+    rate_limit_anonymous: int = 60
+    rate_limit_login_email: int = 5
+    rate_limit_login_ip: int = 50
+    rate_limit_signup_ip: int = 10
+    rate_limit_sockets_per_ip: int = 50
     extra: dict = field(default_factory=dict)
 
     @property
@@ -139,6 +169,14 @@ class Settings:
                 if not raw.isdigit() or (key == "nora_timeout" and int(raw) <= 0):
                     raise SettingsError(f"{name} must be a {'positive' if key == 'nora_timeout' else 'non-negative'} whole number")
                 nora_numbers[key] = int(raw)
+        rate_limits: dict = {}
+        for name, key in _RATE_LIMIT_NUMBERS.items():
+            if name in env:
+                if not env[name].isdigit():
+                    raise SettingsError(f"{name} must be a non-negative whole number")
+                rate_limits[key] = int(env[name])
+        if env.get("PCG_RATE_LIMIT", "1") not in ("0", "1"):
+            raise SettingsError("PCG_RATE_LIMIT must be 1 (on) or 0 (off)")
         settings = cls(
             env=env.get("PCG_ENV", "development"),
             data_dir=data_dir,
@@ -152,6 +190,7 @@ class Settings:
             nora_base_url=env.get("PCG_NORA_BASE_URL", ""),
             nora_api_key=env.get("PCG_NORA_API_KEY", ""),
             nora_model=env.get("PCG_NORA_MODEL", ""),
+            rate_limit=env.get("PCG_RATE_LIMIT", "1") == "1",
             **nora_numbers,
             limits=Limits(**{
                 key: _whole(env, name, getattr(Limits, key), minimum)
@@ -163,6 +202,7 @@ class Settings:
             ),
             graphiql=_flag(env, "PCG_GRAPHIQL", None) if env.get("PCG_GRAPHIQL") else None,
             hsts=_flag(env, "PCG_HSTS", False),
+            **rate_limits,
         )
         if settings.nora_provider not in ("builtin", "openai"):
             raise SettingsError(f"PCG_NORA_PROVIDER must be builtin or openai, not {settings.nora_provider!r}")

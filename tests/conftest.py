@@ -140,8 +140,12 @@ def settings(request, tmp_path, database_url) -> Settings:
     marker = request.node.get_closest_marker("limits")
     limits = Limits(**marker.kwargs) if marker else Limits()
     overrides = request.node.get_closest_marker("settings")
+    # Budgets no ordinary test reaches; tests/test_rate_limits.py sets its own.
+    budgets = {"rate_limit_free": 100_000, "rate_limit_pro": 100_000,
+               "rate_limit_enterprise": 100_000, "rate_limit_anonymous": 100_000}
     fields = {"env": "test", "data_dir": tmp_path, "database_url": database_url,
-              "secret_key": SECRET, "limits": limits, **(overrides.kwargs if overrides else {})}
+              "secret_key": SECRET, "limits": limits, **budgets,
+              **(overrides.kwargs if overrides else {})}
     return Settings(**fields)
 
 
