@@ -29,6 +29,7 @@ object of another project or organization is VIEWER, whatever else it does.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from enum import IntEnum
 from inspect import isawaitable
 from typing import Any
@@ -170,14 +171,14 @@ def field_depends(gtype: GraphQLObjectType, name: str) -> Depends:
 
 
 class _SchemaFacts:
-    """Per schema: each object field's class, and each operation's, computed once."""
-
-    MAX_OPERATIONS = 4096
+    """Per schema: each object field's class, and each live operation's, computed once."""
 
     def __init__(self, schema: GraphQLSchema) -> None:
         self.schema = schema
         self.fields: dict[tuple[str, str], Depends] = {}
-        self.operations: dict[tuple[str, str | None], Depends] = {}
+        # id(operation node) -> (weak reference to it, its class). The parser cache hands every
+        # subscriber of a document the same node; an entry goes when its document does.
+        self.operations: dict[int, tuple[weakref.ref, Depends]] = {}
 
     def field(self, gtype: GraphQLObjectType, name: str) -> Depends:
         key = (gtype.name, name)
@@ -191,6 +192,15 @@ class _SchemaFacts:
             return frozenset(self.schema.get_possible_types(named))
         return frozenset((named,)) if isinstance(named, GraphQLObjectType) else frozenset()
 
+    def known(self, operation) -> Depends | None:
+        entry = self.operations.get(id(operation))
+        return entry[1] if entry is not None and entry[0]() is operation else None
+
+    def remember(self, operation, depends: Depends) -> None:
+        key, operations = id(operation), self.operations
+        ref = weakref.ref(operation, lambda _ref: operations.pop(key, None))
+        operations[key] = (ref, depends)
+
 
 def _facts(schema: GraphQLSchema) -> _SchemaFacts:
     facts = getattr(schema, "_pcg_sharing", None)
@@ -201,17 +211,13 @@ def _facts(schema: GraphQLSchema) -> _SchemaFacts:
 
 def operation_depends(schema: GraphQLSchema, operation, fragments: dict) -> Depends:
     """The most any field of `operation` depends on, through every fragment and every type
-    an abstract selection may turn out to be. Cached per (document, operation)."""
+    an abstract selection may turn out to be. Computed once per operation node."""
     facts = _facts(schema)
-    key = (operation.loc.source.body if operation.loc else id(operation),
-           operation.name.value if operation.name else None)
-    depends = facts.operations.get(key)
+    depends = facts.known(operation)
     if depends is None:
         root = schema.get_root_type(operation.operation)
         depends = _Walk(facts, fragments).selections(facts.possible(root), operation.selection_set)
-        if len(facts.operations) >= facts.MAX_OPERATIONS:
-            facts.operations.clear()
-        facts.operations[key] = depends
+        facts.remember(operation, depends)
     return depends
 
 
