@@ -178,6 +178,18 @@ class Viewer:
         roles = [r for r in (explicit and explicit[1], _IMPLIED_PROJECT_ROLE.get(org_role)) if r]
         return max(roles, key=lambda r: r.rank) if roles else None
 
+    def membership_key(self) -> tuple:
+        """Who asks and everything they belong to: two viewers with equal keys get equal
+        answers from this layer (subscriptions share executions on it)."""
+        self._check_loaded()
+        key = self.api_key
+        return (
+            self.user_id,
+            key.id if key else None,
+            tuple(sorted(self._org_roles.items())),
+            tuple(sorted(self._project_roles.items())),
+        )
+
     def _check_loaded(self) -> None:
         if not self._loaded:
             raise RuntimeError("Viewer.load() must be awaited before access checks")

@@ -242,9 +242,10 @@ def _typed(item) -> BoardEvent | None:
 
 
 def _shared(typed: BoardEvent, viewer, project: ProjectModel) -> BoardEvent:
-    # What a board event's answer may depend on beyond the event: the reader's roles.
+    # What ROLES fields read of the viewer: its roles on the event's project and org. A
+    # selection with VIEWER fields is keyed on the viewer itself (schema/sharing.py).
     signature = (viewer.project_role(project), viewer.org_role(project.organization_id))
-    return sharing.mark(typed, typed._e, signature)
+    return sharing.mark(typed, typed._e, signature, viewer)
 
 
 async def _fresh_loaders(info: Info) -> None:

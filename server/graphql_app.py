@@ -14,7 +14,6 @@ from cross_web import HTTPException, StarletteRequestAdapter
 from starlette.requests import Request
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
 from resolvers.access import Viewer
 from resolvers.auth import authenticate
@@ -23,12 +22,10 @@ from schema.errors import convert
 from server.context import Context
 from server.settings import Settings
 from server.transport import TransportError, error_response, read_graphql_request, wants_ide
+from server.ws_protocol import WS_FORBIDDEN, LegacyWSHandler, TransportWSHandler
 
 log = logging.getLogger("pcg.ws")
 
-# 4403 on both protocols: graphql-transport-ws uses it for a rejected connection_init; the
-# legacy graphql-ws handler would close with 1011, which clients treat as a server crash.
-WS_FORBIDDEN = 4403
 # Strawberry's GraphiQL page: its scripts and styles come from unpkg, inline bootstrap code.
 GRAPHIQL_CSP = (
     "default-src 'none'; script-src 'unsafe-inline' https://unpkg.com; "
@@ -36,28 +33,6 @@ GRAPHIQL_CSP = (
     "img-src data: https:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
     "frame-ancestors 'none'"
 )
-
-
-class LegacyWSHandler(BaseGraphQLWSHandler):
-    async def handle_connection_init(self, message) -> None:
-        payload = message.get("payload")
-        if payload is not None and not isinstance(payload, dict):
-            await self.websocket.close(code=WS_FORBIDDEN, reason="Invalid connection_init payload")
-            return
-        self.context.connection_params = payload
-        try:
-            ack = await self.view.on_ws_connect(self.context)
-        except ConnectionRejectionError as error:
-            await self.send_message({"type": "connection_error", "payload": error.payload})
-            await self.websocket.close(code=WS_FORBIDDEN, reason="Forbidden")
-            return
-        if ack is None or not isinstance(ack, dict):
-            await self.send_message({"type": "connection_ack"})
-        else:
-            await self.send_message({"type": "connection_ack", "payload": ack})
-        self.connection_acknowledged = True
-        if self.keep_alive:
-            self.keep_alive_task = asyncio.create_task(self.handle_keep_alive())
 
 
 class RequestAdapter(StarletteRequestAdapter):
@@ -69,6 +44,7 @@ class RequestAdapter(StarletteRequestAdapter):
 
 class PcgGraphQL(GraphQL):
     graphql_ws_handler_class = LegacyWSHandler
+    graphql_transport_ws_handler_class = TransportWSHandler
     request_adapter_class = RequestAdapter
 
     def __init__(self, schema, settings: Settings, broadcast, nora=None) -> None:
