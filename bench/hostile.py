@@ -74,7 +74,7 @@ async def seed() -> tuple[str, str]:
     owner = await User.create(email="bench@example.test", name="Bench", password_hash="x")
     org = await Organization.create(slug="bench", name="Bench")
     await OrganizationMember.create(organization=org, user=owner, role=OrgRole.OWNER)
-    project = await Project.create(organization=org, name="Board")
+    project = await Project.create(organization=org, name="Board", created_by=owner)
     await ProjectMember.create(project=project, user=owner, role=ProjectRole.OWNER)
     statuses = list(TaskStatus)
     await Task.bulk_create([

@@ -157,6 +157,7 @@ class Analysis:
             d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
         }
         self.memo: dict[tuple[str, int | None], _Stats] = {}
+        self.active: set[str] = set()
         self.defaults = {
             v.variable.name.value: value_from_ast_untyped(v.default_value)
             for v in operation.variable_definitions or ()
@@ -169,6 +170,8 @@ class Analysis:
 
     def run(self) -> int:
         root = self.schema.get_root_type(self.operation.operation)
+        if root is None:
+            return 1  # validation reports the missing root type
         stats = self.selection_set(self.operation.selection_set, root, None)
         if stats.fields > self.limits.max_root_fields:
             raise LimitError(
@@ -213,6 +216,8 @@ class Analysis:
             elif isinstance(selection, InlineFragmentNode):
                 condition = selection.type_condition
                 target = self.schema.get_type(condition.name.value) if condition else parent
+                if target is None:
+                    continue
                 part = self.selection_set(selection.selection_set, target, page)
             elif isinstance(selection, FragmentSpreadNode):
                 part = self.fragment(selection.name.value, page)
@@ -228,9 +233,14 @@ class Analysis:
         key = (name, page)
         stats = self.memo.get(key)
         if stats is None:
-            fragment = self.fragments[name]  # validation has already rejected unknown ones
-            target = self.schema.get_type(fragment.type_condition.name.value)
+            fragment = self.fragments.get(name)
+            target = fragment and self.schema.get_type(fragment.type_condition.name.value)
+            # Unknown fragments, types and cycles count nothing: validation reports them.
+            if target is None or name in self.active:
+                return _Stats()
+            self.active.add(name)
             stats = self.memo[key] = self.selection_set(fragment.selection_set, target, page)
+            self.active.discard(name)
         return stats
 
     def field(self, node: FieldNode, parent: Any, page: int | None) -> tuple[float, int]:
@@ -242,7 +252,9 @@ class Analysis:
         elif name == "__type":
             definition = TypeMetaFieldDef
         else:
-            definition = parent.fields[name]  # validation has already rejected unknown ones
+            definition = getattr(parent, "fields", {}).get(name)
+            if definition is None:
+                return 0.0, 0  # validation reports the unknown field
         named, is_list = _unwrap(definition.type)
         introspection = named.name.startswith("__")
         args = self.arguments(node) if node.arguments else {}
@@ -374,9 +386,20 @@ def analyze(schema: GraphQLSchema, document: DocumentNode, operation_name: str |
     return Analysis(schema, document, operation, variables, limits).run()
 
 
+def _cached_validate():
+    from strawberry.extensions.validation_cache import _get_validate_cache
+
+    return _get_validate_cache(VALIDATION_CACHE_SIZE)
+
+
+VALIDATION_CACHE_SIZE = 1024
+
+
 class RequestLimits(SchemaExtension):
-    """Parse with the token limits; after the spec's validation, the limits above. The cost
-    of an accepted operation is kept as `execution_context.pcg_cost` (the rate limiter
+    """Parse with the token limits; then the limits above, and only then the spec's
+    validation (cached per document, like Strawberry's ValidationCache, which this replaces):
+    the analysis is linear and cheap, the spec's rules are neither on a hostile document. The
+    cost of an accepted operation is kept as `execution_context.pcg_cost` (the rate limiter
     charges it) and reported in `extensions.cost`."""
 
     def _limits(self) -> Limits:
@@ -393,21 +416,20 @@ class RequestLimits(SchemaExtension):
     def on_validate(self):
         context = self.execution_context
         if context.pre_execution_errors is None:
-            # Normally ValidationCache (listed before this extension) has validated already.
-            from strawberry.schema.schema import validate_document
-
-            context.pre_execution_errors = validate_document(
-                context.schema._schema, context.graphql_document, context.validation_rules
-            )
-        if not context.pre_execution_errors:
             try:
                 self._check_transport()
-                context.pcg_cost = analyze(
+                cost = analyze(
                     context.schema._schema, context.graphql_document, context.operation_name,
                     context.variables, self._limits(),
                 )
             except LimitError as error:
                 context.pre_execution_errors = [error]
+            else:
+                context.pre_execution_errors = _cached_validate()(
+                    context.schema._schema, context.graphql_document, context.validation_rules
+                )
+                if not context.pre_execution_errors:
+                    context.pcg_cost = cost
         yield
 
     def _check_transport(self) -> None:

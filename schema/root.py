@@ -7,7 +7,7 @@ import logging
 import strawberry
 from graphql.error import GraphQLError
 from strawberry.execution import optimized_is_awaitable
-from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.extensions import ParserCache
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.tools import merge_types
 from strawberry.types import Info
@@ -143,9 +143,9 @@ def build_schema() -> strawberry.Schema:
         extensions=[
             ErrorCodes,
             lambda: ParserCache(maxsize=1024),
-            lambda: ValidationCache(maxsize=1024),
-            # After the spec's validation: depth, aliases, cost and page sizes, each fragment
-            # walked once (Strawberry's QueryDepthLimiter re-walks a fragment at every spread).
+            # Depth, aliases, cost and page sizes, each fragment walked once (Strawberry's
+            # QueryDepthLimiter re-walked a fragment at every spread), then the spec's
+            # validation, cached.
             RequestLimits,
             Authentication,
             RateLimitExtension,
