@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 from tortoise import Tortoise
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from tortoise.contrib.starlette import RegisterTortoise
 
 from resolvers.broadcast import Hub
@@ -85,6 +86,9 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
             Route("/board", board_page),
         ],
         middleware=[
+            # First, so every layer below sees the client behind a trusted proxy.
+            *([Middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies))]
+              if settings.trusted_proxies else []),
             Middleware(RequestIdMiddleware),
             Middleware(SecurityHeadersMiddleware, hsts=settings.hsts),
             cors(settings),

@@ -134,8 +134,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     # No permessage-deflate: board events are small JSON, and compressing each one for every
     # subscriber cost more CPU than it saved bytes (bench/fanout.py).
+    # X-Forwarded-* are read by the app itself, from PCG_TRUSTED_PROXIES only (uvicorn's own
+    # default would trust any process on 127.0.0.1); no Server header to fingerprint.
     options = dict(
-        host=args.host, port=args.port, log_level=args.log_level, ws_per_message_deflate=False
+        host=args.host, port=args.port, log_level=args.log_level, ws_per_message_deflate=False,
+        proxy_headers=False, server_header=False,
     )
     if args.reload or args.workers > 1:
         if args.reload:
@@ -242,6 +245,18 @@ async def create_api_key(
     return plaintext, key
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from server.backup import BackupError, backup_sqlite
+
+    settings = _settings()
+    try:
+        size = backup_sqlite(settings.database_url, Path(args.output))
+    except BackupError as error:
+        raise CliError(str(error)) from None
+    say(f"Backed up {safe_url(settings.database_url)} to {args.output} ({size:,} bytes)")
+    return 0
+
+
 def cmd_create_api_key(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
 
@@ -304,6 +319,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("output", nargs="?", help="file to write, or - for stdout (default schema.graphql)")
     export.add_argument("--output", "-o", dest="output_opt", metavar="FILE")
     export.set_defaults(func=cmd_export_schema)
+
+    backup = commands.add_parser(
+        "backup", help="copy the SQLite database consistently while the server runs"
+    )
+    backup.add_argument("output", metavar="FILE", help="where to write the copy (must not exist)")
+    backup.set_defaults(func=cmd_backup)
 
     key = commands.add_parser(
         "create-api-key", help="create an organization API key and print it once"

@@ -45,6 +45,7 @@ DOCUMENTED = [
     ("PCG_CORS_ORIGINS", "", "Comma-separated origins allowed to call the API from a browser (HTTP and websocket); empty: same origin only."),
     ("PCG_GRAPHIQL", "1 (0 in production)", "Serve the GraphiQL explorer at GET /graphql."),
     ("PCG_HSTS", "0", "Send Strict-Transport-Security (set to 1 when the server is reached over TLS)."),
+    ("PCG_TRUSTED_PROXIES", "", "Comma-separated IPs or networks of reverse proxies whose X-Forwarded-For/-Proto are believed (client IP for rate limits and audit); empty: none."),
     ("PCG_RATE_LIMIT", "1", "`1` charges every GraphQL operation's cost to its caller's budget of points per minute; `0` turns the budget off (login, sign-up and socket limits have their own settings)."),
     ("PCG_RATE_LIMIT_FREE", "100", "Points per minute (1 per request plus 1 per 100 objects of its cost) for a user or API key whose best organization plan is free (or who has none)."),
     ("PCG_RATE_LIMIT_PRO", "500", "Points per minute on the pro plan."),
@@ -75,6 +76,18 @@ def _whole(env: dict[str, str], name: str, default: int, minimum: int) -> int:
     if not raw.isdigit() or int(raw) < minimum:
         raise SettingsError(f"{name} must be a whole number of at least {minimum}")
     return int(raw)
+
+
+def _proxies(raw: str) -> tuple[str, ...]:
+    import ipaddress
+
+    proxies = tuple(p.strip() for p in raw.split(",") if p.strip())
+    for proxy in proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise SettingsError(f"PCG_TRUSTED_PROXIES: {proxy!r} is not an IP address or network") from None
+    return proxies
 
 
 def _flag(env: dict[str, str], name: str, default: bool) -> bool:
@@ -124,6 +137,7 @@ class Settings:
     # None: on, except in production.
     graphiql: bool | None = None
     hsts: bool = False
+    trusted_proxies: tuple[str, ...] = ()
     rate_limit: bool = True
     rate_limit_free: int = 100
     rate_limit_pro: int = 500
@@ -202,6 +216,7 @@ class Settings:
             ),
             graphiql=_flag(env, "PCG_GRAPHIQL", None) if env.get("PCG_GRAPHIQL") else None,
             hsts=_flag(env, "PCG_HSTS", False),
+            trusted_proxies=_proxies(env.get("PCG_TRUSTED_PROXIES", "")),
             **rate_limits,
         )
         if settings.nora_provider not in ("builtin", "openai"):
