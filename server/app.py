@@ -21,6 +21,7 @@ from resolvers.nora.engine import NoraRuntime
 from schema.root import schema as default_schema
 from server.db import tortoise_config
 from server.graphql_app import PcgGraphQL
+from server.persisted import PersistedQueries
 from server.middleware import RequestIdMiddleware, SecurityHeadersMiddleware, cors
 from server.ratelimit import RateLimitMiddleware
 from server.settings import PROJECT_ROOT, Settings
@@ -60,7 +61,8 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
     settings = settings.with_secret()
     broadcast = Hub(settings.broadcast_url)
     nora = NoraRuntime(settings, broadcast)
-    graphql = PcgGraphQL(schema, settings=settings, broadcast=broadcast, nora=nora)
+    persisted = PersistedQueries(settings.broadcast_url, settings.limits.max_document_chars)
+    graphql = PcgGraphQL(schema, settings=settings, broadcast=broadcast, nora=nora, persisted=persisted)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
@@ -76,6 +78,7 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
                 # database and broadcast are still up.
                 await nora.stop()
                 await broadcast.disconnect()
+                await persisted.close()
 
     app = Starlette(
         routes=[

@@ -21,7 +21,16 @@ from resolvers.errors import Unauthenticated
 from schema.errors import convert
 from server.context import Context
 from server.settings import Settings
-from server.transport import TransportError, error_response, read_graphql_request, wants_ide
+from server.http_cache import http_cache
+from server.persisted import PersistedQueries, PersistedQueryError
+from server.transport import (
+    GRAPHQL_RESPONSE,
+    TransportError,
+    error_response,
+    read_graphql_request,
+    response_media_type,
+    wants_ide,
+)
 from server.ws_protocol import WS_FORBIDDEN, LegacyWSHandler, TransportWSHandler
 
 log = logging.getLogger("pcg.ws")
@@ -47,17 +56,19 @@ class PcgGraphQL(GraphQL):
     graphql_transport_ws_handler_class = TransportWSHandler
     request_adapter_class = RequestAdapter
 
-    def __init__(self, schema, settings: Settings, broadcast, nora=None) -> None:
+    def __init__(self, schema, settings: Settings, broadcast, nora=None, persisted=None) -> None:
         super().__init__(
             schema,
             graphql_ide="graphiql" if settings.graphiql_enabled else None,
-            allow_queries_via_get=False,
+            # Queries over GET (urql's default, cacheable); Strawberry refuses mutations there.
+            allow_queries_via_get=True,
             keep_alive=True,
             keep_alive_interval=15,
             # Browsers' websocket handshakes from other origins are refused (1008) unless listed.
             allowed_origins=list(settings.cors_origins),
         )
         self.settings = settings
+        self.persisted = persisted or PersistedQueries("memory://", settings.limits.max_document_chars)
         self.broadcast = broadcast
         self.nora = nora
 
@@ -112,19 +123,58 @@ class PcgGraphQL(GraphQL):
         request = Request(scope=scope, receive=receive)
         request_id = scope.get("state", {}).get("request_id")
         try:
-            if self.graphql_ide and wants_ide(request):
+            if wants_ide(request):
+                if not self.graphql_ide:
+                    raise TransportError(404, "NOT_FOUND", "GraphiQL is off here (PCG_GRAPHIQL=1 turns it on)")
+                scope.setdefault("state", {})["render_ide"] = True
                 response = await self.run(request)
             else:
                 # Before authentication and any other work: a refused body costs nothing.
                 operation = await read_graphql_request(request, self.settings.max_body_bytes)
+                operation.query = await self.persisted.resolve(operation.query, operation.extensions)
                 scope.setdefault("state", {})["graphql_request"] = operation
                 response = await self.run(request)
+                if request.method == "GET" and response.status_code == 200:
+                    response = http_cache(request, response)
         except TransportError as error:
             response = error_response(error.status, error.code, error.message, request_id, error.headers)
+        except PersistedQueryError as error:
+            # 200 for the two codes Apollo's PersistedQueryLink reacts to, as Apollo Server does.
+            status = 400 if error.code == "BAD_REQUEST" else 200
+            response = error_response(status, error.code, error.message, request_id)
         except HTTPException as error:
-            code = "NOT_FOUND" if error.status_code == 404 else "BAD_REQUEST"
-            response = error_response(error.status_code, code, error.reason, request_id)
+            if request.method == "GET" and "not allowed when using GET" in error.reason:
+                response = error_response(405, "METHOD_NOT_ALLOWED", "Mutations need POST", request_id,
+                                          {"Allow": "POST"})
+            else:
+                code = "NOT_FOUND" if error.status_code == 404 else "BAD_REQUEST"
+                response = error_response(error.status_code, code, error.reason, request_id)
         await response(scope, receive, send)
+
+    async def get_sub_response(self, request):
+        sub_response = await super().get_sub_response(request)
+        sub_response.media = response_media_type(request.headers.get("accept"))
+        return sub_response
+
+    def create_response(self, response_data, sub_response):
+        response = super().create_response(response_data, sub_response)
+        if getattr(sub_response, "media", None) != GRAPHQL_RESPONSE:
+            return response
+        # GraphQL over HTTP: a request that never executed (parse, validation, variables,
+        # limits) is a 400 without `data`; errors of an executed operation stay 200.
+        errors = response_data.get("errors") if isinstance(response_data, dict) else None
+        if errors and response_data.get("data") is None and not any(e.get("path") for e in errors):
+            response_data = {k: v for k, v in response_data.items() if k != "data"}
+            response.body = self.encode_json(response_data).encode()
+            response.headers["content-length"] = str(len(response.body))
+            if response.status_code == 200:
+                response.status_code = 400
+        response.headers["content-type"] = GRAPHQL_RESPONSE + "; charset=utf-8"
+        return response
+
+    def should_render_graphql_ide(self, request_adapter) -> bool:
+        # Decided in __call__ (transport.wants_ide), which also knows persisted-query GETs.
+        return bool(request_adapter.state.get("render_ide"))
 
     async def parse_http_body(self, request_adapter):
         operation = request_adapter.state.get("graphql_request")

@@ -11,6 +11,27 @@ from starlette.responses import Response
 from strawberry.http import GraphQLRequestData
 
 JSON_TYPES = ("application/json", "application/graphql-response+json")
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+
+
+def response_media_type(accept: str | None) -> str:
+    """The GraphQL-over-HTTP media type the client prefers: `application/graphql-response+json`
+    when it asks for it ahead of (or without) `application/json`, else `application/json`."""
+    best, best_q = "application/json", -1.0
+    for position, part in enumerate((accept or "").split(",")):
+        media, _, params = part.strip().partition(";")
+        media = media.strip().lower()
+        q = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if media in (GRAPHQL_RESPONSE, "application/json") and q > best_q and q > 0:
+            best, best_q = media, q - position * 1e-6
+    return best
 
 
 @dataclass
@@ -36,6 +57,7 @@ def wants_ide(request: Request) -> bool:
     return (
         request.method == "GET"
         and "query" not in request.query_params
+        and "extensions" not in request.query_params
         and ("text/html" in accept or "*/*" in accept)
     )
 
@@ -73,13 +95,32 @@ def _too_large(limit: int) -> TransportError:
     )
 
 
+def _json_param(request: Request, name: str):
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise TransportError(400, "BAD_REQUEST", f"`{name}` must be JSON") from None
+
+
 async def read_graphql_request(request: Request, max_body_bytes: int) -> GraphQLRequestData:
-    """The one operation a POST carries, or a TransportError."""
+    """The one operation a GET or POST carries, or a TransportError."""
+    if request.method == "GET":
+        # Queries only (Strawberry refuses mutations over GET); nothing to forge: a GET carries
+        # no ambient credential here (tokens travel in the Authorization header).
+        return _operation({
+            "query": request.query_params.get("query"),
+            "variables": _json_param(request, "variables"),
+            "operationName": request.query_params.get("operationName"),
+            "extensions": _json_param(request, "extensions"),
+        })
     if request.method != "POST":
         raise TransportError(
             405, "METHOD_NOT_ALLOWED",
-            "Send GraphQL operations as POST with Content-Type: application/json",
-            {"Allow": "POST"},
+            "Send GraphQL operations as POST with Content-Type: application/json, or queries as GET",
+            {"Allow": "GET, POST"},
         )
     # Only JSON bodies run. A browser cannot send one cross-origin without a CORS preflight,
     # which is what makes this the CSRF rule: form posts and text/plain never execute.
@@ -100,8 +141,17 @@ async def read_graphql_request(request: Request, max_body_bytes: int) -> GraphQL
         raise TransportError(400, "BAD_REQUEST", "Batched operations are not supported: send one per request")
     if not isinstance(data, dict):
         raise TransportError(400, "BAD_REQUEST", "The body must be a JSON object with a `query`")
+    return _operation(data)
+
+
+def _operation(data: dict) -> GraphQLRequestData:
     query = data.get("query")
-    if not isinstance(query, str) or not query.strip():
+    extensions = data.get("extensions")
+    if extensions is not None and not isinstance(extensions, dict):
+        raise TransportError(400, "BAD_REQUEST", "`extensions` must be an object or null")
+    # Without a document, a persisted query's hash names it (server/persisted.py).
+    by_hash = query is None and extensions is not None and "persistedQuery" in extensions
+    if not by_hash and (not isinstance(query, str) or not query.strip()):
         raise TransportError(400, "BAD_REQUEST", "`query` must be a non-empty string")
     variables = data.get("variables")
     if variables is not None and not isinstance(variables, dict):
@@ -109,9 +159,6 @@ async def read_graphql_request(request: Request, max_body_bytes: int) -> GraphQL
     operation_name = data.get("operationName")
     if operation_name is not None and not isinstance(operation_name, str):
         raise TransportError(400, "BAD_REQUEST", "`operationName` must be a string or null")
-    extensions = data.get("extensions")
-    if extensions is not None and not isinstance(extensions, dict):
-        raise TransportError(400, "BAD_REQUEST", "`extensions` must be an object or null")
     return GraphQLRequestData(
         query=query, variables=variables, operation_name=operation_name or None,
         extensions=extensions, protocol="http",
