@@ -91,20 +91,23 @@ class PcgGraphQL(GraphQL):
         )
 
     async def on_ws_connect(self, context: Context):
-        params = context.connection_params or {}
-        credential = params.get("authorization") or params.get("Authorization")
-        if not isinstance(credential, str):
+        credential = connection_credential(context.connection_params)
+        if credential is None:
             credential = context.request.headers.get("authorization")
         if credential and not credential.lower().startswith("bearer "):
             credential = f"Bearer {credential}"
         try:
             principal = await authenticate(credential, self.settings.secret_key)
         except Unauthenticated as error:
-            raise ConnectionRejectionError({"message": error.message, "code": error.code}) from None
-        if principal is None:
             raise ConnectionRejectionError(
-                {"message": "Authentication required", "code": "UNAUTHENTICATED"}
-            )
+                {"message": error.message, "code": error.code, **error.extensions}
+            ) from None
+        if principal is None:
+            raise ConnectionRejectionError({
+                "message": "Authentication required: send connection_init with "
+                           '{"authorization": "Bearer <token>"}',
+                "code": "UNAUTHENTICATED", "reason": "NO_CREDENTIAL",
+            })
         context.viewer = Viewer(principal)
         if principal.token_expires_at is not None:
             _close_at_expiry(context.request, principal.token_expires_at)
@@ -191,6 +194,20 @@ class PcgGraphQL(GraphQL):
         # Text, not bytes: websocket messages must be text frames, which graphql-ws, gql and
         # browsers require (they reject binary frames).
         return orjson.dumps(data).decode()
+
+
+def connection_credential(params) -> str | None:
+    """The credential in a connection_init payload, in the shapes clients send it:
+    `{"authorization": ...}` (graphql-ws docs, gql), `{"Authorization": ...}`, and
+    `{"headers": {"Authorization": ...}}` (Apollo Client, Hasura)."""
+    if not isinstance(params, dict):
+        return None
+    for holder in (params, params.get("headers")):
+        if isinstance(holder, dict):
+            for key, value in holder.items():
+                if isinstance(key, str) and key.lower() == "authorization" and isinstance(value, str):
+                    return value
+    return None
 
 
 def _close_at_expiry(websocket, expires_at: datetime) -> None:
