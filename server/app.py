@@ -9,7 +9,8 @@ import logging
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse
+from starlette.exceptions import HTTPException
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from tortoise import Tortoise
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
@@ -25,6 +26,7 @@ from server.persisted import PersistedQueries
 from server.middleware import RequestIdMiddleware, SecurityHeadersMiddleware, cors
 from server.ratelimit import RateLimitMiddleware
 from server.settings import PROJECT_ROOT, Settings
+from server.transport import error_response
 
 log = logging.getLogger("pcg")
 
@@ -55,6 +57,15 @@ async def board_page(request: Request):
     return FileResponse(BOARD_PAGE, media_type="text/html", headers={
         "Content-Security-Policy": BOARD_CSP, "Cache-Control": "no-cache",
     })
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    """Starlette's own refusals (unknown path, method) in the API's JSON error shape."""
+    codes = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+    return error_response(
+        exc.status_code, codes.get(exc.status_code, "BAD_REQUEST"), exc.detail,
+        request.scope.get("state", {}).get("request_id"), dict(exc.headers or {}),
+    )
 
 
 def create_app(settings: Settings, schema=default_schema) -> Starlette:
@@ -98,6 +109,7 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
             Middleware(RateLimitMiddleware, settings=settings),
         ],
         lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error},
     )
     app.state.settings = settings
     app.state.broadcast = broadcast

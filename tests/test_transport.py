@@ -179,3 +179,11 @@ async def test_the_websocket_origin_check_uses_the_same_list(live):
         async with websockets.connect(url, subprotocols=["graphql-transport-ws"],
                                       origin="https://evil.example"):
             pass
+
+
+async def test_unknown_paths_and_methods_elsewhere_answer_json(client):
+    missing = await client.get("/nope")
+    assert (missing.status_code, _code(missing)) == (404, "NOT_FOUND")
+    wrong = await client.post("/api/health")
+    assert (wrong.status_code, _code(wrong)) == (405, "METHOD_NOT_ALLOWED")
+    assert "GET" in wrong.headers["allow"]
