@@ -440,9 +440,12 @@ class RequestLimits(SchemaExtension):
             operation_type = context.operation_type
         except RuntimeError:
             return
-        if is_http and operation_type.value == "subscription":
+        streaming = is_http and request.scope.get("state", {}).get("graphql_request")
+        protocol = getattr(streaming, "protocol", "http") if streaming else "http"
+        if is_http and operation_type.value == "subscription" and protocol == "http":
             raise LimitError(
-                "Subscriptions run over a websocket (graphql-transport-ws or graphql-ws), not HTTP",
+                "Subscriptions run over a websocket (graphql-transport-ws or graphql-ws), or over "
+                "HTTP with Accept: text/event-stream (graphql-sse) or Apollo's multipart/mixed",
                 "BAD_REQUEST",
             )
 

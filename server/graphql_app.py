@@ -13,6 +13,12 @@ import orjson
 from cross_web import HTTPException, StarletteRequestAdapter
 from starlette.requests import Request
 from strawberry.asgi import GraphQL
+from strawberry.subscriptions import (
+    GRAPHQL_SSE_PROTOCOL,
+    GRAPHQL_TRANSPORT_WS_PROTOCOL,
+    GRAPHQL_WS_PROTOCOL,
+    MULTIPART_SUBSCRIPTION_PROTOCOL,
+)
 from strawberry.exceptions import ConnectionRejectionError
 
 from resolvers.access import Viewer
@@ -64,6 +70,11 @@ class PcgGraphQL(GraphQL):
             allow_queries_via_get=True,
             keep_alive=True,
             keep_alive_interval=15,
+            # Websockets both ways, and subscriptions over plain HTTP for clients without one.
+            subscription_protocols=(
+                GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL,
+                GRAPHQL_SSE_PROTOCOL, MULTIPART_SUBSCRIPTION_PROTOCOL,
+            ),
             # Browsers' websocket handshakes from other origins are refused (1008) unless listed.
             allowed_origins=list(settings.cors_origins),
         )
@@ -133,7 +144,10 @@ class PcgGraphQL(GraphQL):
                 response = await self.run(request)
             else:
                 # Before authentication and any other work: a refused body costs nothing.
-                operation = await read_graphql_request(request, self.settings.max_body_bytes)
+                stream = self._get_stream_transport_from_headers(request.headers)
+                operation = await read_graphql_request(
+                    request, self.settings.max_body_bytes, stream.protocol if stream else "http"
+                )
                 operation.query = await self.persisted.resolve(operation.query, operation.extensions)
                 scope.setdefault("state", {})["graphql_request"] = operation
                 response = await self.run(request)

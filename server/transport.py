@@ -105,8 +105,11 @@ def _json_param(request: Request, name: str):
         raise TransportError(400, "BAD_REQUEST", f"`{name}` must be JSON") from None
 
 
-async def read_graphql_request(request: Request, max_body_bytes: int) -> GraphQLRequestData:
-    """The one operation a GET or POST carries, or a TransportError."""
+async def read_graphql_request(request: Request, max_body_bytes: int,
+                               protocol: str = "http") -> GraphQLRequestData:
+    """The one operation a GET or POST carries, or a TransportError. `protocol` is the
+    streaming transport the client asked for by its Accept header (graphql-sse's
+    text/event-stream, Apollo's multipart subscriptions), "http" otherwise."""
     if request.method == "GET":
         # Queries only (Strawberry refuses mutations over GET); nothing to forge: a GET carries
         # no ambient credential here (tokens travel in the Authorization header).
@@ -115,7 +118,7 @@ async def read_graphql_request(request: Request, max_body_bytes: int) -> GraphQL
             "variables": _json_param(request, "variables"),
             "operationName": request.query_params.get("operationName"),
             "extensions": _json_param(request, "extensions"),
-        })
+        }, protocol)
     if request.method != "POST":
         raise TransportError(
             405, "METHOD_NOT_ALLOWED",
@@ -141,10 +144,10 @@ async def read_graphql_request(request: Request, max_body_bytes: int) -> GraphQL
         raise TransportError(400, "BAD_REQUEST", "Batched operations are not supported: send one per request")
     if not isinstance(data, dict):
         raise TransportError(400, "BAD_REQUEST", "The body must be a JSON object with a `query`")
-    return _operation(data)
+    return _operation(data, protocol)
 
 
-def _operation(data: dict) -> GraphQLRequestData:
+def _operation(data: dict, protocol: str = "http") -> GraphQLRequestData:
     query = data.get("query")
     extensions = data.get("extensions")
     if extensions is not None and not isinstance(extensions, dict):
@@ -161,5 +164,5 @@ def _operation(data: dict) -> GraphQLRequestData:
         raise TransportError(400, "BAD_REQUEST", "`operationName` must be a string or null")
     return GraphQLRequestData(
         query=query, variables=variables, operation_name=operation_name or None,
-        extensions=extensions, protocol="http",
+        extensions=extensions, protocol=protocol,
     )
