@@ -32,32 +32,67 @@ from resolvers.errors import Forbidden, NotFound, Unauthenticated
 
 
 class Permission(Enum):
-    """Project rights, by the least project role that holds them."""
+    """Project rights, each its own member (values are names: rights held by the same role
+    must not alias each other, as they did when the role was the value)."""
 
-    READ = ProjectRole.VIEWER
-    WRITE_TASKS = ProjectRole.EDITOR
-    COMMENT = ProjectRole.EDITOR
-    MANAGE_LABELS = ProjectRole.EDITOR
-    DELETE_TASKS = ProjectRole.ADMIN
-    MANAGE_PROJECT = ProjectRole.ADMIN
-    MANAGE_MEMBERS = ProjectRole.ADMIN
-    ARCHIVE_PROJECT = ProjectRole.OWNER
+    READ = "read"
+    WRITE_TASKS = "write_tasks"
+    COMMENT = "comment"
+    MANAGE_LABELS = "manage_labels"
+    DELETE_TASKS = "delete_tasks"
+    MANAGE_PROJECT = "manage_project"
+    MANAGE_MEMBERS = "manage_members"
+    ARCHIVE_PROJECT = "archive_project"
+
+    @property
+    def role(self) -> ProjectRole:
+        """The least project role that holds this right."""
+        return _PROJECT_RIGHTS[self]
+
+
+_PROJECT_RIGHTS = {
+    Permission.READ: ProjectRole.VIEWER,
+    Permission.WRITE_TASKS: ProjectRole.EDITOR,
+    Permission.COMMENT: ProjectRole.EDITOR,
+    Permission.MANAGE_LABELS: ProjectRole.EDITOR,
+    Permission.DELETE_TASKS: ProjectRole.ADMIN,
+    Permission.MANAGE_PROJECT: ProjectRole.ADMIN,
+    Permission.MANAGE_MEMBERS: ProjectRole.ADMIN,
+    Permission.ARCHIVE_PROJECT: ProjectRole.OWNER,
+}
 
 
 class OrgPermission(Enum):
-    READ = OrgRole.MEMBER
-    CREATE_PROJECT = OrgRole.MEMBER
-    MANAGE_MEMBERS = OrgRole.ADMIN
-    MANAGE_API_KEYS = OrgRole.ADMIN
-    MANAGE_OWNERS = OrgRole.OWNER
-    USE_NORA = OrgRole.MEMBER
+    """Organization rights, each its own member."""
+
+    READ = "read"
+    CREATE_PROJECT = "create_project"
+    MANAGE_MEMBERS = "manage_members"
+    MANAGE_API_KEYS = "manage_api_keys"
+    MANAGE_OWNERS = "manage_owners"
+    USE_NORA = "use_nora"
+
+    @property
+    def role(self) -> OrgRole:
+        """The least organization role that holds this right."""
+        return _ORG_RIGHTS[self]
+
+
+_ORG_RIGHTS = {
+    OrgPermission.READ: OrgRole.MEMBER,
+    OrgPermission.CREATE_PROJECT: OrgRole.MEMBER,
+    OrgPermission.MANAGE_MEMBERS: OrgRole.ADMIN,
+    OrgPermission.MANAGE_API_KEYS: OrgRole.ADMIN,
+    OrgPermission.MANAGE_OWNERS: OrgRole.OWNER,
+    OrgPermission.USE_NORA: OrgRole.MEMBER,
+}
 
 
 def invitable_roles(role: OrgRole | None) -> frozenset[OrgRole]:
     """The roles a member holding `role` may invite people as: admins invite admins and
     members, only owners invite owners. An invite lives only as long as its sender keeps the
     right to issue it (see resolvers/members.py)."""
-    if role is None or role.rank < OrgPermission.MANAGE_MEMBERS.value.rank:
+    if role is None or role.rank < OrgPermission.MANAGE_MEMBERS.role.rank:
         return frozenset()
     if role is OrgRole.OWNER:
         return frozenset(OrgRole)
@@ -288,10 +323,10 @@ class Viewer:
         role = self.project_role(project)
         if role is None:
             raise NotFound("Project")
-        if role.rank < permission.value.rank:
+        if role.rank < permission.role.rank:
             raise Forbidden(
                 f"Your project role ({role.value}) does not allow this",
-                requiredRole=permission.value.value,
+                requiredRole=permission.role.value,
             )
         return role
 
@@ -300,9 +335,9 @@ class Viewer:
         role = self.org_role(organization_id)
         if role is None:
             raise NotFound("Organization")
-        if role.rank < permission.value.rank:
+        if role.rank < permission.role.rank:
             raise Forbidden(
                 f"Your organization role ({role.value}) does not allow this",
-                requiredRole=permission.value.value,
+                requiredRole=permission.role.value,
             )
         return role

@@ -60,7 +60,7 @@ def _require_invitable(actor_role: OrgRole | None, role: OrgRole) -> None:
         return
     if role is OrgRole.OWNER:
         raise Forbidden("Only owners can invite owners", requiredRole=OrgRole.OWNER.value)
-    needed = OrgPermission.MANAGE_MEMBERS.value
+    needed = OrgPermission.MANAGE_MEMBERS.role
     raise Forbidden("Your organization role does not allow inviting", requiredRole=needed.value)
 
 

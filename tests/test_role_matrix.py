@@ -396,3 +396,13 @@ async def test_a_member_key_cannot_remove_its_owner_creator(gql, factory):
     error = await gql.error(mutation.document, {"input": {"memberId": own_row}}, secret)
     assert error["extensions"]["code"] == "FORBIDDEN"
     assert db_changes(before, await db_snapshot()) == {}
+
+
+def test_every_right_is_its_own_member():
+    """Rights held by the same role used to alias each other (list(Permission) had 4 members
+    and Permission.COMMENT.name was "WRITE_TASKS")."""
+    from resolvers.access import OrgPermission, Permission
+
+    assert len(list(Permission)) == 8 and Permission.COMMENT.name == "COMMENT"
+    assert len(list(OrgPermission)) == 6 and OrgPermission.USE_NORA.name == "USE_NORA"
+    assert Permission.COMMENT.role is Permission.WRITE_TASKS.role
