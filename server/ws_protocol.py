@@ -14,7 +14,9 @@ import logging
 from datetime import UTC, datetime
 
 from graphql import GraphQLError, parse, validate
+from starlette.websockets import WebSocketDisconnected as SendAfterClose
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     _OperationStreamClosed,
@@ -105,6 +107,17 @@ def _message_problem(message, operation_types: tuple[str, ...], stop_type: str) 
     return None
 
 
+# The client went away while we were sending (reset, dropped network): the failed send
+# (strawberry's WebSocketDisconnected), or a later one of another operation of the same
+# socket (Starlette's "send once a close message has been sent").
+GONE = (WebSocketDisconnected, SendAfterClose)
+
+
+def _gone(operation_id, error: Exception) -> None:
+    """Routine, so one line at debug, not a traceback chained through the send that found out."""
+    log.debug("websocket closed by the client during operation %r (%s)", operation_id, type(error).__name__)
+
+
 def _coded(message: str, code: str) -> dict:
     return {"message": message, "extensions": {"code": code}}
 
@@ -158,6 +171,8 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler):
             await operation.send_operation_message({"id": operation.id, "type": "complete"})
         except _OperationStreamClosed:
             return
+        except GONE as error:
+            _gone(operation.id, error)
         except Exception as error:  # noqa: BLE001 - answered, never a dropped operation
             if operation.completed:
                 return
@@ -205,6 +220,8 @@ class LegacyWSHandler(BaseGraphQLWSHandler):
     async def handle_async_results(self, operation_id, query, operation_name, variables) -> None:
         try:
             await super().handle_async_results(operation_id, query, operation_name, variables)
+        except GONE as error:
+            _gone(operation_id, error)
         except Exception as error:  # noqa: BLE001 - answered, never a silent end
             with contextlib.suppress(Exception):  # the socket may be gone
                 await self.send_message(
