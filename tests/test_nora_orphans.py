@@ -11,18 +11,18 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from datetime import timedelta
 
 import httpx
 import pytest
+from tortoise import timezone
 
-from models import Message, MessageStatus
+from models import Conversation, Message, MessageStatus, NoraEvent, NoraRole
 from tests.conftest import SECRET, gid
 from tests.fake_openai import FakeOpenAI, chunk
 from tests.nora_support import EVENTS, SEND, START, make_team, pk, until_final
 from tests.processes import aserving, free_port, subprocess_env
 from tests.wsclient import GraphQLWS
-
-pytestmark = pytest.mark.postgres_only
 
 ORPHAN_AFTER = 2  # seconds without a heartbeat (the default is 10)
 DEADLINE = 30.0  # seconds to wait for anything below: a bound, not a measured time
@@ -86,6 +86,7 @@ async def assert_accepts_a_new_message(port: int, owner, conversation: dict, fak
     assert sent["data"]["sendNoraMessage"]["assistantMessage"]["status"] == "STREAMING"
 
 
+@pytest.mark.postgres_only
 async def test_a_running_instance_ends_the_reply_of_a_killed_one(tmp_path, settings, factory, fake):
     owner, org, project = await make_team(factory)
     env = environment(settings, fake)
@@ -112,6 +113,7 @@ async def test_a_running_instance_ends_the_reply_of_a_killed_one(tmp_path, setti
     assert "stopped beating" in (tmp_path / "b.log").read_text()
 
 
+@pytest.mark.postgres_only
 async def test_an_instance_started_after_the_kill_ends_the_reply_at_startup(tmp_path, settings, factory, fake):
     owner, org, project = await make_team(factory)
     env = environment(settings, fake)
@@ -136,6 +138,7 @@ async def test_an_instance_started_after_the_kill_ends_the_reply_at_startup(tmp_
         await assert_accepts_a_new_message(port_b, owner, conversation, fake)
 
 
+@pytest.mark.postgres_only
 async def test_a_live_reply_is_not_swept(tmp_path, settings, factory, fake):
     """The heartbeat keeps a reply that streams slower than the orphan window alive: two
     instances sweep all along and neither ends it."""
@@ -150,3 +153,29 @@ async def test_a_live_reply_is_not_swept(tmp_path, settings, factory, fake):
         message = await Message.get(id=reply_id)
         assert message.status is MessageStatus.STREAMING
         assert message.heartbeat_at > first
+
+
+@pytest.mark.both_databases
+async def test_the_sweep_ends_exactly_the_replies_whose_heartbeat_stopped(app, factory):
+    """On both dialects: a foreign instance's reply with a stale heartbeat is ended with its
+    MessageFailed event; one with a fresh heartbeat, and one of an older version (no
+    heartbeat, recently written), are left alone."""
+    owner, org, _ = await make_team(factory)
+    conversation = await Conversation.create(organization=org, user=owner.user, title="t")
+    now = timezone.now()
+    window = timedelta(seconds=app.state.nora.settings.nora_orphan_after)
+
+    async def reply(**columns) -> Message:
+        return await Message.create(
+            conversation=conversation, role=NoraRole.ASSISTANT, status=MessageStatus.STREAMING,
+            content="Partial", **columns,
+        )
+
+    stale = await reply(owner_instance="gone", heartbeat_at=now - window - timedelta(seconds=1))
+    fresh = await reply(owner_instance="alive", heartbeat_at=now)
+    legacy = await reply()
+    await app.state.nora.sweep()  # (or its own sweeper already did, if this test ran slowly)
+    assert (await Message.get(id=stale.id)).error_code == "INTERRUPTED"
+    assert {m.status for m in await Message.filter(id__in=[fresh.id, legacy.id])} == {MessageStatus.STREAMING}
+    final = await NoraEvent.filter(conversation=conversation).order_by("-seq").first()
+    assert (final.type, final.payload["messageId"], final.payload["code"]) == ("MessageFailed", stale.id, "INTERRUPTED")
