@@ -79,3 +79,29 @@ async def test_reset_mid_send_logs_no_traceback(tmp_path, settings, factory, pro
     assert created > 0
     assert "Traceback" not in text, text
     assert "ERROR" not in text, text
+
+
+async def test_reset_mid_send_is_one_debug_line(live, gql, factory, caplog):
+    """In process, where the log records can be read: the reset socket's operations end
+    with debug lines naming the operation, none carrying a traceback, none above debug.
+    (Legacy graphql-ws: its operations send `complete` as they are cancelled, so they meet
+    the dead socket reliably; graphql-transport-ws operations are cancelled silently.)"""
+    owner = await factory.user("Olga")
+    org = await factory.org(owner)
+    project = await factory.project(org, owner, "Busy")
+    pid = gid("Project", project.id)
+    caplog.set_level("DEBUG", logger="pcg.ws")
+    ws = await GraphQLWS.connect(f"ws://{live}/graphql", LEGACY_WS, token=owner.token)
+    for _ in range(SUBSCRIPTIONS):
+        await ws.subscribe(BOARD, {"p": pid})
+    await asyncio.sleep(0.2)  # every subscription has reached its broadcast subscribe
+    await gql.ok(CREATE, {"i": {"projectId": pid, "title": "one", "description": "x" * 2000}}, token=owner.token)
+    await ws.next_data(timeout=10)
+    reset(ws)
+    for n in range(3):  # the server is still sending these when it finds the socket gone
+        await gql.ok(CREATE, {"i": {"projectId": pid, "title": f"t{n}", "description": "x" * 2000}}, token=owner.token)
+    await asyncio.sleep(0.5)
+    records = [r for r in caplog.records if r.name.startswith("pcg.ws")]
+    assert records, "the reset left no trace at all"
+    assert all(r.levelname == "DEBUG" and r.exc_info is None for r in records), [r.getMessage() for r in records]
+    assert all("closed by the client" in r.getMessage() for r in records)
