@@ -115,7 +115,7 @@ GONE = (WebSocketDisconnected, SendAfterClose)
 
 def _gone(operation_id, error: Exception) -> None:
     """Routine, so one line at debug, not a traceback chained through the send that found out."""
-    log.debug("websocket closed by the client during operation %r (%s)", operation_id, type(error).__name__)
+    log.debug("websocket gone (closed or reset) during operation %r: %s", operation_id, type(error).__name__)
 
 
 def _coded(message: str, code: str) -> dict:

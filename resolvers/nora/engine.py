@@ -266,7 +266,7 @@ class NoraRuntime:
             try:
                 await self.sweep()
                 if time.monotonic() - last_prune > PRUNE_SECONDS:
-                    last_prune = 0.0
+                    last_prune = time.monotonic()
                     cutoff = datetime.now(UTC) - timedelta(days=self.settings.event_retention_days)
                     await NoraEvent.filter(created_at__lt=cutoff).delete()
             except Exception:  # noqa: BLE001 - try again next round
