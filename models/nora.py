@@ -67,6 +67,11 @@ class Message(Model):
     error_message = fields.TextField(null=True)
     # Set by cancelNoraMessage on any instance; the generator stops at its next write.
     cancel_requested = fields.BooleanField(default=False)
+    # A streaming reply's generator: the random id of the instance (process) running it, and
+    # when that instance last showed it alive. A reply whose heartbeat stops (kill -9, crash)
+    # is ended FAILED/INTERRUPTED by whichever instance sweeps first.
+    owner_instance = fields.CharField(max_length=32, null=True)
+    heartbeat_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     # Written explicitly by every update (queryset updates skip auto_now): a streaming
     # message whose updated_at stops moving belongs to a generator that died.

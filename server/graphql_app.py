@@ -3,11 +3,8 @@ websocket authentication from the connection_init payload."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import uuid
-from datetime import UTC, datetime
 
 import orjson
 from cross_web import HTTPException, StarletteRequestAdapter
@@ -37,7 +34,7 @@ from server.transport import (
     response_media_type,
     wants_ide,
 )
-from server.ws_protocol import WS_FORBIDDEN, LegacyWSHandler, TransportWSHandler
+from server.ws_protocol import LegacyWSHandler, TransportWSHandler, close_at_expiry
 
 log = logging.getLogger("pcg.ws")
 
@@ -121,7 +118,7 @@ class PcgGraphQL(GraphQL):
             })
         context.viewer = Viewer(principal)
         if principal.token_expires_at is not None:
-            _close_at_expiry(context.request, principal.token_expires_at)
+            close_at_expiry(context.request, principal.token_expires_at)
         return {"userId": principal.user.id}
 
     async def process_result(self, request, result):
@@ -222,17 +219,6 @@ def connection_credential(params) -> str | None:
                 if isinstance(key, str) and key.lower() == "authorization" and isinstance(value, str):
                     return value
     return None
-
-
-def _close_at_expiry(websocket, expires_at: datetime) -> None:
-    """An access token is short-lived; a socket opened with it does not outlive it."""
-
-    async def close() -> None:
-        with contextlib.suppress(Exception):  # already closed by the client
-            await websocket.close(code=WS_FORBIDDEN, reason="Token expired")
-
-    delay = max(0.0, (expires_at - datetime.now(UTC)).total_seconds())
-    asyncio.get_running_loop().call_later(delay, lambda: asyncio.ensure_future(close()))
 
 
 def _request_id(headers) -> str:

@@ -32,6 +32,7 @@ DOCUMENTED = [
     ("PCG_NORA_API_KEY", "", "API key for the `openai` provider."),
     ("PCG_NORA_MODEL", "", "Model name for the `openai` provider."),
     ("PCG_NORA_TIMEOUT", "60", "Seconds NORA waits for the `openai` provider to connect or send the next chunk before the reply fails with PROVIDER_TIMEOUT."),
+    ("PCG_NORA_ORPHAN_AFTER", "10", "Seconds without a heartbeat from the instance writing a NORA reply (it beats every 2 s at most) before any instance ends the reply FAILED/INTERRUPTED: the instance crashed or was killed."),
     ("PCG_NORA_QUOTA_FREE", "50000", "NORA tokens per organization per UTC day on the free plan (enterprise is unlimited)."),
     ("PCG_NORA_QUOTA_PRO", "1000000", "NORA tokens per organization per UTC day on the pro plan."),
     ("PCG_MAX_BODY_BYTES", "1048576", "Largest request body; a larger one is refused with 413 PAYLOAD_TOO_LARGE before it is read whole."),
@@ -129,6 +130,7 @@ class Settings:
     nora_api_key: str = ""
     nora_model: str = ""
     nora_timeout: float = 60.0
+    nora_orphan_after: int = 10
     nora_quota_free: int = 50_000
     nora_quota_pro: int = 1_000_000
     limits: Limits = field(default_factory=Limits)
@@ -175,13 +177,15 @@ class Settings:
         nora_numbers = {}
         for name, key in (
             ("PCG_NORA_TIMEOUT", "nora_timeout"),
+            ("PCG_NORA_ORPHAN_AFTER", "nora_orphan_after"),
             ("PCG_NORA_QUOTA_FREE", "nora_quota_free"),
             ("PCG_NORA_QUOTA_PRO", "nora_quota_pro"),
         ):
             if name in env:
                 raw = env[name]
-                if not raw.isdigit() or (key == "nora_timeout" and int(raw) <= 0):
-                    raise SettingsError(f"{name} must be a {'positive' if key == 'nora_timeout' else 'non-negative'} whole number")
+                positive = key in ("nora_timeout", "nora_orphan_after")
+                if not raw.isdigit() or (positive and int(raw) <= 0):
+                    raise SettingsError(f"{name} must be a {'positive' if positive else 'non-negative'} whole number")
                 nora_numbers[key] = int(raw)
         rate_limits: dict = {}
         for name, key in _RATE_LIMIT_NUMBERS.items():

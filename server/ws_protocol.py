@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import UTC, datetime
 
 from graphql import GraphQLError, parse, validate
+from starlette.websockets import WebSocketDisconnected as SendAfterClose
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     _OperationStreamClosed,
@@ -32,6 +35,40 @@ WS_FORBIDDEN = 4403
 
 # Malformed protocol messages: the request never reached GraphQL.
 BAD_REQUEST = "BAD_REQUEST"
+
+
+# The expiry timers of open sockets, by the Starlette websocket they close. A `call_later`
+# keeps its callback (and so the socket) alive until it fires: every socket's timer is
+# cancelled when the connection ends, or a closed socket is held until its token expires.
+_expiry_timers: dict[int, asyncio.TimerHandle] = {}
+
+
+def pending_expiry_timers() -> int:
+    """How many sockets wait for their token's expiry (0 once every socket has closed)."""
+    return len(_expiry_timers)
+
+
+def close_at_expiry(websocket, expires_at: datetime) -> None:
+    """An access token is short-lived; a socket opened with it does not outlive it."""
+    key = id(websocket)
+
+    async def close() -> None:
+        with contextlib.suppress(Exception):  # already closed by the client
+            await websocket.close(code=WS_FORBIDDEN, reason="Token expired")
+
+    def fire() -> None:
+        _expiry_timers.pop(key, None)
+        asyncio.ensure_future(close())
+
+    cancel_expiry(websocket)  # a second connection_init replaces the first timer
+    delay = max(0.0, (expires_at - datetime.now(UTC)).total_seconds())
+    _expiry_timers[key] = asyncio.get_running_loop().call_later(delay, fire)
+
+
+def cancel_expiry(websocket) -> None:
+    timer = _expiry_timers.pop(id(websocket), None)
+    if timer is not None:
+        timer.cancel()
 
 
 def _optional(payload: dict, key: str, kind: type) -> bool:
@@ -70,6 +107,17 @@ def _message_problem(message, operation_types: tuple[str, ...], stop_type: str) 
     return None
 
 
+# The client went away while we were sending (reset, dropped network): the failed send
+# (strawberry's WebSocketDisconnected), or a later one of another operation of the same
+# socket (Starlette's "send once a close message has been sent").
+GONE = (WebSocketDisconnected, SendAfterClose)
+
+
+def _gone(operation_id, error: Exception) -> None:
+    """Routine, so one line at debug, not a traceback chained through the send that found out."""
+    log.debug("websocket gone (closed or reset) during operation %r: %s", operation_id, type(error).__name__)
+
+
 def _coded(message: str, code: str) -> dict:
     return {"message": message, "extensions": {"code": code}}
 
@@ -96,6 +144,12 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler):
     """graphql-transport-ws: a malformed message closes the socket with 4400, as the protocol
     says, and an operation that fails to start gets an `error` message, not a bare complete."""
 
+    async def handle(self) -> None:
+        try:
+            await super().handle()
+        finally:
+            cancel_expiry(self.context.request)
+
     async def handle_message(self, message) -> None:
         problem = _message_problem(message, ("subscribe",), "complete")
         if problem:
@@ -117,6 +171,8 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler):
             await operation.send_operation_message({"id": operation.id, "type": "complete"})
         except _OperationStreamClosed:
             return
+        except GONE as error:
+            _gone(operation.id, error)
         except Exception as error:  # noqa: BLE001 - answered, never a dropped operation
             if operation.completed:
                 return
@@ -136,6 +192,12 @@ class LegacyWSHandler(BaseGraphQLWSHandler):
     """Legacy graphql-ws (subscriptions-transport-ws): a malformed message is answered with
     `error` for its operation (`connection_error` when it is not even an object), and the
     socket stays usable for the others."""
+
+    async def handle(self) -> None:
+        try:
+            await super().handle()
+        finally:
+            cancel_expiry(self.context.request)
 
     async def handle_message(self, message) -> None:
         problem = _message_problem(message, ("start",), "stop")
@@ -158,6 +220,8 @@ class LegacyWSHandler(BaseGraphQLWSHandler):
     async def handle_async_results(self, operation_id, query, operation_name, variables) -> None:
         try:
             await super().handle_async_results(operation_id, query, operation_name, variables)
+        except GONE as error:
+            _gone(operation_id, error)
         except Exception as error:  # noqa: BLE001 - answered, never a silent end
             with contextlib.suppress(Exception):  # the socket may be gone
                 await self.send_message(

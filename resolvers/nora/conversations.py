@@ -146,6 +146,7 @@ async def send_message(ctx, conversation_id: int, content: str) -> tuple[Convers
         reply = await Message.create(
             conversation_id=conversation.id, role=NoraRole.ASSISTANT, status=MessageStatus.STREAMING,
             reply_to_id=asked.id, provider=runtime.provider.name, model=runtime.provider.model,
+            owner_instance=runtime.instance_id, heartbeat_at=now,
         )
         await UsageLedger.create(
             organization_id=conversation.organization_id, user_id=ctx.viewer.user_id,
@@ -187,9 +188,9 @@ async def cancel_message(ctx, message_id: int) -> Message:
         await ctx.nora.request_cancel(message.id)
         await ctx.nora.wait(message.id, CANCEL_WAIT_SECONDS)
         fresh = await Message.get(id=message.id)
-        stale = timezone.now() - fresh.updated_at > engine.STALE_AFTER
-        if fresh.status is MessageStatus.STREAMING and stale and message.id not in ctx.nora.running:
-            # Nobody has written it for minutes: its generator died with its instance.
+        orphaned = ctx.nora.orphaned(fresh)
+        if fresh.status is MessageStatus.STREAMING and orphaned and message.id not in ctx.nora.running:
+            # Its instance stopped beating for it: the generator died with its instance.
             await engine.end_orphan(ctx.broadcast, fresh, MessageStatus.CANCELLED, None, None)
     return await Message.get(id=message.id)
 

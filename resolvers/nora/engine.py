@@ -14,8 +14,14 @@ closes the provider's HTTP request).
 Stopping: `Generation.stop(reason)` from cancelNoraMessage on this instance, a message on
 `nora-cancel:<message id>` from another instance, or the message's `cancel_requested`
 flag, which every write of the generator checks. Shutdown stops every generation; each
-ends FAILED (INTERRUPTED) with what was written. A sweeper ends messages left STREAMING by
-a crashed instance.
+ends FAILED (INTERRUPTED) with what was written.
+
+Crashes: every reply carries its instance's random id (`owner_instance`), and the instance
+beats for all its running replies at once (one UPDATE of `heartbeat_at` every BEAT_SECONDS
+at most). A reply whose heartbeat is older than PCG_NORA_ORPHAN_AFTER has lost its generator
+(kill -9, crash, a machine gone): the sweeper of every instance, and each instance at
+startup, ends it FAILED (INTERRUPTED) with its MessageFailed event, and the conversation
+takes new messages again.
 """
 
 from __future__ import annotations
@@ -23,12 +29,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import secrets
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 import orjson
 from tortoise import timezone
+from tortoise.expressions import Q
 
 from models import (
     Conversation,
@@ -61,9 +69,13 @@ log = logging.getLogger("pcg.nora")
 COALESCE_SECONDS = 0.03
 MAX_TOOL_ROUNDS = 5
 HISTORY_LIMIT = 40
-# No write for this long while STREAMING: the generator is gone (crash, kill -9).
+# A reply written by an instance older than the heartbeat (no heartbeat_at): gone when it
+# has not been written for this long.
 STALE_AFTER = timedelta(minutes=3)
-SWEEP_SECONDS = 60.0
+# The heartbeat and the sweep run several times per orphan window (PCG_NORA_ORPHAN_AFTER),
+# so a live reply misses several beats before it could look orphaned.
+BEAT_SECONDS = 2.0
+SWEEP_SECONDS = 5.0
 PRUNE_SECONDS = 3600.0
 SHUTDOWN_GRACE = 5.0
 # While waiting for a silent provider, look at the cancel flag this often, and show that the
@@ -128,7 +140,15 @@ class NoraRuntime:
         self.provider = provider or make_provider(settings)
         self.limiter = make_rate_limiter(settings.broadcast_url)
         self.running: dict[int, Generation] = {}
+        # Random per process: a restarted instance never mistakes its predecessor's replies
+        # for its own.
+        self.instance_id = secrets.token_hex(8)
+        self.orphan_after = timedelta(seconds=settings.nora_orphan_after)
+        window = self.orphan_after.total_seconds()
+        self.beat_seconds = min(BEAT_SECONDS, max(0.1, window / 5))
+        self.sweep_seconds = min(SWEEP_SECONDS, max(0.2, window / 4))
         self._sweeper: asyncio.Task | None = None
+        self._beater: asyncio.Task | None = None
         self._closing = False
 
     async def start(self) -> None:
@@ -137,14 +157,16 @@ class NoraRuntime:
             await self.sweep()
         except Exception:  # noqa: BLE001 - never block startup on housekeeping
             log.warning("NORA recovery sweep failed", exc_info=True)
+        self._beater = asyncio.create_task(self._beat_forever(), name="nora-heartbeat")
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="nora-sweeper")
 
     async def stop(self) -> None:
         """End every running reply (FAILED, with what was written) before the app stops."""
         self._closing = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            await asyncio.gather(self._sweeper, return_exceptions=True)
+        for task in (self._sweeper, self._beater):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         generations = list(self.running.values())
         for generation in generations:
             generation.stop("shutdown")
@@ -191,25 +213,56 @@ class NoraRuntime:
                 return
             await asyncio.sleep(0.05)
 
+    def orphaned(self, message: Message) -> bool:
+        """Has the reply's generator stopped beating (its instance is gone)?"""
+        now = timezone.now()
+        if message.heartbeat_at is not None:
+            return now - message.heartbeat_at > self.orphan_after
+        return now - message.updated_at > STALE_AFTER
+
+    async def beat(self) -> int:
+        """One UPDATE for all of this instance's running replies: they are alive."""
+        if not self.running:
+            return 0
+        return await Message.filter(
+            id__in=list(self.running), owner_instance=self.instance_id, status=MessageStatus.STREAMING
+        ).update(heartbeat_at=timezone.now())
+
+    async def _beat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.beat_seconds)
+            try:
+                await self.beat()
+            except Exception as exc:  # noqa: BLE001 - the next beat tries again
+                log.warning("NORA heartbeat failed (%s)", exc)
+
     async def sweep(self) -> int:
-        """End replies whose generator died (no write for STALE_AFTER): crash recovery."""
-        cutoff = datetime.now(UTC) - STALE_AFTER
+        """End replies whose generator died (no heartbeat for PCG_NORA_ORPHAN_AFTER):
+        crash recovery, at startup and every few seconds on every instance."""
+        now = timezone.now()
         stale = await Message.filter(
-            role=NoraRole.ASSISTANT, status=MessageStatus.STREAMING, updated_at__lt=cutoff
+            Q(heartbeat_at__lt=now - self.orphan_after)
+            | Q(heartbeat_at__isnull=True, updated_at__lt=now - STALE_AFTER),
+            role=NoraRole.ASSISTANT, status=MessageStatus.STREAMING,
         ).exclude(id__in=list(self.running) or [0])
+        ended = 0
         for message in stale:
-            await end_orphan(
+            # end_orphan takes only a row still STREAMING: when two instances sweep the
+            # same reply, one ends it and the other finds nothing to do.
+            if await end_orphan(
                 self.broadcast, message, MessageStatus.FAILED, "INTERRUPTED",
-                "NORA stopped answering (the server restarted); ask again",
-            )
-        if stale:
-            log.warning("ended %d NORA replies left streaming by a stopped instance", len(stale))
-        return len(stale)
+                "NORA stopped answering (its server stopped); ask again",
+            ):
+                ended += 1
+                log.warning(
+                    "ended NORA reply %s: instance %s stopped beating", message.id, message.owner_instance or "?"
+                )
+        return ended
 
     async def _sweep_forever(self) -> None:
         last_prune = 0.0
         while True:
-            await asyncio.sleep(SWEEP_SECONDS)
+            await asyncio.sleep(self.sweep_seconds)
             try:
                 await self.sweep()
                 if time.monotonic() - last_prune > PRUNE_SECONDS:
