@@ -24,6 +24,8 @@ class Context:
     connection_params: dict | None = None
     # The HTTP Authorization header until schema/authentication.py resolves it into `viewer`.
     authorization: str | None = None
+    # Why connection_init was refused (server/ws_protocol.py puts it in the close reason).
+    ws_rejection: dict | None = None
     # The instance's NORA runtime (resolvers/nora/engine.py NoraRuntime): running replies,
     # rate limiter, provider.
     nora: Any = None

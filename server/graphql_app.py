@@ -107,15 +107,15 @@ class PcgGraphQL(GraphQL):
         try:
             principal = await authenticate(credential, self.settings.secret_key)
         except Unauthenticated as error:
-            raise ConnectionRejectionError(
-                {"message": error.message, "code": error.code, **error.extensions}
-            ) from None
+            context.ws_rejection = {"message": error.message, "code": error.code, **error.extensions}
+            raise ConnectionRejectionError(context.ws_rejection) from None
         if principal is None:
-            raise ConnectionRejectionError({
+            context.ws_rejection = {
                 "message": "Authentication required: send connection_init with "
                            '{"authorization": "Bearer <token>"}',
                 "code": "UNAUTHENTICATED", "reason": "NO_CREDENTIAL",
-            })
+            }
+            raise ConnectionRejectionError(context.ws_rejection)
         context.viewer = Viewer(principal)
         if principal.token_expires_at is not None:
             close_at_expiry(context.request, principal.token_expires_at)

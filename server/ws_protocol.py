@@ -22,6 +22,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     _OperationStreamClosed,
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.types.execution import PreExecutionError
 from strawberry.utils.aio import aclosing
 
 from schema.errors import INTERNAL_MESSAGE, convert
@@ -140,6 +141,14 @@ def _start_errors(handler, query: str, error: Exception) -> list[dict]:
     return [convert(masked, request_id).formatted]
 
 
+def _rejection_reason(payload: dict) -> str:
+    """A close reason within the protocol's 123 bytes."""
+    text = f"{payload.get('code', 'FORBIDDEN')}: {payload.get('message', 'Forbidden')}"
+    if payload.get("reason"):
+        text += f" ({payload['reason']})"
+    return text.encode()[:123].decode(errors="ignore")
+
+
 class TransportWSHandler(BaseGraphQLTransportWSHandler):
     """graphql-transport-ws: a malformed message closes the socket with 4400, as the protocol
     says, and an operation that fails to start gets an `error` message, not a bare complete."""
@@ -149,6 +158,24 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler):
             await super().handle()
         finally:
             cancel_expiry(self.context.request)
+
+    async def handle_connection_init(self, message) -> None:
+        # Strawberry closes a refused init with 4403 "Forbidden"; say why in the reason (the
+        # only place this protocol has for it), e.g. "UNAUTHENTICATED: Access token expired
+        # (TOKEN_EXPIRED)".
+        close = self.websocket.close
+
+        async def close_with_reason(code: int, reason: str) -> None:
+            rejection = getattr(self.context, "ws_rejection", None)
+            if code == WS_FORBIDDEN and rejection:
+                reason = _rejection_reason(rejection)
+            await close(code=code, reason=reason)
+
+        self.websocket.close = close_with_reason
+        try:
+            await super().handle_connection_init(message)
+        finally:
+            del self.websocket.close
 
     async def handle_message(self, message) -> None:
         problem = _message_problem(message, ("subscribe",), "complete")
@@ -218,8 +245,30 @@ class LegacyWSHandler(BaseGraphQLWSHandler):
             })
 
     async def handle_async_results(self, operation_id, query, operation_name, variables) -> None:
+        """Strawberry's legacy handler runs subscriptions only (`schema.subscribe`); gql and
+        subscriptions-transport-ws send queries and mutations over this protocol too. Every
+        operation goes through `schema.stream`, as on graphql-transport-ws: one `data` per
+        result, then `complete`."""
         try:
-            await super().handle_async_results(operation_id, query, operation_name, variables)
+            source = await self.schema.stream(
+                query, variable_values=variables, context_value=self.context,
+                root_value=self.root_value, operation_name=operation_name,
+            )
+            self.subscriptions[operation_id] = source
+            first = True
+            async with aclosing(source):
+                async for result in source:
+                    if first and isinstance(result, PreExecutionError):
+                        await self.send_message(
+                            {"type": "error", "id": operation_id, "payload": result.errors[0].formatted}
+                        )
+                        return
+                    first = False
+                    await self.send_data_message(result, operation_id)
+            await self.send_message({"type": "complete", "id": operation_id})
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await self.send_message({"type": "complete", "id": operation_id})
         except GONE as error:
             _gone(operation_id, error)
         except Exception as error:  # noqa: BLE001 - answered, never a silent end
@@ -227,6 +276,9 @@ class LegacyWSHandler(BaseGraphQLWSHandler):
                 await self.send_message(
                     {"type": "error", "id": operation_id, "payload": _start_errors(self, query, error)[0]}
                 )
+        finally:
+            self.subscriptions.pop(operation_id, None)
+            self.tasks.pop(operation_id, None)
 
     async def handle_connection_init(self, message) -> None:
         payload = message.get("payload")

@@ -35,3 +35,9 @@ async def test_a_refused_init_says_why_on_the_legacy_protocol(live):
     assert message["payload"]["code"] == "UNAUTHENTICATED"
     assert message["payload"]["reason"] == "TOKEN_INVALID"
     await socket.close()
+@pytest.mark.parametrize("payload, reason", [({}, "NO_CREDENTIAL"), ({"authorization": "Bearer nope"}, "TOKEN_INVALID")])
+async def test_a_refused_init_says_why_on_graphql_transport_ws(live, payload, reason):
+    with pytest.raises(Closed) as closed:
+        await GraphQLWS.connect(f"ws://{live}/graphql", TRANSPORT_WS, payload=payload)
+    assert closed.value.code == 4403
+    assert "UNAUTHENTICATED" in closed.value.reason and reason in closed.value.reason

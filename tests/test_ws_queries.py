@@ -1,0 +1,44 @@
+"""Queries and mutations over the websocket (gql and subscriptions-transport-ws send them on
+the legacy protocol too): answered once and completed, each operation with loaders of its own,
+so nothing is served from what an earlier operation on the same socket cached."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from resolvers.ids import to_global_id
+from tests.wsclient import LEGACY_WS, TRANSPORT_WS, GraphQLWS
+
+TASK = "query($id: ID!) { task(id: $id) { title assignee { name } } }"
+RENAME = "mutation($i: UpdateTaskInput!) { updateTask(input: $i) { task { title } } }"
+
+
+@pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
+async def test_queries_and_mutations_over_the_socket_see_every_change(live, factory, protocol):
+    from models import Task
+
+    owner = await factory.user()
+    org = await factory.org(owner)
+    project = await factory.project(org, owner)
+    task = await Task.create(project=project, title="before", position="a0", created_by=owner.user,
+                             assignee=owner.user)
+    tid = to_global_id("Task", task.id)
+    client = await GraphQLWS.connect(f"ws://{live}/graphql", protocol, token=owner.token)
+    try:
+        await client.subscribe(TASK, {"id": tid})
+        assert (await client.next_data())["data"]["task"]["title"] == "before"
+        await client.expect_complete()
+        # A change made elsewhere (HTTP) is seen by the next query on the same socket.
+        async with httpx.AsyncClient() as http:
+            await http.post(f"http://{live}/graphql", headers={"authorization": f"Bearer {owner.token}"},
+                            json={"query": RENAME, "variables": {"i": {"id": tid, "title": "after"}}})
+        await client.subscribe(TASK, {"id": tid})
+        assert (await client.next_data())["data"]["task"]["title"] == "after"
+        await client.expect_complete()
+        # And a mutation over the socket itself.
+        await client.subscribe(RENAME, {"i": {"id": tid, "title": "third"}})
+        assert (await client.next_data())["data"]["updateTask"]["task"]["title"] == "third"
+        await client.expect_complete()
+    finally:
+        await client.close()
