@@ -1,6 +1,7 @@
 """Tortoise models. No GraphQL and no business rules live here."""
 
 from models.audit import AuditEntry
+from models.documents import TrustedDocument
 from models.enums import (
     CustomFieldType,
     OrgRole,
@@ -32,9 +33,11 @@ MODEL_MODULES = [
     "models.events",
     "models.audit",
     "models.nora",
+    "models.documents",
 ]
 
 __all__ = [
+    "TrustedDocument",
     "ApiKey",
     "AuditEntry",
     "BoardEvent",

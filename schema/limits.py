@@ -51,6 +51,7 @@ from graphql.type.introspection import SchemaMetaFieldDef, TypeMetaFieldDef
 from graphql.utilities import get_operation_ast
 from strawberry.extensions import SchemaExtension
 
+from resolvers.documents import DocumentNotTrusted
 from resolvers.nodes import MAX_NODES
 from resolvers.pagination import DEFAULT_PAGE, MAX_PAGE
 
@@ -417,6 +418,7 @@ class RequestLimits(SchemaExtension):
         context = self.execution_context
         if context.pre_execution_errors is None:
             try:
+                self._check_trusted()
                 self._check_transport()
                 cost = analyze(
                     context.schema._schema, context.graphql_document, context.operation_name,
@@ -431,6 +433,16 @@ class RequestLimits(SchemaExtension):
                 if not context.pre_execution_errors:
                     context.pcg_cost = cost
         yield
+
+    def _check_trusted(self) -> None:
+        """Over HTTP and websockets alike (this runs for every operation)."""
+        documents = getattr(self.execution_context.context, "documents", None)
+        if documents is None:
+            return
+        try:
+            documents.check(self.execution_context.query)
+        except DocumentNotTrusted as error:
+            raise LimitError(error.message, error.code, **error.extensions) from None
 
     def _check_transport(self) -> None:
         context = self.execution_context

@@ -22,6 +22,7 @@ from resolvers.nora.engine import NoraRuntime
 from schema.root import schema as default_schema
 from server.db import tortoise_config
 from server.graphql_app import PcgGraphQL
+from resolvers.documents import TrustedDocuments
 from server.persisted import PersistedQueries
 from server.middleware import RequestIdMiddleware, SecurityHeadersMiddleware, cors
 from server.ratelimit import RateLimitMiddleware
@@ -73,7 +74,9 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
     broadcast = Hub(settings.broadcast_url)
     nora = NoraRuntime(settings, broadcast)
     persisted = PersistedQueries(settings.broadcast_url, settings.limits.max_document_chars)
-    graphql = PcgGraphQL(schema, settings=settings, broadcast=broadcast, nora=nora, persisted=persisted)
+    documents = TrustedDocuments(settings.trusted_documents)
+    graphql = PcgGraphQL(schema, settings=settings, broadcast=broadcast, nora=nora,
+                         persisted=persisted, documents=documents)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
@@ -81,10 +84,15 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
             await broadcast.connect()
             pruner = asyncio.create_task(prune_forever(settings.event_retention_days))
             await nora.start()
+            if documents.active:
+                await documents.refresh()
+                reloader = asyncio.create_task(documents.refresh_forever())
             try:
                 yield
             finally:
                 pruner.cancel()
+                if documents.active:
+                    reloader.cancel()
                 # Running NORA replies end (FAILED, with what was written) while the
                 # database and broadcast are still up.
                 await nora.stop()

@@ -257,6 +257,47 @@ def cmd_backup(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_documents(args: argparse.Namespace) -> int:
+    from graphql import GraphQLError, parse, validate
+
+    from models import TrustedDocument
+    from resolvers import documents
+    from schema.root import schema
+
+    settings = _settings()
+    texts = []
+    for name in getattr(args, "files", None) or []:
+        path = Path(name)
+        if not path.is_file():
+            raise CliError(f"{path}: no such file")
+        text = path.read_text()
+        try:
+            errors = validate(schema._schema, parse(text))
+        except GraphQLError as error:
+            errors = [error]
+        if errors:
+            raise CliError(f"{path}: not a valid document for this schema: {errors[0].message}")
+        texts.append((path, text))
+
+    async def run() -> None:
+        await _migrate(settings)
+        async with database(settings):
+            if args.action == "add":
+                for path, text in texts:
+                    digest, created = await documents.add(text)
+                    say(f"{digest}  {path}" + ("" if created else "  (already trusted)"))
+            elif args.action == "remove":
+                if not await documents.remove(args.sha256):
+                    raise CliError(f"no trusted document {args.sha256}")
+                say(f"Removed {args.sha256}")
+            else:
+                for row in await TrustedDocument.all().order_by("created_at"):
+                    say(f"{row.sha256}  {row.name or '(anonymous)'}  {row.created_at:%Y-%m-%d}")
+
+    asyncio.run(run())
+    return 0
+
+
 def cmd_create_api_key(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
 
@@ -319,6 +360,17 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("output", nargs="?", help="file to write, or - for stdout (default schema.graphql)")
     export.add_argument("--output", "-o", dest="output_opt", metavar="FILE")
     export.set_defaults(func=cmd_export_schema)
+
+    docs = commands.add_parser(
+        "documents", help="the trusted documents (PCG_TRUSTED_DOCUMENTS): add, list, remove"
+    )
+    doc_actions = docs.add_subparsers(dest="action", required=True, metavar="ACTION")
+    doc_add = doc_actions.add_parser("add", help="trust each FILE's text (validated against the schema)")
+    doc_add.add_argument("files", nargs="+", metavar="FILE")
+    doc_actions.add_parser("list", help="print the trusted documents")
+    doc_remove = doc_actions.add_parser("remove", help="stop trusting a document")
+    doc_remove.add_argument("sha256", metavar="SHA256")
+    docs.set_defaults(func=cmd_documents)
 
     backup = commands.add_parser(
         "backup", help="copy the SQLite database consistently while the server runs"

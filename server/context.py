@@ -26,6 +26,8 @@ class Context:
     authorization: str | None = None
     # Why connection_init was refused (server/ws_protocol.py puts it in the close reason).
     ws_rejection: dict | None = None
+    # The instance's allow-list of documents (resolvers/documents.py TrustedDocuments).
+    documents: Any = None
     # The instance's NORA runtime (resolvers/nora/engine.py NoraRuntime): running replies,
     # rate limiter, provider.
     nora: Any = None

@@ -20,6 +20,7 @@ from strawberry.exceptions import ConnectionRejectionError
 
 from resolvers.access import Viewer
 from resolvers.auth import authenticate
+from resolvers.documents import TrustedDocuments
 from resolvers.errors import Unauthenticated
 from schema.errors import convert
 from server.context import Context
@@ -59,7 +60,8 @@ class PcgGraphQL(GraphQL):
     graphql_transport_ws_handler_class = TransportWSHandler
     request_adapter_class = RequestAdapter
 
-    def __init__(self, schema, settings: Settings, broadcast, nora=None, persisted=None) -> None:
+    def __init__(self, schema, settings: Settings, broadcast, nora=None, persisted=None,
+                 documents=None) -> None:
         super().__init__(
             schema,
             graphql_ide="graphiql" if settings.graphiql_enabled else None,
@@ -77,6 +79,7 @@ class PcgGraphQL(GraphQL):
         )
         self.settings = settings
         self.persisted = persisted or PersistedQueries("memory://", settings.limits.max_document_chars)
+        self.documents = documents or TrustedDocuments(settings.trusted_documents)
         self.broadcast = broadcast
         self.nora = nora
 
@@ -94,6 +97,7 @@ class PcgGraphQL(GraphQL):
             nora=self.nora,
             request=request,
             response=response,
+            documents=self.documents,
             ip=request.client.host if request.client else None,
             request_id=request.scope.get("state", {}).get("request_id") or _request_id(headers),
         )
@@ -145,7 +149,9 @@ class PcgGraphQL(GraphQL):
                 operation = await read_graphql_request(
                     request, self.settings.max_body_bytes, stream.protocol if stream else "http"
                 )
-                operation.query = await self.persisted.resolve(operation.query, operation.extensions)
+                operation.query = await self.persisted.resolve(
+                    operation.query, operation.extensions, fallback=self.documents.body
+                )
                 scope.setdefault("state", {})["graphql_request"] = operation
                 response = await self.run(request)
                 if request.method == "GET" and response.status_code == 200:

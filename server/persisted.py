@@ -48,8 +48,9 @@ class PersistedQueries:
         if self.redis is not None:
             await self.redis.aclose()
 
-    async def resolve(self, query: str | None, extensions: dict | None) -> str | None:
-        """The document to run: `query` itself, or the one stored under the hash."""
+    async def resolve(self, query: str | None, extensions: dict | None, fallback=None) -> str | None:
+        """The document to run: `query` itself, or the one stored under the hash (or known to
+        `fallback(hash)`: the trusted documents)."""
         persisted = (extensions or {}).get("persistedQuery")
         if persisted is None:
             return query
@@ -65,6 +66,8 @@ class PersistedQueries:
                 await self._store(digest, query)
             return query
         found = await self._load(digest)
+        if found is None and fallback is not None:
+            found = fallback(digest)
         if found is None:
             # Apollo's PersistedQueryLink retries with the document on exactly this message.
             raise PersistedQueryError("PERSISTED_QUERY_NOT_FOUND", "PersistedQueryNotFound")

@@ -46,6 +46,7 @@ DOCUMENTED = [
     ("PCG_CORS_ORIGINS", "", "Comma-separated origins allowed to call the API from a browser (HTTP and websocket); empty: same origin only."),
     ("PCG_GRAPHIQL", "1 (0 in production)", "Serve the GraphiQL explorer at GET /graphql."),
     ("PCG_HSTS", "0", "Send Strict-Transport-Security (set to 1 when the server is reached over TLS)."),
+    ("PCG_TRUSTED_DOCUMENTS", "off", "`enforce`: only documents added with `pcg documents add` run (DOCUMENT_NOT_TRUSTED otherwise); `log`: run all, log unlisted ones; `off`."),
     ("PCG_TRUSTED_PROXIES", "", "Comma-separated IPs or networks of reverse proxies whose X-Forwarded-For/-Proto are believed (client IP for rate limits and audit); empty: none."),
     ("PCG_RATE_LIMIT", "1", "`1` charges every GraphQL operation's cost to its caller's budget of points per minute; `0` turns the budget off (login, sign-up and socket limits have their own settings)."),
     ("PCG_RATE_LIMIT_FREE", "100", "Points per minute (1 per request plus 1 per 100 objects of its cost) for a user or API key whose best organization plan is free (or who has none)."),
@@ -140,6 +141,7 @@ class Settings:
     graphiql: bool | None = None
     hsts: bool = False
     trusted_proxies: tuple[str, ...] = ()
+    trusted_documents: str = "off"
     rate_limit: bool = True
     rate_limit_free: int = 100
     rate_limit_pro: int = 500
@@ -221,8 +223,11 @@ class Settings:
             graphiql=_flag(env, "PCG_GRAPHIQL", None) if env.get("PCG_GRAPHIQL") else None,
             hsts=_flag(env, "PCG_HSTS", False),
             trusted_proxies=_proxies(env.get("PCG_TRUSTED_PROXIES", "")),
+            trusted_documents=env.get("PCG_TRUSTED_DOCUMENTS", "off") or "off",
             **rate_limits,
         )
+        if settings.trusted_documents not in ("off", "log", "enforce"):
+            raise SettingsError("PCG_TRUSTED_DOCUMENTS must be off, log or enforce")
         if settings.nora_provider not in ("builtin", "openai"):
             raise SettingsError(f"PCG_NORA_PROVIDER must be builtin or openai, not {settings.nora_provider!r}")
         if settings.env not in ("development", "production", "test"):
