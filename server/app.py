@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 from tortoise import Tortoise
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from tortoise.contrib.starlette import RegisterTortoise
@@ -19,6 +19,7 @@ from resolvers.broadcast import Hub
 from resolvers.events import prune_forever
 from resolvers.nora.engine import NoraRuntime
 from schema.root import schema as default_schema
+from server import graphiql
 from server.db import tortoise_config
 from server.graphql_app import PcgGraphQL
 from server.middleware import RequestIdMiddleware, SecurityHeadersMiddleware, cors
@@ -84,6 +85,7 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
             WebSocketRoute("/graphql", graphql),
             Route("/api/health", health),
             Route("/board", board_page),
+            *([Mount(graphiql.STATIC_PATH, app=graphiql.static_files())] if settings.graphiql_enabled else []),
         ],
         middleware=[
             # First, so every layer below sees the client behind a trusted proxy.
