@@ -11,7 +11,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.exceptions import HTTPException
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 from tortoise import Tortoise
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from tortoise.contrib.starlette import RegisterTortoise
@@ -20,6 +20,7 @@ from resolvers.broadcast import Hub
 from resolvers.events import prune_forever
 from resolvers.nora.engine import NoraRuntime
 from schema.root import schema as default_schema
+from server import graphiql
 from server.db import tortoise_config
 from server.graphql_app import PcgGraphQL
 from resolvers.documents import TrustedDocuments
@@ -106,6 +107,7 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
             WebSocketRoute("/graphql", graphql),
             Route("/api/health", health),
             Route("/board", board_page),
+            *([Mount(graphiql.STATIC_PATH, app=graphiql.static_files())] if settings.graphiql_enabled else []),
         ],
         middleware=[
             # First, so every layer below sees the client behind a trusted proxy.

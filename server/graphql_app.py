@@ -9,6 +9,7 @@ import uuid
 import orjson
 from cross_web import HTTPException, StarletteRequestAdapter
 from starlette.requests import Request
+from starlette.responses import HTMLResponse
 from strawberry.asgi import GraphQL
 from strawberry.subscriptions import (
     GRAPHQL_SSE_PROTOCOL,
@@ -23,6 +24,7 @@ from resolvers.auth import authenticate
 from resolvers.documents import TrustedDocuments
 from resolvers.errors import Unauthenticated
 from schema.errors import convert
+from server import graphiql
 from server.context import Context
 from server.settings import Settings
 from server.http_cache import http_cache
@@ -39,8 +41,17 @@ from server.ws_protocol import LegacyWSHandler, TransportWSHandler, close_at_exp
 
 log = logging.getLogger("pcg.ws")
 
-# Strawberry's GraphiQL page: its scripts and styles come from unpkg, inline bootstrap code.
+# Our GraphiQL build (server/graphiql.py): every script, style, font and worker from this
+# origin, no inline script. Inline styles stay allowed: GraphiQL and Monaco set element styles
+# and insert <style> elements at run time. 'self' covers same-origin ws: and wss: (CSP3).
 GRAPHIQL_CSP = (
+    "default-src 'none'; script-src 'self'; worker-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "font-src 'self' data:; img-src 'self' data:; connect-src 'self'; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'none'"
+)
+# Strawberry's page, the fallback without our build: scripts and styles from unpkg, inline
+# bootstrap code.
+GRAPHIQL_CDN_CSP = (
     "default-src 'none'; script-src 'unsafe-inline' https://unpkg.com; "
     "style-src 'unsafe-inline' https://unpkg.com; font-src https://unpkg.com data:; "
     "img-src data: https:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
@@ -203,9 +214,13 @@ class PcgGraphQL(GraphQL):
         return operation
 
     async def render_graphql_ide(self, request):
-        response = await super().render_graphql_ide(request)
-        response.headers["Content-Security-Policy"] = GRAPHIQL_CSP
-        return response
+        if graphiql.is_built():
+            return HTMLResponse(graphiql.page(), headers={
+                "Content-Security-Policy": GRAPHIQL_CSP, "Cache-Control": "no-cache",
+            })
+        return HTMLResponse(graphiql.with_build_hint(self.graphql_ide_html), headers={
+            "Content-Security-Policy": GRAPHIQL_CDN_CSP, "Cache-Control": "no-cache",
+        })
 
     def encode_json(self, data: object) -> str:
         # Text, not bytes: websocket messages must be text frames, which graphql-ws, gql and
