@@ -79,7 +79,10 @@ class TaskCreated(BoardEvent):
         return _task(self)
 
 
-@strawberry.type(description="Fields of a task changed (not its column or rank: see TaskMoved).")
+@strawberry.type(
+    description="Fields of a task changed by updateTask (a status change there included); "
+    "moveTask sends TaskMoved instead."
+)
 class TaskUpdated(BoardEvent):
     @strawberry.field(description="The task as of this event.")
     def task(self) -> TaskRef:

@@ -82,13 +82,13 @@ class NoraMessage(Node):
     content: str = strawberry.field(description="For a STREAMING reply: what was stored so far.")
     status: NoraMessageStatus = strawberry.field(description="Where the message is in its life.")
     tool_name: str | None = strawberry.field(description="For role TOOL: the tool called.")
-    tokens_in: int = strawberry.field(description="Prompt tokens a reply used; 0 for other roles.")
+    tokens_in: int = strawberry.field(description="Prompt tokens a reply used; 0 where none were counted.")
     tokens_out: int = strawberry.field(
-        description="Completion tokens a reply used; 0 for other roles."
+        description="Completion tokens a reply used; 0 where none were counted."
     )
-    model: str = strawberry.field(description='The model that wrote a reply; "" for other roles.')
+    model: str = strawberry.field(description='The model that wrote a reply; "" where none did.')
     provider: str = strawberry.field(
-        description='The provider that wrote a reply (builtin, openai); "" for other roles.'
+        description='The provider that wrote a reply (builtin, openai); "" where none did.'
     )
     latency_ms: int | None = strawberry.field(
         description="Milliseconds from the request to the end of the reply."
@@ -137,7 +137,7 @@ class NoraConversation(Node):
         description="At most 200 characters; by default the first message's first line."
     )
     created_at: datetime = strawberry.field(description="When the conversation was started.")
-    updated_at: datetime = strawberry.field(description="When a message was last added.")
+    updated_at: datetime = strawberry.field(description="When the conversation last changed.")
 
     id: strawberry.ID = node_id("NoraConversation")
 

@@ -109,7 +109,8 @@ class ApiKey(Node):
     )
     created_at: datetime = strawberry.field(description="When the key was created.")
     last_used_at: datetime | None = strawberry.field(
-        description="When the key last authenticated a request, if ever."
+        description="Reserved for when the key last authenticated a request; not recorded "
+        "yet, so always null."
     )
     expires_at: datetime | None = strawberry.field(
         description="When the key stops working; null for never."

@@ -59,7 +59,7 @@ class Query:
     async def nodes(
         self,
         info: Info,
-        ids: Annotated[list[strawberry.ID], strawberry.argument(description="1 to 100 global IDs.")],
+        ids: Annotated[list[strawberry.ID], strawberry.argument(description="At most 100 global IDs.")],
     ) -> list[Node | None]:
         return await node_resolvers.nodes(ctx(info), ids)
 
