@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Generic, TypeVar
+from enum import Enum
+from typing import TYPE_CHECKING, Annotated, Generic, TypeVar
 
 import strawberry
 from strawberry.types import Info
@@ -16,44 +17,165 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-OrgRole = strawberry.enum(enums.OrgRole, description="Role in an organization.")
-ProjectRole = strawberry.enum(enums.ProjectRole, description="Role in a project.")
-Plan = strawberry.enum(enums.Plan, description="Billing plan of an organization.")
-TaskStatus = strawberry.enum(
-    enums.TaskStatus, description="Board column of a task, in board order."
+
+def described_enum(
+    cls: type[Enum], description: str, values: dict[str, str], name: str | None = None
+) -> type[Enum]:
+    """A model enum as a GraphQL enum with a description on every value. The model enums
+    stay free of GraphQL; a value missing from `values` fails at import, not in review."""
+    wrapped = strawberry.enum(cls, name=name, description=description)
+    for value in wrapped.__strawberry_definition__.values:
+        value.description = values[value.name]
+    return wrapped
+
+
+OrgRole = described_enum(
+    enums.OrgRole,
+    "Role in an organization. Owners and admins also hold the same role on every project "
+    "of the organization.",
+    {
+        "OWNER": "Everything, including managing owners and the organization's API keys.",
+        "ADMIN": "Invites and manages members (not owners) and API keys; admin of every project.",
+        "MEMBER": "Sees the organization and its members, creates projects; sees only the "
+        "projects they were added to.",
+    },
 )
-TaskPriority = strawberry.enum(enums.TaskPriority)
-CustomFieldType = strawberry.enum(enums.CustomFieldType)
+ProjectRole = described_enum(
+    enums.ProjectRole,
+    "Role in a project; each role holds the rights of the ones below it.",
+    {
+        "OWNER": "Everything, including archiving the project and managing project owners.",
+        "ADMIN": "Manages members, custom fields and the project's name; deletes tasks.",
+        "EDITOR": "Creates, changes, moves and archives tasks; comments; creates labels.",
+        "VIEWER": "Reads the project, its board, tasks and comments.",
+    },
+)
+Plan = described_enum(
+    enums.Plan,
+    "Billing plan of an organization; it sets the rate limit and the daily NORA token quota.",
+    {
+        "FREE": "The default plan.",
+        "PRO": "A larger rate limit and NORA quota.",
+        "ENTERPRISE": "The largest rate limit; NORA without a daily token quota.",
+    },
+)
+TaskStatus = described_enum(
+    enums.TaskStatus,
+    "Board column of a task, in board order.",
+    {
+        "TODO": "Not started.",
+        "INPROGRESS": "Being worked on.",
+        "INREVIEW": "Done, waiting for review.",
+        "DONE": "Finished.",
+        "CANCELLED": "Will not be done.",
+    },
+)
+TaskPriority = described_enum(
+    enums.TaskPriority,
+    "How urgent a task is; ordering by priority puts CRITICAL first when ascending.",
+    {
+        "CRITICAL": "Most urgent.",
+        "HIGH": "Urgent.",
+        "MEDIUM": "The default priority.",
+        "LOW": "Least urgent.",
+    },
+)
+CustomFieldType = described_enum(
+    enums.CustomFieldType,
+    "The value type of a custom task property, checked on every write.",
+    {
+        "TEXT": "A string of at most 2,000 characters.",
+        "NUMBER": "A finite number; integers between -2^53 and 2^53, so JavaScript reads "
+        "them exactly.",
+        "DATE": "A date as YYYY-MM-DD.",
+        "URL": "An http(s) URL.",
+        "CHECKBOX": "true or false.",
+        "SELECT": "One of the field's options.",
+        "MULTI_SELECT": "A list of the field's options.",
+        "USER": "A User ID.",
+    },
+)
+
+# Relay pagination arguments, shared by every connection field.
+First = Annotated[
+    int | None,
+    strawberry.argument(
+        description="At most this many items from the start (after `after`): 0 to 100. "
+        "Defaults to 50 when neither `first` nor `last` is given; not with `last`."
+    ),
+]
+After = Annotated[
+    str | None,
+    strawberry.argument(
+        description="A cursor (`endCursor` or an edge's `cursor`): items after it."
+    ),
+]
+Last = Annotated[
+    int | None,
+    strawberry.argument(
+        description="At most this many items from the end (before `before`): 0 to 100; not "
+        "with `first`."
+    ),
+]
+Before = Annotated[
+    str | None,
+    strawberry.argument(
+        description="A cursor (`startCursor` or an edge's `cursor`): items before it."
+    ),
+]
+
+# Arguments of both project lists (`Query.projects`, `Organization.projects`).
+IncludeArchived = Annotated[
+    bool, strawberry.argument(description="Include archived projects (left out by default).")
+]
+ProjectSearch = Annotated[
+    str | None,
+    strawberry.argument(description="Case-insensitive substring of the project name."),
+]
 
 
 def ctx(info: Info) -> Context:
     return info.context
 
 
+NODE_ID_DESCRIPTION = "Globally unique and opaque; fetch the object again with `node(id:)`."
+
+
 @strawberry.interface(description="An object with a globally unique, opaque ID.")
 class Node:
-    id: strawberry.ID
+    id: strawberry.ID = strawberry.field(description=NODE_ID_DESCRIPTION)
 
 
-@strawberry.type
+@strawberry.type(description="Where a page sits in its list (Relay).")
 class PageInfo:
-    has_next_page: bool
-    has_previous_page: bool
-    start_cursor: str | None
-    end_cursor: str | None
+    has_next_page: bool = strawberry.field(
+        description="More items follow: ask again with `after: endCursor`."
+    )
+    has_previous_page: bool = strawberry.field(
+        description="More items precede: ask again with `last` and `before: startCursor`."
+    )
+    start_cursor: str | None = strawberry.field(
+        description="Cursor of the first item of the page; null on an empty page."
+    )
+    end_cursor: str | None = strawberry.field(
+        description="Cursor of the last item of the page; null on an empty page."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="An item of a page with its cursor.")
 class Edge(Generic[T]):
-    cursor: str
-    node: T
+    cursor: str = strawberry.field(
+        description="Opaque keyset cursor: pass as `after` or `before`. Stable while rows "
+        "are added or moved."
+    )
+    node: T = strawberry.field(description="The item.")
 
 
-@strawberry.type
+@strawberry.type(description="A page of a list (Relay cursor connection).")
 class Connection(Generic[T]):
-    edges: list[Edge[T]]
-    nodes: list[T]
-    page_info: PageInfo
+    edges: list[Edge[T]] = strawberry.field(description="The page's items with their cursors.")
+    nodes: list[T] = strawberry.field(description="The page's items, when cursors are not needed.")
+    page_info: PageInfo = strawberry.field(description="Cursors and whether more pages exist.")
     _page: strawberry.Private[Page]
 
     @strawberry.field(description="Number of items in the whole list, ignoring pagination.")
@@ -81,7 +203,7 @@ def node_id(type_name: str):
     def resolve(root) -> strawberry.ID:
         return strawberry.ID(to_global_id(type_name, root.id))
 
-    return strawberry.field(resolver=resolve)
+    return strawberry.field(resolver=resolve, description=NODE_ID_DESCRIPTION)
 
 
 def model_type_check(model):

@@ -47,15 +47,18 @@ class BoardEvent:
     def seq(self) -> int:
         return self._e.seq
 
-    @strawberry.field
+    @strawberry.field(description="When the change was committed.")
     def occurred_at(self) -> datetime:
         return self._e.created_at
 
-    @strawberry.field
+    @strawberry.field(description="The project whose board changed.")
     def project_id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("Project", self._e.project_id))
 
-    @strawberry.field
+    @strawberry.field(
+        description="Who made the change (the user behind an API key or a NORA tool call); "
+        "null when unknown."
+    )
     async def actor(self, info: Info) -> UserRef | None:
         loaders = ctx(info).loaders
         return await loaders.load_optional(loaders.user, self._e.actor_id)
@@ -69,16 +72,19 @@ def _task(event: BoardEvent) -> TaskModel:
     return streams.materialize(TaskModel, event.payload.get("task"))
 
 
-@strawberry.type
+@strawberry.type(description="A task was created.")
 class TaskCreated(BoardEvent):
-    @strawberry.field
+    @strawberry.field(description="The task as created.")
     def task(self) -> TaskRef:
         return _task(self)
 
 
-@strawberry.type
+@strawberry.type(
+    description="Fields of a task changed by updateTask (a status change there included); "
+    "moveTask sends TaskMoved instead."
+)
 class TaskUpdated(BoardEvent):
-    @strawberry.field
+    @strawberry.field(description="The task as of this event.")
     def task(self) -> TaskRef:
         return _task(self)
 
@@ -87,121 +93,121 @@ class TaskUpdated(BoardEvent):
         return list(self.payload.get("changed", []))
 
 
-@strawberry.type
+@strawberry.type(description="A task changed column or rank.")
 class TaskMoved(BoardEvent):
-    @strawberry.field
+    @strawberry.field(description="The task as of this event.")
     def task(self) -> TaskRef:
         return _task(self)
 
-    @strawberry.field
+    @strawberry.field(description="The column it left (the same as toStatus for a reorder).")
     def from_status(self) -> TaskStatus:
         return enums.TaskStatus(self.payload["fromStatus"])
 
-    @strawberry.field
+    @strawberry.field(description="The column it is in now.")
     def to_status(self) -> TaskStatus:
         return enums.TaskStatus(self.payload["toStatus"])
 
-    @strawberry.field
+    @strawberry.field(description="Its new rank in toStatus (see `Task.position`).")
     def position(self) -> str:
         return self.payload["position"]
 
 
-@strawberry.type
+@strawberry.type(description="A task was taken off the board.")
 class TaskArchived(BoardEvent):
-    @strawberry.field
+    @strawberry.field(description="The task as of this event.")
     def task(self) -> TaskRef:
         return _task(self)
 
 
-@strawberry.type
+@strawberry.type(description="An archived task was put back on the board.")
 class TaskUnarchived(BoardEvent):
-    @strawberry.field
+    @strawberry.field(description="The task as of this event.")
     def task(self) -> TaskRef:
         return _task(self)
 
 
-@strawberry.type
+@strawberry.type(description="A task was deleted.")
 class TaskDeleted(BoardEvent):
-    @strawberry.field
+    @strawberry.field(description="The ID the task had.")
     def task_id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("Task", self.payload["taskId"]))
 
-    @strawberry.field
+    @strawberry.field(description="The column it was in.")
     def status(self) -> TaskStatus:
         return enums.TaskStatus(self.payload["status"])
 
 
-@strawberry.type
+@strawberry.type(description="A comment was added to a task.")
 class CommentAdded(BoardEvent):
-    @strawberry.field
+    @strawberry.field(description="The task commented on.")
     def task_id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("Task", self.payload["taskId"]))
 
-    @strawberry.field
+    @strawberry.field(description="The new comment.")
     def comment(self) -> CommentRef:
         return streams.materialize(CommentModel, self.payload["comment"])
 
 
-@strawberry.type
+@strawberry.type(description="A label was created in the project.")
 class LabelCreated(BoardEvent):
-    @strawberry.field
+    @strawberry.field(description="The new label.")
     def label(self) -> LabelRef:
         return streams.materialize(LabelModel, self.payload["label"])
 
 
-@strawberry.type
+@strawberry.type(description="A custom field was defined for the project.")
 class CustomFieldDefined(BoardEvent):
-    @strawberry.field
+    @strawberry.field(description="The new field.")
     def field(self) -> FieldRef:
         return streams.materialize(FieldModel, self.payload["field"])
 
 
-@strawberry.type
+@strawberry.type(description="The project's name or description changed.")
 class ProjectUpdated(BoardEvent):
-    @strawberry.field
+    @strawberry.field(description="The project as of this event.")
     def project(self) -> ProjectRef:
         return streams.materialize(ProjectModel, self.payload["project"])
 
-    @strawberry.field
+    @strawberry.field(description="Names of the fields that changed (API names, e.g. name).")
     def changed_fields(self) -> list[str]:
         return list(self.payload.get("changed", []))
 
 
-@strawberry.type
+@strawberry.type(description="The project was archived.")
 class ProjectArchived(BoardEvent):
-    @strawberry.field
+    @strawberry.field(description="The project as of this event.")
     def project(self) -> ProjectRef:
         return streams.materialize(ProjectModel, self.payload["project"])
 
 
 @strawberry.interface(description="A change of project membership.")
 class MemberEvent(BoardEvent):
-    @strawberry.field
+    @strawberry.field(description="The ProjectMember ID of the membership.")
     def member_id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("ProjectMember", self.payload["memberId"]))
 
-    @strawberry.field
+    @strawberry.field(description="The user whose membership changed.")
     async def user(self, info: Info) -> UserRef | None:
         return await ctx(info).loaders.user.load(self.payload["userId"])
 
-    @strawberry.field
+    @strawberry.field(description="The role as of this event (for MemberRemoved: the role held).")
     def role(self) -> ProjectRole:
         return enums.ProjectRole(self.payload["role"])
 
 
-@strawberry.type
+@strawberry.type(description="A user was added to the project.")
 class MemberAdded(MemberEvent):
     pass
 
 
-@strawberry.type
+@strawberry.type(description="A user left or was removed from the project.")
 class MemberRemoved(MemberEvent):
     pass
 
 
-@strawberry.type
+@strawberry.type(description="A project member's role changed.")
 class MemberRoleChanged(MemberEvent):
-    @strawberry.field
+    @strawberry.field(description="The role before the change.")
     def previous_role(self) -> ProjectRole | None:
         previous = self.payload.get("previousRole")
         return enums.ProjectRole(previous) if previous else None
@@ -212,7 +218,7 @@ class MemberRoleChanged(MemberEvent):
     "subscribe again with this event's cursor."
 )
 class ResyncRequired(BoardEvent):
-    @strawberry.field
+    @strawberry.field(description="Why a resync is needed, for people.")
     def reason(self) -> str:
         return "The requested cursor is older than the retained event log"
 
@@ -254,7 +260,7 @@ async def _fresh_loaders(info: Info) -> None:
     ctx(info).loaders = Loaders()
 
 
-@strawberry.type
+@strawberry.type(description="Live updates, over a websocket (graphql-transport-ws or graphql-ws).")
 class Subscription:
     @strawberry.subscription(
         description="Changes on a project's board, in seq order. With `after`, the events "
@@ -262,7 +268,19 @@ class Subscription:
         "cursor misses nothing."
     )
     async def board_events(
-        self, info: Info, project_id: strawberry.ID, after: str | None = None
+        self,
+        info: Info,
+        project_id: Annotated[
+            strawberry.ID,
+            strawberry.argument(description="The project; any project role may watch."),
+        ],
+        after: Annotated[
+            str | None,
+            strawberry.argument(
+                description="A `cursor` of an event or `Project.eventCursor`: replay what came "
+                "after it. Live events only if omitted."
+            ),
+        ] = None,
     ) -> AsyncGenerator[BoardEvent, None]:
         pid = decode_id(project_id, "Project", "projectId")
         viewer = ctx(info).viewer
@@ -274,10 +292,20 @@ class Subscription:
                 yield _shared(typed, viewer, project)
 
     @strawberry.subscription(
-        description="Changes to one task (and comments on it), for a detail view."
+        description="Changes to one task (and comments on it), for a detail view; ends after "
+        "TaskDeleted. Any project role may watch."
     )
     async def task_changed(
-        self, info: Info, id: strawberry.ID, after: str | None = None
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="The task.")],
+        after: Annotated[
+            str | None,
+            strawberry.argument(
+                description="A `cursor` of an event or `Project.eventCursor`: replay what came "
+                "after it. Live events only if omitted."
+            ),
+        ] = None,
     ) -> AsyncGenerator[BoardEvent, None]:
         task = await ctx(info).viewer.task(decode_id(id, "Task"))
         project = task.project

@@ -22,7 +22,19 @@ from resolvers.nora import conversations as nora
 from resolvers.nora.events import NORA_LOG
 from resolvers.nora.limits import UsageReport
 from schema import sharing
-from schema.common import Connection, Node, Plan, ctx, model_type_check, node_id
+from schema.common import (
+    After,
+    Before,
+    Connection,
+    First,
+    Last,
+    Node,
+    Plan,
+    ctx,
+    described_enum,
+    model_type_check,
+    node_id,
+)
 
 if TYPE_CHECKING:
     from schema.orgs import Organization
@@ -33,11 +45,26 @@ OrganizationRef = Annotated["Organization", strawberry.lazy("schema.orgs")]
 ProjectRef = Annotated["Project", strawberry.lazy("schema.projects")]
 UserRef = Annotated["User", strawberry.lazy("schema.users")]
 
-NoraRole = strawberry.enum(NoraRoleEnum, name="NoraRole", description="Who wrote a NORA message.")
-NoraMessageStatus = strawberry.enum(
+NoraRole = described_enum(
+    NoraRoleEnum,
+    "Who wrote a NORA message.",
+    {
+        "USER": "The person asking.",
+        "ASSISTANT": "NORA's reply.",
+        "TOOL": "A tool call NORA made while answering, with its arguments and result.",
+    },
+    name="NoraRole",
+)
+NoraMessageStatus = described_enum(
     MessageStatusEnum,
+    "STREAMING while NORA is answering; then COMPLETE, FAILED or CANCELLED.",
+    {
+        "STREAMING": "Being written; follow it on `noraEvents`.",
+        "COMPLETE": "Finished normally.",
+        "FAILED": "Ended by an error (see `errorCode`); the content is what was written before.",
+        "CANCELLED": "Stopped by cancelNoraMessage; the content is what was written before.",
+    },
     name="NoraMessageStatus",
-    description="STREAMING while NORA is answering; then COMPLETE, FAILED or CANCELLED.",
 )
 
 
@@ -51,14 +78,18 @@ def _gid(type_name: str, pk: int | None) -> strawberry.ID | None:
 )
 class NoraMessage(Node):
     is_type_of = model_type_check(MessageModel)
-    role: NoraRole
+    role: NoraRole = strawberry.field(description="Who wrote it.")
     content: str = strawberry.field(description="For a STREAMING reply: what was stored so far.")
-    status: NoraMessageStatus
-    tool_name: str | None
-    tokens_in: int
-    tokens_out: int
-    model: str
-    provider: str
+    status: NoraMessageStatus = strawberry.field(description="Where the message is in its life.")
+    tool_name: str | None = strawberry.field(description="For role TOOL: the tool called.")
+    tokens_in: int = strawberry.field(description="Prompt tokens a reply used; 0 where none were counted.")
+    tokens_out: int = strawberry.field(
+        description="Completion tokens a reply used; 0 where none were counted."
+    )
+    model: str = strawberry.field(description='The model that wrote a reply; "" where none did.')
+    provider: str = strawberry.field(
+        description='The provider that wrote a reply (builtin, openai); "" where none did.'
+    )
     latency_ms: int | None = strawberry.field(
         description="Milliseconds from the request to the end of the reply."
     )
@@ -66,10 +97,12 @@ class NoraMessage(Node):
         description="Why a FAILED reply failed: PROVIDER_ERROR, PROVIDER_TIMEOUT, "
         "PROVIDER_UNAVAILABLE, PROVIDER_RATE_LIMITED, QUOTA_EXCEEDED, INTERRUPTED, INTERNAL_ERROR."
     )
-    error_message: str | None
-    created_at: datetime
-    updated_at: datetime
-    completed_at: datetime | None
+    error_message: str | None = strawberry.field(description="Why a FAILED reply failed, for people.")
+    created_at: datetime = strawberry.field(description="When the message was created.")
+    updated_at: datetime = strawberry.field(description="When the message last changed.")
+    completed_at: datetime | None = strawberry.field(
+        description="When it stopped streaming (COMPLETE, FAILED or CANCELLED)."
+    )
 
     id: strawberry.ID = node_id("NoraMessage")
 
@@ -77,20 +110,22 @@ class NoraMessage(Node):
     def reply_to_id(self) -> strawberry.ID | None:
         return _gid("NoraMessage", self.reply_to_id)
 
-    @strawberry.field
+    @strawberry.field(description="The conversation it belongs to.")
     def conversation_id(self) -> strawberry.ID:
         return strawberry.ID(to_global_id("NoraConversation", self.conversation_id))
 
-    @strawberry.field
+    @strawberry.field(description="For role TOOL: the arguments NORA passed, as an object.")
     def tool_arguments(self) -> JSON | None:
         return self.tool_arguments
 
-    @strawberry.field(description='`{ok: true, result}` or `{ok: false, error: {code, message}}`.')
+    @strawberry.field(
+        description='For role TOOL: `{ok: true, result}` or `{ok: false, error: {code, message}}`.'
+    )
     def tool_result(self) -> JSON | None:
         return self.tool_result
 
 
-@strawberry.type
+@strawberry.type(description="A page of NORA messages, oldest first.")
 class NoraMessageConnection(Connection[NoraMessage]):
     pass
 
@@ -98,9 +133,11 @@ class NoraMessageConnection(Connection[NoraMessage]):
 @strawberry.type(description="A conversation with NORA. Only its owner can see it.")
 class NoraConversation(Node):
     is_type_of = model_type_check(ConversationModel)
-    title: str
-    created_at: datetime
-    updated_at: datetime
+    title: str = strawberry.field(
+        description="At most 200 characters; by default the first message's first line."
+    )
+    created_at: datetime = strawberry.field(description="When the conversation was started.")
+    updated_at: datetime = strawberry.field(description="When the conversation last changed.")
 
     id: strawberry.ID = node_id("NoraConversation")
 
@@ -111,7 +148,7 @@ class NoraConversation(Node):
     def event_cursor(self) -> str:
         return NORA_LOG.encode_cursor(self.id, self.event_seq)
 
-    @strawberry.field
+    @strawberry.field(description="The organization the conversation runs in (and bills).")
     async def organization(self, info: Info) -> OrganizationRef:
         return await ctx(info).loaders.organization.load(self.organization_id)
 
@@ -120,7 +157,7 @@ class NoraConversation(Node):
         loaders = ctx(info).loaders
         return await loaders.load_optional(loaders.project, self.project_id)
 
-    @strawberry.field
+    @strawberry.field(description="The user who started it; the only one who can see it.")
     async def owner(self, info: Info) -> UserRef:
         return await ctx(info).loaders.user.load(self.user_id)
 
@@ -128,16 +165,16 @@ class NoraConversation(Node):
     async def messages(
         self,
         info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
     ) -> NoraMessageConnection:
         page = await nora.messages(ctx(info), self, first=first, after=after, last=last, before=before)
         return NoraMessageConnection.of(page)
 
 
-@strawberry.type
+@strawberry.type(description="A page of NORA conversations, most recent first.")
 class NoraConversationConnection(Connection[NoraConversation]):
     pass
 
@@ -146,23 +183,23 @@ class NoraConversationConnection(Connection[NoraConversation]):
 class NoraUsage:
     _report: strawberry.Private[UsageReport]
 
-    @strawberry.field
+    @strawberry.field(description="The organization.")
     def organization(self) -> OrganizationRef:
         return self._report.organization
 
-    @strawberry.field
+    @strawberry.field(description="Its plan, which sets the quota.")
     def plan(self) -> Plan:
         return self._report.organization.plan
 
-    @strawberry.field
+    @strawberry.field(description="The UTC day counted.")
     def day(self) -> date:
         return self._report.day
 
-    @strawberry.field
+    @strawberry.field(description="Tokens (in and out) used today by the organization's members.")
     def tokens_used(self) -> int:
         return self._report.tokens_used
 
-    @strawberry.field
+    @strawberry.field(description="Messages sent to NORA today in the organization.")
     def messages_sent(self) -> int:
         return self._report.messages_sent
 
@@ -174,7 +211,7 @@ class NoraUsage:
     def tokens_remaining(self) -> int | None:
         return self._report.tokens_remaining
 
-    @strawberry.field
+    @strawberry.field(description="Next midnight UTC, when the count starts again.")
     def resets_at(self) -> datetime:
         return self._report.resets_at
 
@@ -189,8 +226,8 @@ class NoraEvent:
     # resolver machinery.
     cursor: str = strawberry.field(description="Pass as `after` to resume right after this event.")
     seq: int = strawberry.field(description="Position in the conversation's event log; increases by one.")
-    occurred_at: datetime
-    conversation_id: strawberry.ID
+    occurred_at: datetime = strawberry.field(description="When it happened.")
+    conversation_id: strawberry.ID = strawberry.field(description="The conversation.")
     message_id: strawberry.ID | None = strawberry.field(description="The reply this event belongs to.")
     _e: strawberry.Private[EventModel]
 
@@ -205,7 +242,7 @@ def _message(event: NoraEvent, key: str = "message") -> MessageModel | None:
 
 @strawberry.type(description="NORA started a reply (status STREAMING).")
 class MessageStarted(NoraEvent):
-    @strawberry.field
+    @strawberry.field(description="The reply, as started.")
     def message(self) -> NoraMessage:
         return _message(self)
 
@@ -218,55 +255,59 @@ class MessageStarted(NoraEvent):
 class TextDelta(NoraEvent):
     index: int = strawberry.field(description="0, 1, 2, ... within the reply.")
     offset: int = strawberry.field(description="Where `text` starts in the reply's content (characters).")
-    text: str
+    text: str = strawberry.field(description="The new text.")
 
 
 @strawberry.type(description="NORA called a tool (acting as the user, with the user's permissions).")
 class ToolCallStarted(NoraEvent):
     tool_call_id: strawberry.ID = strawberry.field(description="The NoraMessage (role TOOL) recording this call.")
-    name: str
+    name: str = strawberry.field(description="The tool's name, e.g. create_task.")
 
-    @strawberry.field
+    @strawberry.field(description="The arguments NORA passed, as an object.")
     def arguments(self) -> JSON | None:
         return self.payload.get("arguments")
 
 
-@strawberry.type
+@strawberry.type(description="Why a tool call failed.")
 class NoraToolError:
     code: str = strawberry.field(description="FORBIDDEN, NOT_FOUND, BAD_USER_INPUT, AMBIGUOUS, CONFLICT, ...")
-    message: str
+    message: str = strawberry.field(description="What went wrong, for people (and for NORA).")
 
 
 @strawberry.type(description="A tool call ended: `ok` with a result, or an error.")
 class ToolCallFinished(NoraEvent):
-    tool_call_id: strawberry.ID
-    name: str
-    ok: bool
+    tool_call_id: strawberry.ID = strawberry.field(
+        description="The NoraMessage (role TOOL) recording this call."
+    )
+    name: str = strawberry.field(description="The tool's name.")
+    ok: bool = strawberry.field(description="The call succeeded.")
 
-    @strawberry.field
+    @strawberry.field(description="The tool's result when ok.")
     def result(self) -> JSON | None:
         return self.payload.get("result")
 
-    @strawberry.field
+    @strawberry.field(description="The error when not ok.")
     def error(self) -> NoraToolError | None:
         error = self.payload.get("error")
         return NoraToolError(code=error.get("code", ""), message=error.get("message", "")) if error else None
 
 
-@strawberry.type
+@strawberry.type(description="What a reply used.")
 class NoraTokenUsage:
-    tokens_in: int
-    tokens_out: int
-    latency_ms: int | None
+    tokens_in: int = strawberry.field(description="Prompt tokens.")
+    tokens_out: int = strawberry.field(description="Completion tokens.")
+    latency_ms: int | None = strawberry.field(
+        description="Milliseconds from the request to the end of the reply."
+    )
 
 
 @strawberry.type(description="The reply is complete; `message` holds its final content.")
 class MessageCompleted(NoraEvent):
-    @strawberry.field
+    @strawberry.field(description="The reply, complete.")
     def message(self) -> NoraMessage:
         return _message(self)
 
-    @strawberry.field
+    @strawberry.field(description="Tokens and time the reply used.")
     def usage(self) -> NoraTokenUsage:
         usage = self.payload["usage"]
         return NoraTokenUsage(
@@ -279,14 +320,14 @@ class MessageFailed(NoraEvent):
     code: str = strawberry.field(description="PROVIDER_ERROR, PROVIDER_TIMEOUT, QUOTA_EXCEEDED, INTERRUPTED, ...")
     error_message: str = strawberry.field(description="What went wrong, for people.")
 
-    @strawberry.field
+    @strawberry.field(description="The reply, status FAILED.")
     def message(self) -> NoraMessage:
         return _message(self)
 
 
 @strawberry.type(description="The reply was cancelled; `message` holds what was written before.")
 class MessageCancelled(NoraEvent):
-    @strawberry.field
+    @strawberry.field(description="The reply, status CANCELLED.")
     def message(self) -> NoraMessage:
         return _message(self)
 
@@ -296,7 +337,7 @@ class MessageCancelled(NoraEvent):
     "subscribe again with this event's cursor."
 )
 class NoraResyncRequired(NoraEvent):
-    @strawberry.field
+    @strawberry.field(description="Why a resync is needed, for people.")
     def reason(self) -> str:
         return "The requested cursor is older than the retained event log"
 
@@ -355,9 +396,11 @@ def _typed(item) -> NoraEvent | None:
 # -- inputs, payloads, roots ------------------------------------------------------------------
 
 
-@strawberry.input
+@strawberry.input(description="A new NORA conversation.")
 class StartNoraConversationInput:
-    organization_id: strawberry.ID
+    organization_id: strawberry.ID = strawberry.field(
+        description="The organization; any member may use NORA, within its plan's quota."
+    )
     project_id: strawberry.ID | None = strawberry.field(
         default=None, description="The project NORA works on unless told otherwise."
     )
@@ -366,49 +409,51 @@ class StartNoraConversationInput:
     )
 
 
-@strawberry.input
+@strawberry.input(description="A message to NORA.")
 class SendNoraMessageInput:
-    conversation_id: strawberry.ID
+    conversation_id: strawberry.ID = strawberry.field(description="One of your conversations.")
     content: str = strawberry.field(
         description="Plain text, 1 to 10,000 characters; no control characters but newline and tab."
     )
 
 
-@strawberry.input
+@strawberry.input(description="The reply to stop.")
 class CancelNoraMessageInput:
     message_id: strawberry.ID = strawberry.field(description="A STREAMING reply.")
 
 
-@strawberry.type
+@strawberry.type(description="The result of startNoraConversation.")
 class StartNoraConversationPayload:
-    conversation: NoraConversation | None
+    conversation: NoraConversation | None = strawberry.field(description="The new conversation.")
 
 
-@strawberry.type
+@strawberry.type(description="The result of sendNoraMessage.")
 class SendNoraMessagePayload:
-    conversation: NoraConversation | None
-    user_message: NoraMessage | None
+    conversation: NoraConversation | None = strawberry.field(description="The conversation.")
+    user_message: NoraMessage | None = strawberry.field(description="Your message, stored.")
     assistant_message: NoraMessage | None = strawberry.field(
         description="Status STREAMING: follow it with the `noraEvents` subscription."
     )
 
 
-@strawberry.type
+@strawberry.type(description="The result of cancelNoraMessage.")
 class CancelNoraMessagePayload:
-    message: NoraMessage | None
+    message: NoraMessage | None = strawberry.field(description="The reply as it is now.")
 
 
-@strawberry.type
+@strawberry.type(description="NORA queries.")
 class NoraQueries:
     @strawberry.field(description="The viewer's NORA conversations in an organization, most recent first.")
     async def nora_conversations(
         self,
         info: Info,
-        organization_id: strawberry.ID,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
+        organization_id: Annotated[
+            strawberry.ID, strawberry.argument(description="The organization; members.")
+        ],
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
     ) -> NoraConversationConnection:
         page = await nora.conversations(
             ctx(info), decode_id(organization_id, "Organization", "organizationId"),
@@ -417,20 +462,30 @@ class NoraQueries:
         return NoraConversationConnection.of(page)
 
     @strawberry.field(description="One of the viewer's conversations; null if missing or someone else's.")
-    async def nora_conversation(self, info: Info, id: strawberry.ID) -> NoraConversation | None:
+    async def nora_conversation(
+        self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="A NoraConversation ID.")]
+    ) -> NoraConversation | None:
         return await nora.conversation_or_none(ctx(info), decode_id(id, "NoraConversation"))
 
     @strawberry.field(description="Today's NORA use of an organization and its quota. Members.")
-    async def nora_usage(self, info: Info, organization_id: strawberry.ID) -> NoraUsage:
+    async def nora_usage(
+        self,
+        info: Info,
+        organization_id: Annotated[strawberry.ID, strawberry.argument(description="The organization.")],
+    ) -> NoraUsage:
         report = await nora.usage(ctx(info), decode_id(organization_id, "Organization", "organizationId"))
         return NoraUsage(_report=report)
 
 
-@strawberry.type
+@strawberry.type(description="NORA mutations.")
 class NoraMutations:
     @strawberry.mutation(description="Start a conversation with NORA in an organization, optionally about a project.")
     async def start_nora_conversation(
-        self, info: Info, input: StartNoraConversationInput
+        self,
+        info: Info,
+        input: Annotated[
+            StartNoraConversationInput, strawberry.argument(description="The conversation to start.")
+        ],
     ) -> StartNoraConversationPayload:
         conversation = await nora.start_conversation(
             ctx(info),
@@ -445,7 +500,13 @@ class NoraMutations:
         "STREAMING; the reply arrives on `noraEvents`. RATE_LIMITED (extensions.retryAfter) "
         "beyond 20 messages a minute; QUOTA_EXCEEDED when the organization's daily tokens are used."
     )
-    async def send_nora_message(self, info: Info, input: SendNoraMessageInput) -> SendNoraMessagePayload:
+    async def send_nora_message(
+        self,
+        info: Info,
+        input: Annotated[
+            SendNoraMessageInput, strawberry.argument(description="The conversation and your message.")
+        ],
+    ) -> SendNoraMessagePayload:
         conversation, asked, reply = await nora.send_message(
             ctx(info), decode_id(input.conversation_id, "NoraConversation", "conversationId"), input.content
         )
@@ -455,7 +516,13 @@ class NoraMutations:
         description="Stop a reply, on whichever server it is being written; it ends CANCELLED "
         "with what was written. A reply that has already ended is returned unchanged."
     )
-    async def cancel_nora_message(self, info: Info, input: CancelNoraMessageInput) -> CancelNoraMessagePayload:
+    async def cancel_nora_message(
+        self,
+        info: Info,
+        input: Annotated[
+            CancelNoraMessageInput, strawberry.argument(description="The reply to stop.")
+        ],
+    ) -> CancelNoraMessagePayload:
         message = await nora.cancel_message(ctx(info), decode_id(input.message_id, "NoraMessage", "messageId"))
         return CancelNoraMessagePayload(message=message)
 
@@ -469,7 +536,7 @@ def _shared(typed, viewer):
     return sharing.mark(typed, event, (viewer.user_id, api_key.id if api_key else None))
 
 
-@strawberry.type
+@strawberry.type(description="NORA subscriptions.")
 class NoraSubscription:
     @strawberry.subscription(
         description="A conversation's events, in seq order: MessageStarted, TextDelta, "
@@ -477,7 +544,18 @@ class NoraSubscription:
         "since that cursor are replayed first, so a late or reconnecting client misses nothing."
     )
     async def nora_events(
-        self, info: Info, conversation_id: strawberry.ID, after: str | None = None
+        self,
+        info: Info,
+        conversation_id: Annotated[
+            strawberry.ID, strawberry.argument(description="One of your conversations.")
+        ],
+        after: Annotated[
+            str | None,
+            strawberry.argument(
+                description="A `cursor` of an event or `NoraConversation.eventCursor`: replay "
+                "what came after it. Live events only if omitted."
+            ),
+        ] = None,
     ) -> AsyncGenerator[NoraEvent, None]:
         cid = decode_id(conversation_id, "NoraConversation", "conversationId")
         async for item in nora.conversation_events(ctx(info), cid, after):

@@ -19,10 +19,16 @@ from resolvers import orgs as org_resolvers
 from resolvers import projects as project_resolvers
 from resolvers.ids import decode_id, to_global_id
 from schema.common import (
+    After,
+    Before,
     Connection,
+    First,
+    IncludeArchived,
+    Last,
     Node,
     OrgRole,
     Plan,
+    ProjectSearch,
     ctx,
     model_type_check,
     node_id,
@@ -39,21 +45,24 @@ ProjectConnectionRef = Annotated["ProjectConnection", strawberry.lazy("schema.pr
 @strawberry.type(description="A user's membership of an organization.")
 class OrganizationMember(Node):
     is_type_of = model_type_check(OrganizationMemberModel)
-    role: OrgRole
-    created_at: datetime
+    role: OrgRole = strawberry.field(
+        description="The member's role (in `viewer.organizations` of an API key: at most the "
+        "key's role)."
+    )
+    created_at: datetime = strawberry.field(description="When the user joined.")
 
     id: strawberry.ID = node_id("OrganizationMember")
 
-    @strawberry.field
+    @strawberry.field(description="The member.")
     async def user(self, info: Info) -> UserRef:
         return await ctx(info).loaders.user.load(self.user_id)
 
-    @strawberry.field
+    @strawberry.field(description="The organization.")
     async def organization(self, info: Info) -> Organization:
         return await ctx(info).loaders.organization.load(self.organization_id)
 
 
-@strawberry.type
+@strawberry.type(description="A page of organization members, in the order they joined.")
 class OrganizationMemberConnection(Connection[OrganizationMember]):
     pass
 
@@ -61,25 +70,28 @@ class OrganizationMemberConnection(Connection[OrganizationMember]):
 @strawberry.type(description="A pending or past invitation to join an organization.")
 class Invite(Node):
     is_type_of = model_type_check(InviteModel)
-    email: str
-    role: OrgRole
-    created_at: datetime
-    expires_at: datetime
-    accepted_at: datetime | None
-    revoked_at: datetime | None
+    email: str = strawberry.field(description="Only a user with this email can accept it.")
+    role: OrgRole = strawberry.field(description="The role the invitee joins with.")
+    created_at: datetime = strawberry.field(description="When it was sent.")
+    expires_at: datetime = strawberry.field(description="7 days after it was sent.")
+    accepted_at: datetime | None = strawberry.field(description="When it was accepted, if it was.")
+    revoked_at: datetime | None = strawberry.field(
+        description="When it was revoked (by an admin, or because its sender lost the right "
+        "to invite), if it was."
+    )
 
     id: strawberry.ID = node_id("Invite")
 
-    @strawberry.field
+    @strawberry.field(description="Who sent it.")
     async def invited_by(self, info: Info) -> UserRef:
         return await ctx(info).loaders.user.load(self.invited_by_id)
 
-    @strawberry.field
+    @strawberry.field(description="The organization it invites to.")
     async def organization(self, info: Info) -> Organization:
         return await ctx(info).loaders.organization.load(self.organization_id)
 
 
-@strawberry.type
+@strawberry.type(description="A page of invites, oldest first.")
 class InviteConnection(Connection[Invite]):
     pass
 
@@ -90,26 +102,33 @@ class InviteConnection(Connection[Invite]):
 )
 class ApiKey(Node):
     is_type_of = model_type_check(ApiKeyModel)
-    name: str
+    name: str = strawberry.field(description="What the key is for, as given at creation.")
     prefix: str = strawberry.field(description="The key's first characters, to recognise it.")
-    role: OrgRole
-    created_at: datetime
-    last_used_at: datetime | None
-    expires_at: datetime | None
-    revoked_at: datetime | None
+    role: OrgRole = strawberry.field(
+        description="The most the key may do; it never exceeds its creator's current role."
+    )
+    created_at: datetime = strawberry.field(description="When the key was created.")
+    last_used_at: datetime | None = strawberry.field(
+        description="Reserved for when the key last authenticated a request; not recorded "
+        "yet, so always null."
+    )
+    expires_at: datetime | None = strawberry.field(
+        description="When the key stops working; null for never."
+    )
+    revoked_at: datetime | None = strawberry.field(description="When it was revoked, if it was.")
 
     id: strawberry.ID = node_id("ApiKey")
 
-    @strawberry.field
+    @strawberry.field(description="The user the key acts as.")
     async def created_by(self, info: Info) -> UserRef:
         return await ctx(info).loaders.user.load(self.created_by_id)
 
-    @strawberry.field
+    @strawberry.field(description="The organization the key belongs to and is limited to.")
     async def organization(self, info: Info) -> Organization:
         return await ctx(info).loaders.organization.load(self.organization_id)
 
 
-@strawberry.type
+@strawberry.type(description="A page of API keys, oldest first.")
 class ApiKeyConnection(Connection[ApiKey]):
     pass
 
@@ -117,10 +136,12 @@ class ApiKeyConnection(Connection[ApiKey]):
 @strawberry.type(description="A tenant: its members, projects and API keys.")
 class Organization(Node):
     is_type_of = model_type_check(OrganizationModel)
-    slug: str
-    name: str
-    plan: Plan
-    created_at: datetime
+    slug: str = strawberry.field(
+        description="Unique, URL-safe handle: 1 to 64 lowercase letters, digits or dashes."
+    )
+    name: str = strawberry.field(description="Display name.")
+    plan: Plan = strawberry.field(description="The billing plan.")
+    created_at: datetime = strawberry.field(description="When the organization was created.")
 
     id: strawberry.ID = node_id("Organization")
 
@@ -132,12 +153,12 @@ class Organization(Node):
     async def projects(
         self,
         info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-        include_archived: bool = False,
-        search: str | None = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+        include_archived: IncludeArchived = False,
+        search: ProjectSearch = None,
     ) -> ProjectConnectionRef:
         from schema.projects import ProjectConnection
 
@@ -153,14 +174,14 @@ class Organization(Node):
         )
         return ProjectConnection.of(page)
 
-    @strawberry.field
+    @strawberry.field(description="The organization's members, in the order they joined. Members.")
     async def members(
         self,
         info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
     ) -> OrganizationMemberConnection:
         page = await org_resolvers.members(ctx(info), self, first, after, last, before)
         return OrganizationMemberConnection.of(page)
@@ -169,10 +190,10 @@ class Organization(Node):
     async def invites(
         self,
         info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
     ) -> InviteConnection:
         page = await invite_resolvers.pending_invites(ctx(info), self, first, after, last, before)
         return InviteConnection.of(page)
@@ -181,11 +202,13 @@ class Organization(Node):
     async def api_keys(
         self,
         info: Info,
-        include_revoked: bool = False,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
+        include_revoked: Annotated[
+            bool, strawberry.argument(description="Include revoked keys (left out by default).")
+        ] = False,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
     ) -> ApiKeyConnection:
         page = await api_key_resolvers.api_keys(
             ctx(info), self, include_revoked, first, after, last, before
@@ -193,105 +216,121 @@ class Organization(Node):
         return ApiKeyConnection.of(page)
 
 
-@strawberry.input
+@strawberry.input(description="A new organization.")
 class CreateOrganizationInput:
-    slug: str
-    name: str
+    slug: str = strawberry.field(
+        description="1 to 64 lowercase letters, digits or dashes, not starting or ending with a "
+        "dash; unique (CONFLICT if taken)."
+    )
+    name: str = strawberry.field(description="Display name, 1 to 200 characters.")
 
 
-@strawberry.type
+@strawberry.type(description="The result of createOrganization.")
 class OrganizationPayload:
-    organization: Organization | None
+    organization: Organization | None = strawberry.field(description="The new organization.")
 
 
-@strawberry.input
+@strawberry.input(description="Someone to invite.")
 class InviteMemberInput:
-    organization_id: strawberry.ID
-    email: str
-    role: OrgRole = OrgRole.MEMBER
+    organization_id: strawberry.ID = strawberry.field(description="The organization.")
+    email: str = strawberry.field(description="The invitee's email; they accept with it.")
+    role: OrgRole = strawberry.field(
+        default=OrgRole.MEMBER, description="MEMBER by default; only owners invite owners."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="The result of inviteMember.")
 class InviteMemberPayload:
-    invite: Invite | None
+    invite: Invite | None = strawberry.field(description="The pending invite.")
     invite_token: str = strawberry.field(
         description="Send this to the invitee; it is shown only once and expires in 7 days."
     )
 
 
-@strawberry.input
+@strawberry.input(description="An invite to accept.")
 class AcceptInviteInput:
-    token: str
+    token: str = strawberry.field(description="The `inviteToken` the inviter received.")
 
 
-@strawberry.type
+@strawberry.type(description="The result of acceptInvite.")
 class AcceptInvitePayload:
-    organization: Organization | None
-    member: OrganizationMember | None
+    organization: Organization | None = strawberry.field(description="The organization joined.")
+    member: OrganizationMember | None = strawberry.field(description="The new membership.")
 
 
-@strawberry.input
+@strawberry.input(description="The invite to withdraw.")
 class RevokeInviteInput:
-    invite_id: strawberry.ID
+    invite_id: strawberry.ID = strawberry.field(description="An Invite ID.")
 
 
-@strawberry.type
+@strawberry.type(description="The result of revokeInvite.")
 class InvitePayload:
-    invite: Invite | None
+    invite: Invite | None = strawberry.field(description="The invite, now revoked.")
 
 
-@strawberry.input
+@strawberry.input(description="A new organization role for a member.")
 class UpdateMemberRoleInput:
     member_id: strawberry.ID = strawberry.field(description="An OrganizationMember ID.")
-    role: OrgRole
+    role: OrgRole = strawberry.field(
+        description="The new role; only owners grant or revoke OWNER, and the last owner "
+        "stays (CONFLICT, reason LAST_OWNER)."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="The result of updateMemberRole.")
 class OrganizationMemberPayload:
-    member: OrganizationMember | None
+    member: OrganizationMember | None = strawberry.field(description="The membership as it is now.")
 
 
-@strawberry.input
+@strawberry.input(description="The organization membership to end.")
 class RemoveMemberInput:
     member_id: strawberry.ID = strawberry.field(description="An OrganizationMember ID.")
 
 
-@strawberry.type
+@strawberry.type(description="The result of removeMember.")
 class RemoveMemberPayload:
-    removed_member_id: strawberry.ID
+    removed_member_id: strawberry.ID = strawberry.field(
+        description="The ID the membership had; drop it from client caches."
+    )
 
 
-@strawberry.input
+@strawberry.input(description="A new API key.")
 class CreateApiKeyInput:
-    organization_id: strawberry.ID
-    name: str
-    role: OrgRole
-    expires_at: datetime | None = None
+    organization_id: strawberry.ID = strawberry.field(description="The organization it works in.")
+    name: str = strawberry.field(description="What the key is for, 1 to 200 characters.")
+    role: OrgRole = strawberry.field(description="The most it may do; at most the creator's role.")
+    expires_at: datetime | None = strawberry.field(
+        default=None, description="When it stops working, in the future; never if omitted."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="The result of createApiKey.")
 class CreateApiKeyPayload:
-    api_key: ApiKey | None
+    api_key: ApiKey | None = strawberry.field(description="The new key, without its secret.")
     key: str = strawberry.field(
         description="The secret, shown only once: send it as `Authorization: Bearer <key>`."
     )
 
 
-@strawberry.input
+@strawberry.input(description="The API key to revoke.")
 class RevokeApiKeyInput:
-    api_key_id: strawberry.ID
+    api_key_id: strawberry.ID = strawberry.field(description="An ApiKey ID.")
 
 
-@strawberry.type
+@strawberry.type(description="The result of revokeApiKey.")
 class ApiKeyPayload:
-    api_key: ApiKey | None
+    api_key: ApiKey | None = strawberry.field(description="The key, now revoked.")
 
 
-@strawberry.type
+@strawberry.type(description="Organization, membership, invite and API key mutations.")
 class OrgMutations:
-    @strawberry.mutation(description="Create an organization; the caller becomes its owner.")
+    @strawberry.mutation(description="Create an organization; the caller becomes its owner. A user session, not an API key.")
     async def create_organization(
-        self, info: Info, input: CreateOrganizationInput
+        self,
+        info: Info,
+        input: Annotated[
+            CreateOrganizationInput, strawberry.argument(description="The organization to create.")
+        ],
     ) -> OrganizationPayload:
         org = await org_resolvers.create_organization(ctx(info), input.slug, input.name)
         return OrganizationPayload(organization=org)
@@ -299,7 +338,13 @@ class OrgMutations:
     @strawberry.mutation(
         description="Invite someone by email. Admins and owners; only owners invite owners."
     )
-    async def invite_member(self, info: Info, input: InviteMemberInput) -> InviteMemberPayload:
+    async def invite_member(
+        self,
+        info: Info,
+        input: Annotated[
+            InviteMemberInput, strawberry.argument(description="Who to invite, and as what.")
+        ],
+    ) -> InviteMemberPayload:
         invite, token = await invite_resolvers.invite_member(
             ctx(info),
             decode_id(input.organization_id, "Organization", "organizationId"),
@@ -311,12 +356,22 @@ class OrgMutations:
     @strawberry.mutation(
         description="Join an organization with an invite sent to the caller's email."
     )
-    async def accept_invite(self, info: Info, input: AcceptInviteInput) -> AcceptInvitePayload:
+    async def accept_invite(
+        self,
+        info: Info,
+        input: Annotated[AcceptInviteInput, strawberry.argument(description="The invite token.")],
+    ) -> AcceptInvitePayload:
         org, member = await invite_resolvers.accept_invite(ctx(info), input.token)
         return AcceptInvitePayload(organization=org, member=member)
 
-    @strawberry.mutation(description="Withdraw a pending invite. Admins and owners.")
-    async def revoke_invite(self, info: Info, input: RevokeInviteInput) -> InvitePayload:
+    @strawberry.mutation(description="Withdraw a pending invite. Admins and owners; only owners withdraw an invite for an owner.")
+    async def revoke_invite(
+        self,
+        info: Info,
+        input: Annotated[
+            RevokeInviteInput, strawberry.argument(description="The invite to withdraw.")
+        ],
+    ) -> InvitePayload:
         invite = await invite_resolvers.revoke_invite(
             ctx(info), decode_id(input.invite_id, "Invite", "inviteId")
         )
@@ -326,7 +381,11 @@ class OrgMutations:
         description="Change a member's organization role. Only owners touch owners."
     )
     async def update_member_role(
-        self, info: Info, input: UpdateMemberRoleInput
+        self,
+        info: Info,
+        input: Annotated[
+            UpdateMemberRoleInput, strawberry.argument(description="The membership and its new role.")
+        ],
     ) -> OrganizationMemberPayload:
         member = await member_resolvers.update_member_role(
             ctx(info), decode_id(input.member_id, "OrganizationMember", "memberId"), input.role
@@ -337,7 +396,13 @@ class OrgMutations:
         description="Remove a member (or leave, with your own membership) and their project "
         "memberships in this organization."
     )
-    async def remove_member(self, info: Info, input: RemoveMemberInput) -> RemoveMemberPayload:
+    async def remove_member(
+        self,
+        info: Info,
+        input: Annotated[
+            RemoveMemberInput, strawberry.argument(description="The membership to end.")
+        ],
+    ) -> RemoveMemberPayload:
         member_id = await member_resolvers.remove_member(
             ctx(info), decode_id(input.member_id, "OrganizationMember", "memberId")
         )
@@ -345,8 +410,12 @@ class OrgMutations:
             removed_member_id=strawberry.ID(to_global_id("OrganizationMember", member_id))
         )
 
-    @strawberry.mutation(description="Create an API key; its secret is returned only here.")
-    async def create_api_key(self, info: Info, input: CreateApiKeyInput) -> CreateApiKeyPayload:
+    @strawberry.mutation(description="Create an API key; its secret is returned only here. Admins and owners, with a user session.")
+    async def create_api_key(
+        self,
+        info: Info,
+        input: Annotated[CreateApiKeyInput, strawberry.argument(description="The key to create.")],
+    ) -> CreateApiKeyPayload:
         api_key, key = await api_key_resolvers.create_api_key(
             ctx(info),
             decode_id(input.organization_id, "Organization", "organizationId"),
@@ -356,8 +425,12 @@ class OrgMutations:
         )
         return CreateApiKeyPayload(api_key=api_key, key=key)
 
-    @strawberry.mutation(description="Revoke an API key; it stops working at once.")
-    async def revoke_api_key(self, info: Info, input: RevokeApiKeyInput) -> ApiKeyPayload:
+    @strawberry.mutation(description="Revoke an API key; it stops working at once. Admins and owners.")
+    async def revoke_api_key(
+        self,
+        info: Info,
+        input: Annotated[RevokeApiKeyInput, strawberry.argument(description="The key to revoke.")],
+    ) -> ApiKeyPayload:
         api_key = await api_key_resolvers.revoke_api_key(
             ctx(info), decode_id(input.api_key_id, "ApiKey", "apiKeyId")
         )

@@ -21,7 +21,11 @@ from resolvers.ids import decode_id, to_global_id
 from resolvers.streams import encode_cursor as encode_board_cursor
 from resolvers.tasks import ORDERS
 from schema.common import (
+    After,
+    Before,
     Connection,
+    First,
+    Last,
     CustomFieldType,
     Node,
     ProjectRole,
@@ -79,11 +83,13 @@ def _task_connection():
 @strawberry.type(description="A typed property that tasks of a project may carry.")
 class CustomFieldDefinition(Node):
     is_type_of = model_type_check(FieldModel)
-    key: str
-    name: str
-    type: CustomFieldType
-    required: bool
-    created_at: datetime
+    key: str = strawberry.field(
+        description="The key of its value in `Task.customProperties`; unique in the project."
+    )
+    name: str = strawberry.field(description="Display name.")
+    type: CustomFieldType = strawberry.field(description="The type every value must have.")
+    required: bool = strawberry.field(description="Every task of the project carries a value.")
+    created_at: datetime = strawberry.field(description="When the field was defined.")
 
     id: strawberry.ID = node_id("CustomFieldDefinition")
 
@@ -95,40 +101,45 @@ class CustomFieldDefinition(Node):
 @strawberry.type(description="A user's membership of a project.")
 class ProjectMember(Node):
     is_type_of = model_type_check(ProjectMemberModel)
-    role: ProjectRole
-    created_at: datetime
+    role: ProjectRole = strawberry.field(
+        description="The role given in this project (an organization owner or admin may act "
+        "with a higher one: see `Project.viewerRole`)."
+    )
+    created_at: datetime = strawberry.field(description="When the user was added.")
 
     id: strawberry.ID = node_id("ProjectMember")
 
-    @strawberry.field
+    @strawberry.field(description="The member.")
     def user(self, info: Info) -> UserRef:
         loaders = ctx(info).loaders
         return loaders.ready(loaders.user, self.user_id)
 
-    @strawberry.field
+    @strawberry.field(description="The project.")
     def project(self, info: Info) -> Project:
         loaders = ctx(info).loaders
         return loaders.ready(loaders.project, self.project_id)
 
 
-@strawberry.type
+@strawberry.type(description="A page of project members, in the order they were added.")
 class ProjectMemberConnection(Connection[ProjectMember]):
     pass
 
 
 @strawberry.type(description="One status column of a board.")
 class BoardColumn:
-    status: TaskStatus
+    status: TaskStatus = strawberry.field(description="The column's status.")
     _project: strawberry.Private[ProjectModel]
 
-    @strawberry.field(description="Open tasks of this column, ordered by position.")
+    @strawberry.field(
+        description="Tasks of this column that are not archived, ordered by position."
+    )
     async def tasks(
         self,
         info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
     ) -> TaskConnectionRef:
         page = await project_resolvers.column_tasks(
             ctx(info), self._project, self.status, first, after, last, before,
@@ -141,7 +152,7 @@ class BoardColumn:
 class Board:
     _project: strawberry.Private[ProjectModel]
 
-    @strawberry.field
+    @strawberry.field(description="TODO, INPROGRESS, INREVIEW, DONE, CANCELLED, in this order.")
     def columns(self) -> list[BoardColumn]:
         return [BoardColumn(status=s, _project=self._project) for s in TaskStatusModel]
 
@@ -149,15 +160,19 @@ class Board:
 @strawberry.type(description="A project of an organization, with its board.")
 class Project(Node):
     is_type_of = model_type_check(ProjectModel)
-    name: str
-    description: str
-    created_at: datetime
-    updated_at: datetime
-    archived_at: datetime | None
+    name: str = strawberry.field(description="1 to 200 characters.")
+    description: str = strawberry.field(
+        description='Plain text, up to 50,000 characters; "" when there is none.'
+    )
+    created_at: datetime = strawberry.field(description="When the project was created.")
+    updated_at: datetime = strawberry.field(description="When the project last changed.")
+    archived_at: datetime | None = strawberry.field(
+        description="When the project was archived; null while it is active."
+    )
 
     id: strawberry.ID = node_id("Project")
 
-    @strawberry.field
+    @strawberry.field(description="The organization the project belongs to.")
     def organization(self, info: Info) -> OrganizationRef:
         loaders = ctx(info).loaders
         return loaders.ready(loaders.organization, self.organization_id)
@@ -166,7 +181,7 @@ class Project(Node):
     def viewer_role(self, info: Info) -> ProjectRole:
         return ctx(info).viewer.project_role(self)
 
-    @strawberry.field
+    @strawberry.field(description="The board: the status columns with their tasks.")
     def board(self) -> Board:
         return Board(_project=self)
 
@@ -178,16 +193,23 @@ class Project(Node):
     def event_cursor(self) -> str:
         return encode_board_cursor(self.id, self.event_seq)
 
-    @strawberry.field
+    @strawberry.field(
+        description="The project's tasks, filtered and ordered; by default every task that is "
+        "not archived, by position."
+    )
     async def tasks(
         self,
         info: Info,
-        filter: TaskFilterRef | None = None,
-        order_by: TaskOrderRef | None = None,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
+        filter: Annotated[
+            TaskFilterRef | None, strawberry.argument(description="Which tasks; all open ones if omitted.")
+        ] = None,
+        order_by: Annotated[
+            TaskOrderRef | None, strawberry.argument(description="The order; POSITION ASC if omitted.")
+        ] = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
     ) -> TaskConnectionRef:
         field = order_by.field.value if order_by else "POSITION"
         descending = bool(order_by and order_by.direction.value == "DESC")
@@ -210,97 +232,118 @@ class Project(Node):
         loaders = ctx(info).loaders
         return loaders.ready(loaders.open_task_count_by_project, self.id)
 
-    @strawberry.field
+    @strawberry.field(
+        description="The project's members, in the order they were added (organization owners "
+        "and admins who were not added are not listed)."
+    )
     async def members(
         self,
         info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
     ) -> ProjectMemberConnection:
         page = await project_resolvers.project_members(ctx(info), self, first, after, last, before)
         return ProjectMemberConnection.of(page)
 
-    @strawberry.field
+    @strawberry.field(description="Number of project members.")
     def member_count(self, info: Info) -> int:
         loaders = ctx(info).loaders
         return loaders.ready(loaders.member_count_by_project, self.id)
 
-    @strawberry.field
+    @strawberry.field(description="The project's labels, by name.")
     def labels(self, info: Info) -> list[LabelRef]:
         loaders = ctx(info).loaders
         return loaders.ready(loaders.labels_by_project, self.id)
 
-    @strawberry.field
+    @strawberry.field(description="The custom task properties defined for the project, oldest first.")
     def custom_fields(self, info: Info) -> list[CustomFieldDefinition]:
         loaders = ctx(info).loaders
         return loaders.ready(loaders.custom_fields_by_project, self.id)
 
 
-@strawberry.type
+@strawberry.type(description="A page of projects, by name.")
 class ProjectConnection(Connection[Project]):
     pass
 
 
-@strawberry.input
+@strawberry.input(description="A new project.")
 class CreateProjectInput:
-    organization_id: strawberry.ID
-    name: str
-    description: str | None = None
+    organization_id: strawberry.ID = strawberry.field(
+        description="The organization; any of its members may create projects."
+    )
+    name: str = strawberry.field(description="1 to 200 characters.")
+    description: str | None = strawberry.field(
+        default=None, description="Plain text, up to 50,000 characters."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="The result of a project mutation.")
 class ProjectPayload:
-    project: Project | None
+    project: Project | None = strawberry.field(description="The project as it is now.")
 
 
-@strawberry.input
+@strawberry.input(description="New name or description of a project; omitted fields stay.")
 class UpdateProjectInput:
-    project_id: strawberry.ID
-    name: str | None = strawberry.field(default=None, description="Null leaves it unchanged.")
+    project_id: strawberry.ID = strawberry.field(description="The project; not archived.")
+    name: str | None = strawberry.field(
+        default=None, description="1 to 200 characters; null leaves it unchanged."
+    )
     description: str | None = strawberry.field(
         default=None, description="Null leaves it unchanged; \"\" clears it."
     )
 
 
-@strawberry.input
+@strawberry.input(description="The project to archive.")
 class ArchiveProjectInput:
-    project_id: strawberry.ID
+    project_id: strawberry.ID = strawberry.field(description="The project.")
 
 
-@strawberry.input
+@strawberry.input(description="A user to add to a project.")
 class AddProjectMemberInput:
-    project_id: strawberry.ID
-    user_id: strawberry.ID
-    role: ProjectRole
+    project_id: strawberry.ID = strawberry.field(description="The project.")
+    user_id: strawberry.ID = strawberry.field(
+        description="A User ID; a member of the project's organization."
+    )
+    role: ProjectRole = strawberry.field(description="Their role; only project owners add owners.")
 
 
-@strawberry.input
+@strawberry.input(description="A new role for a project member.")
 class UpdateProjectMemberRoleInput:
     member_id: strawberry.ID = strawberry.field(description="A ProjectMember ID.")
-    role: ProjectRole
+    role: ProjectRole = strawberry.field(
+        description="The new role; only project owners grant or revoke OWNER."
+    )
 
 
-@strawberry.input
+@strawberry.input(description="The project membership to end.")
 class RemoveProjectMemberInput:
     member_id: strawberry.ID = strawberry.field(description="A ProjectMember ID.")
 
 
-@strawberry.type
+@strawberry.type(description="The result of a project membership mutation.")
 class ProjectMemberPayload:
-    member: ProjectMember | None
+    member: ProjectMember | None = strawberry.field(description="The membership as it is now.")
 
 
-@strawberry.type
+@strawberry.type(description="The result of removeProjectMember.")
 class RemoveProjectMemberPayload:
-    removed_member_id: strawberry.ID
+    removed_member_id: strawberry.ID = strawberry.field(
+        description="The ID the membership had; drop it from client caches."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="Project and project membership mutations.")
 class ProjectMutations:
     @strawberry.mutation(description="Create a project; the creator becomes its owner.")
-    async def create_project(self, info: Info, input: CreateProjectInput) -> ProjectPayload:
+    async def create_project(
+        self,
+        info: Info,
+        input: Annotated[
+            CreateProjectInput, strawberry.argument(description="The project to create.")
+        ],
+    ) -> ProjectPayload:
         project = await project_resolvers.create_project(
             ctx(info),
             decode_id(input.organization_id, "Organization", "organizationId"),
@@ -310,7 +353,13 @@ class ProjectMutations:
         return ProjectPayload(project=project)
 
     @strawberry.mutation(description="Rename or re-describe a project. Project admins and owners.")
-    async def update_project(self, info: Info, input: UpdateProjectInput) -> ProjectPayload:
+    async def update_project(
+        self,
+        info: Info,
+        input: Annotated[
+            UpdateProjectInput, strawberry.argument(description="The project and what changes.")
+        ],
+    ) -> ProjectPayload:
         project = await project_resolvers.update_project(
             ctx(info),
             decode_id(input.project_id, "Project", "projectId"),
@@ -323,7 +372,13 @@ class ProjectMutations:
         description="Archive a project (project owners). Idempotent: an archived project is "
         "returned unchanged."
     )
-    async def archive_project(self, info: Info, input: ArchiveProjectInput) -> ProjectPayload:
+    async def archive_project(
+        self,
+        info: Info,
+        input: Annotated[
+            ArchiveProjectInput, strawberry.argument(description="The project to archive.")
+        ],
+    ) -> ProjectPayload:
         project = await project_resolvers.archive_project(
             ctx(info), decode_id(input.project_id, "Project", "projectId")
         )
@@ -331,7 +386,11 @@ class ProjectMutations:
 
     @strawberry.mutation(description="Add a member of the organization to a project. Project admins.")
     async def add_project_member(
-        self, info: Info, input: AddProjectMemberInput
+        self,
+        info: Info,
+        input: Annotated[
+            AddProjectMemberInput, strawberry.argument(description="The project, the user and the role.")
+        ],
     ) -> ProjectMemberPayload:
         member = await member_resolvers.add_project_member(
             ctx(info),
@@ -343,7 +402,11 @@ class ProjectMutations:
 
     @strawberry.mutation(description="Change a project member's role. Only owners touch owners.")
     async def update_project_member_role(
-        self, info: Info, input: UpdateProjectMemberRoleInput
+        self,
+        info: Info,
+        input: Annotated[
+            UpdateProjectMemberRoleInput, strawberry.argument(description="The membership and its new role.")
+        ],
     ) -> ProjectMemberPayload:
         member = await member_resolvers.update_project_member_role(
             ctx(info), decode_id(input.member_id, "ProjectMember", "memberId"), input.role
@@ -352,7 +415,11 @@ class ProjectMutations:
 
     @strawberry.mutation(description="Remove a project member (or leave, with your own membership).")
     async def remove_project_member(
-        self, info: Info, input: RemoveProjectMemberInput
+        self,
+        info: Info,
+        input: Annotated[
+            RemoveProjectMemberInput, strawberry.argument(description="The membership to end.")
+        ],
     ) -> RemoveProjectMemberPayload:
         member_id = await member_resolvers.remove_project_member(
             ctx(info), decode_id(input.member_id, "ProjectMember", "memberId")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
 import strawberry
 from graphql.error import GraphQLError
@@ -20,7 +21,7 @@ from resolvers import tasks as task_resolvers
 from resolvers.errors import NotFound
 from resolvers.ids import decode_id
 from schema import sharing
-from schema.common import Node, ctx
+from schema.common import After, Before, First, IncludeArchived, Last, Node, ProjectSearch, ctx
 from schema.errors import ErrorCodes, is_expected
 from schema.authentication import Authentication
 from schema.limits import RequestLimits
@@ -35,6 +36,7 @@ from schema.nora import (
 from schema.orgs import Organization, OrgMutations
 from schema.projects import Project, ProjectConnection, ProjectMutations
 from schema.ratelimit import RateLimitExtension, RateLimitQueries
+from schema.scalars import SCALAR_OVERRIDES
 from schema.tasks import Task, TaskMutations
 from schema.users import UserMutations, Viewer
 
@@ -48,27 +50,35 @@ class Query:
         return Viewer(user=ctx(info).viewer.user)
 
     @strawberry.field(description="Any object by global ID; null if it does not exist or is not visible.")
-    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+    async def node(
+        self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="A global ID.")]
+    ) -> Node | None:
         return await node_resolvers.node(ctx(info), id)
 
     @strawberry.field(description="Objects by global IDs, in order; null where not found (max 100).")
-    async def nodes(self, info: Info, ids: list[strawberry.ID]) -> list[Node | None]:
+    async def nodes(
+        self,
+        info: Info,
+        ids: Annotated[list[strawberry.ID], strawberry.argument(description="At most 100 global IDs.")],
+    ) -> list[Node | None]:
         return await node_resolvers.nodes(ctx(info), ids)
 
-    @strawberry.field
-    async def organization(self, info: Info, slug: str) -> Organization | None:
+    @strawberry.field(description="An organization by slug; null unless the viewer is a member.")
+    async def organization(
+        self, info: Info, slug: Annotated[str, strawberry.argument(description="The organization's slug.")]
+    ) -> Organization | None:
         return await org_resolvers.organization_by_slug(ctx(info), slug)
 
     @strawberry.field(description="Projects the viewer may see, across organizations.")
     async def projects(
         self,
         info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-        include_archived: bool = False,
-        search: str | None = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+        include_archived: IncludeArchived = False,
+        search: ProjectSearch = None,
     ) -> ProjectConnection:
         page = await project_resolvers.projects(
             ctx(info),
@@ -81,23 +91,44 @@ class Query:
         )
         return ProjectConnection.of(page)
 
-    @strawberry.field
-    async def project(self, info: Info, id: strawberry.ID) -> Project | None:
+    @strawberry.field(description="A project by ID; null if it does not exist or is not visible.")
+    async def project(
+        self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="A Project ID.")]
+    ) -> Project | None:
         try:
             return await ctx(info).viewer.project(decode_id(id, "Project"))
         except NotFound:
             return None
 
-    @strawberry.field
-    async def task(self, info: Info, id: strawberry.ID) -> Task | None:
+    @strawberry.field(description="A task by ID; null if it does not exist or is not visible.")
+    async def task(
+        self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="A Task ID.")]
+    ) -> Task | None:
         return await task_resolvers.get_task_or_none(ctx(info), decode_id(id, "Task"))
 
 
-Query = merge_types("Query", (Query, NoraQueries, RateLimitQueries))
-Mutation = merge_types(
-    "Mutation", (UserMutations, OrgMutations, ProjectMutations, TaskMutations, NoraMutations)
+def _root(name: str, description: str, parts: tuple[type, ...]) -> type:
+    # strawberry.tools.merge_types, with a description.
+    return strawberry.type(type(name, parts, {}), description=description)
+
+
+Query = _root(
+    "Query",
+    "Reads. What the viewer may not see is null or NOT_FOUND, exactly as if it did not exist.",
+    (Query, NoraQueries, RateLimitQueries),
 )
-Subscription = merge_types("Subscription", (Subscription, NoraSubscription))
+Mutation = _root(
+    "Mutation",
+    "Writes. Each takes one `input` object and returns a payload; a refused write changes "
+    "nothing and says why in `extensions.code`.",
+    (UserMutations, OrgMutations, ProjectMutations, TaskMutations, NoraMutations),
+)
+Subscription = _root(
+    "Subscription",
+    "Live event streams, over a websocket (graphql-transport-ws or graphql-ws). Resume with "
+    "`after` to miss nothing.",
+    (Subscription, NoraSubscription),
+)
 
 
 class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
@@ -138,6 +169,7 @@ def build_schema() -> strawberry.Schema:
         mutation=Mutation,
         subscription=Subscription,
         execution_context_class=ExecutionContext,
+        scalar_overrides=SCALAR_OVERRIDES,
         # Event types are reached only through the BoardEvent interface.
         types=[*EVENT_TYPES.values(), ResyncRequired, *NORA_EVENT_TYPES.values(), NoraResyncRequired],
         extensions=[

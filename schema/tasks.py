@@ -20,8 +20,12 @@ from resolvers import tasks as task_resolvers
 from resolvers.ids import decode_id, decode_optional, to_global_id
 from resolvers.tasks import TaskFilter as TaskFilterData
 from schema.common import (
+    After,
+    Before,
     Connection,
     CustomFieldType,
+    First,
+    Last,
     Node,
     TaskPriority,
     TaskStatus,
@@ -42,13 +46,13 @@ UserRef = Annotated["User", strawberry.lazy("schema.users")]
 @strawberry.type(description="A label that can be put on tasks of one project.")
 class Label(Node):
     is_type_of = model_type_check(LabelModel)
-    name: str
-    color: str
-    created_at: datetime
+    name: str = strawberry.field(description="1 to 50 characters, unique in the project.")
+    color: str = strawberry.field(description="Hex color, lowercase, like #1f6feb.")
+    created_at: datetime = strawberry.field(description="When the label was created.")
 
     id: strawberry.ID = node_id("Label")
 
-    @strawberry.field
+    @strawberry.field(description="The project the label belongs to.")
     def project(self, info: Info) -> ProjectRef:
         loaders = ctx(info).loaders
         return loaders.ready(loaders.project, self.project_id)
@@ -57,24 +61,24 @@ class Label(Node):
 @strawberry.type(description="A comment on a task.")
 class Comment(Node):
     is_type_of = model_type_check(CommentModel)
-    body: str
-    created_at: datetime
-    updated_at: datetime
+    body: str = strawberry.field(description="Plain text, 1 to 10,000 characters.")
+    created_at: datetime = strawberry.field(description="When the comment was written.")
+    updated_at: datetime = strawberry.field(description="When the comment last changed.")
 
     id: strawberry.ID = node_id("Comment")
 
-    @strawberry.field
+    @strawberry.field(description="Who wrote it.")
     def author(self, info: Info) -> UserRef:
         loaders = ctx(info).loaders
         return loaders.ready(loaders.user, self.author_id)
 
-    @strawberry.field
+    @strawberry.field(description="The task commented on.")
     def task(self, info: Info) -> Task:
         loaders = ctx(info).loaders
         return loaders.ready(loaders.task, self.task_id)
 
 
-@strawberry.type
+@strawberry.type(description="A page of comments, oldest first.")
 class CommentConnection(Connection[Comment]):
     pass
 
@@ -82,83 +86,90 @@ class CommentConnection(Connection[Comment]):
 @strawberry.type(description="A unit of work on a project's board.")
 class Task(Node):
     is_type_of = model_type_check(TaskModel)
-    title: str
-    description: str
-    status: TaskStatus
-    priority: TaskPriority
+    title: str = strawberry.field(description="1 to 500 characters.")
+    description: str = strawberry.field(
+        description='Plain text, up to 50,000 characters; "" when there is none.'
+    )
+    status: TaskStatus = strawberry.field(description="The board column the task is in.")
+    priority: TaskPriority = strawberry.field(description="How urgent the task is.")
     position: str = strawberry.field(
         description="Rank within the status column; sorts lexicographically."
     )
-    due_date: date | None
+    due_date: date | None = strawberry.field(description="The day it is due, if any.")
     version: int = strawberry.field(
         description="Bumped by every change; pass it as `expectedVersion` to detect conflicts."
     )
-    created_at: datetime
-    updated_at: datetime
-    archived_at: datetime | None
-    custom_properties: JSON
+    created_at: datetime = strawberry.field(description="When the task was created.")
+    updated_at: datetime = strawberry.field(description="When the task last changed.")
+    archived_at: datetime | None = strawberry.field(
+        description="When the task was taken off the board; null while it is on it."
+    )
+    custom_properties: JSON = strawberry.field(
+        description="Values of the project's custom fields, keyed by the field's `key` "
+        "(see `Project.customFields`); an object, `{}` when none are set."
+    )
 
     id: strawberry.ID = node_id("Task")
 
-    @strawberry.field
+    @strawberry.field(description="The project whose board holds the task.")
     def project(self, info: Info) -> ProjectRef:
         loaders = ctx(info).loaders
         return loaders.ready(loaders.project, self.project_id)
 
     # Relation fields below return the value when the request already holds it (a list
     # resolver warmed it) and an awaitable otherwise: no coroutine per item on big lists.
-    @strawberry.field
+    @strawberry.field(description="Who works on it; null when unassigned.")
     def assignee(self, info: Info) -> UserRef | None:
         loaders = ctx(info).loaders
         return loaders.ready(loaders.user, self.assignee_id)
 
-    @strawberry.field
+    @strawberry.field(description="Who created it.")
     def created_by(self, info: Info) -> UserRef:
         loaders = ctx(info).loaders
         return loaders.ready(loaders.user, self.created_by_id)
 
-    @strawberry.field
+    @strawberry.field(description="The task this is a subtask of, if any.")
     def parent(self, info: Info) -> Task | None:
         loaders = ctx(info).loaders
         return loaders.ready(loaders.task, self.parent_id)
 
-    @strawberry.field
+    @strawberry.field(description="The labels on the task, by name.")
     def labels(self, info: Info) -> list[Label]:
         loaders = ctx(info).loaders
         return loaders.ready(loaders.labels_by_task, self.id)
 
-    @strawberry.field
+    @strawberry.field(description="Number of comments on the task.")
     def comment_count(self, info: Info) -> int:
         loaders = ctx(info).loaders
         return loaders.ready(loaders.comment_count_by_task, self.id)
 
-    @strawberry.field
+    @strawberry.field(description="Number of subtasks that are not archived.")
     def subtask_count(self, info: Info) -> int:
         loaders = ctx(info).loaders
         return loaders.ready(loaders.subtask_count_by_task, self.id)
 
-    @strawberry.field
+    @strawberry.field(description="Subtasks that are not archived, oldest first.")
     async def subtasks(
         self,
         info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
     ) -> TaskConnection:
         page = await task_resolvers.subtasks(
             ctx(info), self, first=first, after=after, last=last, before=before
         )
         return TaskConnection.of(page)
 
-    @strawberry.field
+    @strawberry.field(description="Comments on the task, oldest first.")
     async def comments(
         self,
         info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
     ) -> CommentConnection:
         page = await task_resolvers.comments(
             ctx(info), self, first=first, after=after, last=last, before=before
@@ -166,38 +177,51 @@ class Task(Node):
         return CommentConnection.of(page)
 
 
-@strawberry.type
+@strawberry.type(description="A page of tasks.")
 class TaskConnection(Connection[Task]):
     pass
 
 
-@strawberry.enum(description="Ties are broken by creation order (id), in the same direction.")
+@strawberry.enum(
+    description="What to sort tasks by. Ties are broken by creation order (id), in the same "
+    "direction."
+)
 class TaskOrderField(Enum):
     POSITION = strawberry.enum_value(
         "POSITION", description="Rank within a column; ranks of different columns interleave."
     )
-    CREATED_AT = "CREATED_AT"
-    UPDATED_AT = "UPDATED_AT"
-    PRIORITY = "PRIORITY"
-    TITLE = "TITLE"
+    CREATED_AT = strawberry.enum_value("CREATED_AT", description="Creation time.")
+    UPDATED_AT = strawberry.enum_value("UPDATED_AT", description="Time of the last change.")
+    PRIORITY = strawberry.enum_value(
+        "PRIORITY", description="Priority; ascending puts CRITICAL first, LOW last."
+    )
+    TITLE = strawberry.enum_value("TITLE", description="Title, by code point (case-sensitive).")
 
 
-@strawberry.enum
+@strawberry.enum(description="Sort direction.")
 class OrderDirection(Enum):
-    ASC = "ASC"
-    DESC = "DESC"
+    ASC = strawberry.enum_value("ASC", description="Ascending: smallest, earliest or first rank first.")
+    DESC = strawberry.enum_value("DESC", description="Descending: largest, latest or last rank first.")
 
 
-@strawberry.input
+@strawberry.input(description="How to order a task list.")
 class TaskOrder:
-    field: TaskOrderField = TaskOrderField.POSITION
-    direction: OrderDirection = OrderDirection.ASC
+    field: TaskOrderField = strawberry.field(
+        default=TaskOrderField.POSITION, description="What to sort by; POSITION by default."
+    )
+    direction: OrderDirection = strawberry.field(
+        default=OrderDirection.ASC, description="ASC by default."
+    )
 
 
-@strawberry.input(description="All given conditions must hold.")
+@strawberry.input(description="Which tasks to list. All given conditions must hold.")
 class TaskFilter:
-    status: list[TaskStatus] | None = None
-    priority: list[TaskPriority] | None = None
+    status: list[TaskStatus] | None = strawberry.field(
+        default=None, description="Tasks in any of these columns."
+    )
+    priority: list[TaskPriority] | None = strawberry.field(
+        default=None, description="Tasks of any of these priorities."
+    )
     assignee: list[strawberry.ID] | None = strawberry.field(
         default=None, description="User IDs; tasks assigned to any of them."
     )
@@ -219,7 +243,9 @@ class TaskFilter:
         default=None,
         description="Due strictly after this day; tasks without a due date never match.",
     )
-    include_archived: bool = False
+    include_archived: bool = strawberry.field(
+        default=False, description="Include archived tasks (left out by default)."
+    )
 
     def to_data(self) -> TaskFilterData:
         return TaskFilterData(
@@ -236,18 +262,34 @@ class TaskFilter:
         )
 
 
-@strawberry.input
+@strawberry.input(description="A new task.")
 class CreateTaskInput:
-    project_id: strawberry.ID
-    title: str
-    description: str | None = None
-    status: TaskStatus = TaskStatus.TODO
-    priority: TaskPriority = TaskPriority.MEDIUM
-    assignee_id: strawberry.ID | None = None
-    parent_id: strawberry.ID | None = None
-    due_date: date | None = None
-    label_ids: list[strawberry.ID] | None = None
-    custom_properties: JSON | None = None
+    project_id: strawberry.ID = strawberry.field(description="The project; editors and up.")
+    title: str = strawberry.field(description="1 to 500 characters.")
+    description: str | None = strawberry.field(
+        default=None, description="Plain text, up to 50,000 characters."
+    )
+    status: TaskStatus = strawberry.field(
+        default=TaskStatus.TODO, description="The column; TODO by default."
+    )
+    priority: TaskPriority = strawberry.field(
+        default=TaskPriority.MEDIUM, description="MEDIUM by default."
+    )
+    assignee_id: strawberry.ID | None = strawberry.field(
+        default=None, description="A User ID; a member of the project's organization."
+    )
+    parent_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Make it a subtask of this task of the same project."
+    )
+    due_date: date | None = strawberry.field(default=None, description="The day it is due.")
+    label_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="Labels of the same project to put on it."
+    )
+    custom_properties: JSON | None = strawberry.field(
+        default=None,
+        description="An object of custom field key to value, checked against the project's "
+        "custom fields; required fields must be present.",
+    )
 
 
 @strawberry.input(
@@ -255,22 +297,31 @@ class CreateTaskInput:
     "explicit null clears the value; title, status and priority cannot be null."
 )
 class UpdateTaskInput:
-    id: strawberry.ID
+    id: strawberry.ID = strawberry.field(description="The task to change.")
     expected_version: int | None = strawberry.field(
         default=None,
         description="CONFLICT (with extensions.currentVersion) unless the task is at this version.",
     )
-    title: str | None = strawberry.UNSET
+    title: str | None = strawberry.field(
+        default=strawberry.UNSET, description="1 to 500 characters."
+    )
     description: str | None = strawberry.field(
         default=strawberry.UNSET, description='Null or "" clears it.'
     )
-    priority: TaskPriority | None = strawberry.UNSET
+    priority: TaskPriority | None = strawberry.field(
+        default=strawberry.UNSET, description="The new priority."
+    )
     status: TaskStatus | None = strawberry.field(
         default=strawberry.UNSET,
         description="A new status puts the task at the bottom of that column.",
     )
-    assignee_id: strawberry.ID | None = strawberry.UNSET
-    due_date: date | None = strawberry.UNSET
+    assignee_id: strawberry.ID | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="A User ID (a member of the organization); null unassigns.",
+    )
+    due_date: date | None = strawberry.field(
+        default=strawberry.UNSET, description="The new due day; null clears it."
+    )
     parent_id: strawberry.ID | None = strawberry.field(
         default=strawberry.UNSET,
         description="A task of the same project that is not a subtask of this one.",
@@ -304,51 +355,66 @@ class UpdateTaskInput:
     "beforeId directly below; give one, both, or neither (bottom of the column)."
 )
 class MoveTaskInput:
-    id: strawberry.ID
-    status: TaskStatus
-    after_id: strawberry.ID | None = None
-    before_id: strawberry.ID | None = None
-    expected_version: int | None = None
+    id: strawberry.ID = strawberry.field(description="The task to move.")
+    status: TaskStatus = strawberry.field(
+        description="The target column (the task's own column to reorder within it)."
+    )
+    after_id: strawberry.ID | None = strawberry.field(
+        default=None, description="The task that ends up directly above; in the target column."
+    )
+    before_id: strawberry.ID | None = strawberry.field(
+        default=None, description="The task that ends up directly below; in the target column."
+    )
+    expected_version: int | None = strawberry.field(
+        default=None,
+        description="CONFLICT (with extensions.currentVersion) unless the task is at this version.",
+    )
 
 
-@strawberry.input
+@strawberry.input(description="The task to archive.")
 class ArchiveTaskInput:
-    id: strawberry.ID
-    expected_version: int | None = None
+    id: strawberry.ID = strawberry.field(description="The task.")
+    expected_version: int | None = strawberry.field(
+        default=None,
+        description="CONFLICT (with extensions.currentVersion) unless the task is at this version.",
+    )
 
 
-@strawberry.input
+@strawberry.input(description="The task to put back on the board.")
 class UnarchiveTaskInput:
-    id: strawberry.ID
-    expected_version: int | None = None
+    id: strawberry.ID = strawberry.field(description="The task.")
+    expected_version: int | None = strawberry.field(
+        default=None,
+        description="CONFLICT (with extensions.currentVersion) unless the task is at this version.",
+    )
 
 
-@strawberry.input
+@strawberry.input(description="The task to delete.")
 class DeleteTaskInput:
-    id: strawberry.ID
+    id: strawberry.ID = strawberry.field(description="The task.")
 
 
-@strawberry.input
+@strawberry.input(description="A new comment.")
 class AddCommentInput:
-    task_id: strawberry.ID
+    task_id: strawberry.ID = strawberry.field(description="The task; not archived.")
     body: str = strawberry.field(description="1 to 10,000 characters.")
 
 
-@strawberry.input
+@strawberry.input(description="A new label.")
 class CreateLabelInput:
-    project_id: strawberry.ID
+    project_id: strawberry.ID = strawberry.field(description="The project; not archived.")
     name: str = strawberry.field(description="1 to 50 characters, unique in the project.")
     color: str = strawberry.field(description="A hex color like #1f6feb.")
 
 
-@strawberry.input
+@strawberry.input(description="A new custom field of a project.")
 class DefineCustomFieldInput:
-    project_id: strawberry.ID
+    project_id: strawberry.ID = strawberry.field(description="The project; not archived.")
     key: str = strawberry.field(
         description="Property key: a-z, 0-9 and _, starting with a letter; unique in the project."
     )
-    name: str
-    type: CustomFieldType
+    name: str = strawberry.field(description="Display name, 1 to 200 characters.")
+    type: CustomFieldType = strawberry.field(description="The type every value must have.")
     options: list[str] | None = strawberry.field(
         default=None, description="Required for SELECT and MULTI_SELECT (1-100 unique values)."
     )
@@ -357,36 +423,44 @@ class DefineCustomFieldInput:
     )
 
 
-@strawberry.type
+@strawberry.type(description="The result of a task mutation.")
 class TaskPayload:
-    task: Task | None
+    task: Task | None = strawberry.field(description="The task as it is now.")
 
 
-@strawberry.type
+@strawberry.type(description="The result of deleteTask.")
 class DeleteTaskPayload:
-    deleted_task_id: strawberry.ID
+    deleted_task_id: strawberry.ID = strawberry.field(
+        description="The ID the task had; drop it from client caches."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="The result of addComment.")
 class AddCommentPayload:
-    comment: Comment | None
-    task: Task | None
+    comment: Comment | None = strawberry.field(description="The new comment.")
+    task: Task | None = strawberry.field(description="The task, with its new commentCount.")
 
 
-@strawberry.type
+@strawberry.type(description="The result of createLabel.")
 class LabelPayload:
-    label: Label | None
+    label: Label | None = strawberry.field(description="The new label.")
 
 
-@strawberry.type
+@strawberry.type(description="The result of defineCustomField.")
 class CustomFieldDefinitionPayload:
-    field: CustomFieldDefinitionRef | None
+    field: CustomFieldDefinitionRef | None = strawberry.field(description="The new field.")
 
 
-@strawberry.type
+@strawberry.type(description="Task, comment, label and custom-field mutations.")
 class TaskMutations:
-    @strawberry.mutation(description="Create a task at the bottom of its status column.")
-    async def create_task(self, info: Info, input: CreateTaskInput) -> TaskPayload:
+    @strawberry.mutation(
+        description="Create a task at the bottom of its status column. Editors and up."
+    )
+    async def create_task(
+        self,
+        info: Info,
+        input: Annotated[CreateTaskInput, strawberry.argument(description="The task to create.")],
+    ) -> TaskPayload:
         task = await task_resolvers.create_task(
             ctx(info),
             decode_id(input.project_id, "Project", "projectId"),
@@ -403,7 +477,13 @@ class TaskMutations:
         return TaskPayload(task=task)
 
     @strawberry.mutation(description="Change some fields of a task. Editors and up.")
-    async def update_task(self, info: Info, input: UpdateTaskInput) -> TaskPayload:
+    async def update_task(
+        self,
+        info: Info,
+        input: Annotated[
+            UpdateTaskInput, strawberry.argument(description="The task and the fields that change.")
+        ],
+    ) -> TaskPayload:
         task = await task_resolvers.update_task(
             ctx(info),
             decode_id(input.id, "Task", "id"),
@@ -413,7 +493,13 @@ class TaskMutations:
         return TaskPayload(task=task)
 
     @strawberry.mutation(description="Move a task within or across columns. Editors and up.")
-    async def move_task(self, info: Info, input: MoveTaskInput) -> TaskPayload:
+    async def move_task(
+        self,
+        info: Info,
+        input: Annotated[
+            MoveTaskInput, strawberry.argument(description="The task, its target column and neighbours.")
+        ],
+    ) -> TaskPayload:
         task = await task_resolvers.move_task(
             ctx(info),
             decode_id(input.id, "Task", "id"),
@@ -425,7 +511,11 @@ class TaskMutations:
         return TaskPayload(task=task)
 
     @strawberry.mutation(description="Take a task off the board (idempotent). Editors and up.")
-    async def archive_task(self, info: Info, input: ArchiveTaskInput) -> TaskPayload:
+    async def archive_task(
+        self,
+        info: Info,
+        input: Annotated[ArchiveTaskInput, strawberry.argument(description="The task to archive.")],
+    ) -> TaskPayload:
         task = await task_resolvers.archive_task(
             ctx(info), decode_id(input.id, "Task", "id"), input.expected_version
         )
@@ -434,7 +524,13 @@ class TaskMutations:
     @strawberry.mutation(
         description="Put an archived task back on the board (idempotent). Editors and up."
     )
-    async def unarchive_task(self, info: Info, input: UnarchiveTaskInput) -> TaskPayload:
+    async def unarchive_task(
+        self,
+        info: Info,
+        input: Annotated[
+            UnarchiveTaskInput, strawberry.argument(description="The task to unarchive.")
+        ],
+    ) -> TaskPayload:
         task = await task_resolvers.unarchive_task(
             ctx(info), decode_id(input.id, "Task", "id"), input.expected_version
         )
@@ -444,19 +540,33 @@ class TaskMutations:
         description="Delete a task, its comments and label links; subtasks lose their parent. "
         "Project admins and owners."
     )
-    async def delete_task(self, info: Info, input: DeleteTaskInput) -> DeleteTaskPayload:
+    async def delete_task(
+        self,
+        info: Info,
+        input: Annotated[DeleteTaskInput, strawberry.argument(description="The task to delete.")],
+    ) -> DeleteTaskPayload:
         task_id = await task_resolvers.delete_task(ctx(info), decode_id(input.id, "Task", "id"))
         return DeleteTaskPayload(deleted_task_id=strawberry.ID(to_global_id("Task", task_id)))
 
     @strawberry.mutation(description="Comment on a task. Editors and up.")
-    async def add_comment(self, info: Info, input: AddCommentInput) -> AddCommentPayload:
+    async def add_comment(
+        self,
+        info: Info,
+        input: Annotated[
+            AddCommentInput, strawberry.argument(description="The task and the comment.")
+        ],
+    ) -> AddCommentPayload:
         comment, task = await comment_resolvers.add_comment(
             ctx(info), decode_id(input.task_id, "Task", "taskId"), input.body
         )
         return AddCommentPayload(comment=comment, task=task)
 
     @strawberry.mutation(description="Create a label in a project. Editors and up.")
-    async def create_label(self, info: Info, input: CreateLabelInput) -> LabelPayload:
+    async def create_label(
+        self,
+        info: Info,
+        input: Annotated[CreateLabelInput, strawberry.argument(description="The label to create.")],
+    ) -> LabelPayload:
         label = await label_resolvers.create_label(
             ctx(info), decode_id(input.project_id, "Project", "projectId"), input.name, input.color
         )
@@ -466,7 +576,11 @@ class TaskMutations:
         description="Define a custom task property for a project. Project admins and owners."
     )
     async def define_custom_field(
-        self, info: Info, input: DefineCustomFieldInput
+        self,
+        info: Info,
+        input: Annotated[
+            DefineCustomFieldInput, strawberry.argument(description="The field to define.")
+        ],
     ) -> CustomFieldDefinitionPayload:
         definition = await field_resolvers.define_field(
             ctx(info),

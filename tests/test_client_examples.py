@@ -13,13 +13,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
 from models import BoardEvent, Conversation, Message, Project, Task, TaskStatus, User
+from resolvers.events import prune
 from resolvers.ids import decode_id, to_global_id
+from resolvers.streams import decode_cursor
 from server.demo import DEMO_PASSWORD, seed_demo
 from server.settings import PROJECT_ROOT
 
@@ -174,6 +177,62 @@ async def test_node_example_with_an_api_key_prints_its_events(demo, gql, node):
     # An API key acts as the member who created it.
     assert output.startswith("Logged in as Ada Lovelace <ada@demo.pcg>\n"), output
     await assert_printed_events_match_the_log(output, "Hello from Node")
+
+
+# -- resuming from a cursor the server no longer keeps ------------------------------------------
+
+RESYNC = re.compile(r"^Resync required \((.+)\): refetching the board$", re.MULTILINE)
+RESUBSCRIBED = re.compile(r"^Resubscribing after (\S+)$", re.MULTILINE)
+
+
+async def pruned_cursor(demo, gql) -> str:
+    """The eventCursor of "Website relaunch", saved before events that have since been pruned
+    (by the server's own pruning, after they aged past PCG_EVENT_RETENTION_DAYS)."""
+    project = await Project.get(name="Website relaunch")
+    gid = to_global_id("Project", project.id)
+    cursor = (await gql.ok("query($id: ID!) { project(id: $id) { eventCursor } }", {"id": gid},
+                           token=demo["token"]))["project"]["eventCursor"]
+    await gql.ok("mutation($i: CreateTaskInput!) { createTask(input: $i) { task { id } } }",
+                 {"i": {"projectId": gid, "title": "Pruned away"}}, token=demo["token"])
+    await BoardEvent.filter(project_id=project.id).update(created_at=datetime.now(UTC) - timedelta(days=60))
+    assert await prune(30) >= 1
+    assert not await BoardEvent.filter(project_id=project.id).exists()
+    return cursor
+
+
+async def assert_resynced_then_followed(output: str, title: str) -> None:
+    """The example was told ResyncRequired, read the board again, resubscribed after that
+    read's cursor, and then saw its own two events."""
+    assert RESYNC.findall(output) == ["The requested cursor is older than the retained event log"], output
+    first, second = BOARD_LINE.findall(output)
+    assert first == second  # nothing was written between the two reads
+    project = await Project.get(name="Website relaunch")
+    (resumed,) = RESUBSCRIBED.findall(output)
+    after = decode_cursor(resumed, project.id)
+    assert after == (await Project.get(id=project.id)).event_seq - 2
+    assert output.index("Resubscribing") < output.index("Created task")
+    task = await assert_printed_events_match_the_log(output, title)
+    assert [int(seq) for seq, _, _ in EVENT.findall(output)] == [after + 1, after + 2]
+    assert task.project_id == project.id
+
+
+async def test_python_example_resyncs_when_its_cursor_was_pruned(demo, gql):
+    after = await pruned_cursor(demo, gql)
+    output = await run(
+        sys.executable, str(EXAMPLES / "python" / "live_board.py"),
+        "--url", demo["url"], "--token", demo["token"], "--project", "Website relaunch",
+        "--after", after, "--title", "Resynced in Python",
+    )
+    await assert_resynced_then_followed(output, "Resynced in Python")
+
+
+async def test_node_example_resyncs_when_its_cursor_was_pruned(demo, gql, node):
+    after = await pruned_cursor(demo, gql)
+    output = await run(
+        node, "live-board.mjs", "--after", after, "--title", "Resynced in Node", cwd=NODE_DIR,
+        env=example_env(PCG_URL=demo["url"], PCG_TOKEN=demo["token"], PCG_PROJECT="Website relaunch"),
+    )
+    await assert_resynced_then_followed(output, "Resynced in Node")
 
 
 # -- curl ------------------------------------------------------------------------------------

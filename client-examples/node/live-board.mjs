@@ -4,6 +4,7 @@
 //   npm ci                       # graphql-ws (the client), ws (WebSocket for Node), graphql
 //   node live-board.mjs          # against `make demo` on http://127.0.0.1:8000
 //   node live-board.mjs --watch  # ...and keep printing events until Ctrl-C
+//   node live-board.mjs --watch --after CURSOR  # resume from a printed resume point
 //
 // Queries and mutations are plain `fetch` POSTs to /graphql; the board subscription goes
 // over a websocket speaking graphql-transport-ws (the graphql-ws client), authenticated by
@@ -28,7 +29,7 @@ query Projects {
 // cursor replays whatever happened since, so nothing falls between the read and the
 // subscription, however long the websocket takes to open.
 const BOARD = `
-query Board($id: ID!) {
+query BoardSnapshot($id: ID!) {
   project(id: $id) {
     name eventCursor
     board { columns { status tasks { totalCount } } }
@@ -36,7 +37,7 @@ query Board($id: ID!) {
 }`;
 
 const BOARD_EVENTS = `
-subscription Board($projectId: ID!, $after: String) {
+subscription BoardEvents($projectId: ID!, $after: String) {
   boardEvents(projectId: $projectId, after: $after) {
     __typename seq cursor actor { name }
     ... on TaskCreated { task { id title status } }
@@ -46,16 +47,17 @@ subscription Board($projectId: ID!, $after: String) {
     ... on TaskUnarchived { task { id title status } }
     ... on TaskDeleted { taskId status }
     ... on CommentAdded { taskId comment { body } }
+    ... on ResyncRequired { reason }
   }
 }`;
 
 const CREATE_TASK = `
-mutation Create($input: CreateTaskInput!) {
+mutation CreateTask($input: CreateTaskInput!) {
   createTask(input: $input) { task { id title status version } }
 }`;
 
 const MOVE_TASK = `
-mutation Move($input: MoveTaskInput!) {
+mutation MoveTask($input: MoveTaskInput!) {
   moveTask(input: $input) { task { id status position version } }
 }`;
 
@@ -72,12 +74,13 @@ const { values: args } = parseArgs({
     title: { type: 'string', default: 'Hello from Node' },
     timeout: { type: 'string', default: '10' }, // seconds to wait for the events
     watch: { type: 'boolean', default: false },
+    after: { type: 'string', default: '' }, // a saved event cursor to resume from
     help: { type: 'boolean', default: false },
   },
 });
 if (args.help) {
   console.log('node live-board.mjs [--url URL] [--token TOKEN | --email E --password P] ' +
-    '[--project NAME|ID] [--title T] [--timeout S] [--watch]\n' +
+    '[--project NAME|ID] [--title T] [--timeout S] [--watch] [--after CURSOR]\n' +
     'Environment: PCG_URL, PCG_TOKEN, PCG_EMAIL, PCG_PASSWORD, PCG_PROJECT.');
   process.exit(0);
 }
@@ -139,9 +142,13 @@ async function main() {
     console.log(`  ${p.name.padEnd(24)} ${p.id}  (${p.viewerRole.toLowerCase()}, ${p.taskCount} tasks)`);
   }
   const project = pickProject(projects.nodes, args.project);
-  const board = (await request(BOARD, { id: project.id }, token)).project;
-  console.log(`Board of ${board.name}: ` +
-    board.board.columns.map((c) => `${c.status} ${c.tasks.totalCount}`).join(', '));
+  const readBoard = async () => {
+    const board = (await request(BOARD, { id: project.id }, token)).project;
+    console.log(`Board of ${board.name}: ` +
+      board.board.columns.map((c) => `${c.status} ${c.tasks.totalCount}`).join(', '));
+    return board;
+  };
+  const board = await readBoard();
 
   // The websocket authenticates once, with the connection_init payload. graphql-ws speaks
   // graphql-transport-ws; `ws` supplies the WebSocket class that Node 20 lacks.
@@ -159,21 +166,52 @@ async function main() {
   const inbox = [];
   let wake = () => {};
   const deliver = (item) => { inbox.push(item); wake(); };
-  // The last event's cursor (at first, the board's): pass it as `after` to resume without a gap.
-  let cursor = board.eventCursor;
-  live.subscribe(
-    { query: BOARD_EVENTS, variables: { projectId: project.id, after: cursor } },
-    {
-      next: (result) => {
-        if (result.errors) deliver(new GraphQLError(result.errors));
-        else { cursor = result.data.boardEvents.cursor; deliver(result.data.boardEvents); }
+  // The last event's cursor (at first, the board's or --after): pass it as `after` to resume
+  // without a gap.
+  let cursor = args.after || board.eventCursor;
+  // Resuming from a saved cursor: write only once the backlog has started to arrive (or a
+  // resync is done), so that our own events come after it.
+  let markResumed;
+  const resumed = new Promise((resolve) => { markResumed = resolve; });
+  if (cursor === board.eventCursor) markResumed();
+
+  const follow = () => {
+    let resyncing = false;
+    const stop = live.subscribe(
+      { query: BOARD_EVENTS, variables: { projectId: project.id, after: cursor } },
+      {
+        next: (result) => {
+          if (result.errors) { deliver(new GraphQLError(result.errors)); return; }
+          const event = result.data.boardEvents;
+          if (event.__typename !== 'ResyncRequired') {
+            cursor = event.cursor;
+            deliver(event);
+            markResumed();
+            return;
+          }
+          // The cursor is older than the events the server keeps: rebuild from a fresh read
+          // and follow on from that read's cursor.
+          resyncing = true;
+          stop();
+          console.log(`Resync required (${event.reason}): refetching the board`);
+          readBoard().then((fresh) => {
+            cursor = fresh.eventCursor;
+            console.log(`Resubscribing after ${cursor}`);
+            follow();
+            markResumed();
+          }, (error) => { deliver(error); markResumed(); });
+        },
+        error: (error) => {
+          deliver(error instanceof Error ? error
+            : new Error(Array.isArray(error) ? new GraphQLError(error).message
+              : `websocket closed: ${error?.code ?? ''} ${error?.reason ?? closedWith?.reason ?? ''}`));
+          markResumed();
+        },
+        complete: () => { if (!resyncing) deliver(new Error('the server ended the subscription')); },
       },
-      error: (error) => deliver(error instanceof Error ? error
-        : new Error(Array.isArray(error) ? new GraphQLError(error).message
-          : `websocket closed: ${error?.code ?? ''} ${error?.reason ?? closedWith?.reason ?? ''}`)),
-      complete: () => deliver(new Error('the server ended the subscription')),
-    },
-  );
+    );
+  };
+  follow();
   const nextEvent = (ms) => new Promise((resolve) => {
     if (inbox.length) return resolve(inbox.shift());
     const timer = ms == null ? null : setTimeout(() => { wake = () => {}; resolve(null); }, ms);
@@ -184,6 +222,7 @@ async function main() {
   // No need to wait for the subscription to reach the server before writing: it starts at
   // the board's eventCursor, so our own writes are replayed if need be.
   try {
+    await resumed;
     const created = (await request(CREATE_TASK, {
       input: { projectId: project.id, title: args.title, priority: 'HIGH' },
     }, token)).createTask.task;

@@ -4,6 +4,7 @@ task and move it, and print the board events that come back.
     pip install -r requirements.txt        # gql with its httpx and websockets transports
     python live_board.py                   # against `make demo` on http://127.0.0.1:8000
     python live_board.py --watch           # ...and keep printing events until Ctrl-C
+    python live_board.py --watch --after CURSOR   # resume from a cursor printed before
 
 Queries and mutations go over HTTP (POST /graphql); the board subscription goes over a
 websocket speaking graphql-transport-ws, authenticated by the connection_init payload.
@@ -15,6 +16,7 @@ import argparse
 import asyncio
 import os
 import sys
+from contextlib import aclosing
 from datetime import datetime
 
 from gql import Client, GraphQLRequest
@@ -37,7 +39,7 @@ query Projects {
 # cursor replays whatever happened since, so nothing falls between the read and the
 # subscription, however long the websocket takes to open.
 BOARD = """
-query Board($id: ID!) {
+query BoardSnapshot($id: ID!) {
   project(id: $id) {
     name eventCursor
     board { columns { status tasks { totalCount } } }
@@ -45,7 +47,7 @@ query Board($id: ID!) {
 }"""
 
 BOARD_EVENTS = """
-subscription Board($projectId: ID!, $after: String) {
+subscription BoardEvents($projectId: ID!, $after: String) {
   boardEvents(projectId: $projectId, after: $after) {
     __typename seq cursor actor { name }
     ... on TaskCreated { task { id title status } }
@@ -55,16 +57,17 @@ subscription Board($projectId: ID!, $after: String) {
     ... on TaskUnarchived { task { id title status } }
     ... on TaskDeleted { taskId status }
     ... on CommentAdded { taskId comment { body } }
+    ... on ResyncRequired { reason }
   }
 }"""
 
 CREATE_TASK = """
-mutation Create($input: CreateTaskInput!) {
+mutation CreateTask($input: CreateTaskInput!) {
   createTask(input: $input) { task { id title status version } }
 }"""
 
 MOVE_TASK = """
-mutation Move($input: MoveTaskInput!) {
+mutation MoveTask($input: MoveTaskInput!) {
   moveTask(input: $input) { task { id status position version } }
 }"""
 
@@ -85,6 +88,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--title", default="Hello from Python", help="title of the task to create")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the events")
     p.add_argument("--watch", action="store_true", help="keep printing board events until Ctrl-C")
+    p.add_argument("--after", default=None,
+                   help="resume from this saved event cursor (default: the board's eventCursor)")
     return p.parse_args(argv)
 
 
@@ -141,9 +146,14 @@ async def run(args: argparse.Namespace) -> int:
         for p in projects:
             print(f"  {p['name']:<24} {p['id']}  ({p['viewerRole'].lower()}, {p['taskCount']} tasks)")
         project = pick_project(projects, args.project)
-        board = (await session.execute(GraphQLRequest(BOARD, variable_values={"id": project["id"]})))["project"]
-        print(f"Board of {board['name']}: " + ", ".join(
-            f"{c['status']} {c['tasks']['totalCount']}" for c in board["board"]["columns"]))
+
+        async def read_board() -> dict:
+            board = (await session.execute(GraphQLRequest(BOARD, variable_values={"id": project["id"]})))["project"]
+            print(f"Board of {board['name']}: " + ", ".join(
+                f"{c['status']} {c['tasks']['totalCount']}" for c in board["board"]["columns"]), flush=True)
+            return board
+
+        board = await read_board()
 
         # The websocket authenticates once, with the connection_init payload.
         ws = WebsocketsTransport(
@@ -155,22 +165,48 @@ async def run(args: argparse.Namespace) -> int:
             # Events, or the exception that ended the subscription, in arrival order.
             inbox: asyncio.Queue[dict | Exception] = asyncio.Queue()
 
-            async def listen() -> None:
-                request = GraphQLRequest(BOARD_EVENTS, variable_values={
-                    "projectId": project["id"], "after": board["eventCursor"],
-                })
+            # Resuming from a saved cursor: write only once the backlog has started to arrive
+            # (or a resync is done), so that our own events come after it.
+            resumed = asyncio.Event()
+            cursor = args.after or board["eventCursor"]
+            if cursor == board["eventCursor"]:
+                resumed.set()
+
+            async def listen(cursor: str) -> None:
                 try:
-                    async for result in live.subscribe(request):
-                        await inbox.put(result["boardEvents"])
+                    while cursor := await follow(cursor):
+                        resumed.set()
                     await inbox.put(ConnectionError("the server ended the subscription"))
                 except Exception as error:  # noqa: BLE001 - handed to the reader below
                     await inbox.put(error)
+                resumed.set()
 
-            listener = asyncio.create_task(listen())
+            async def follow(cursor: str) -> str | None:
+                """Queue the board's events after `cursor` until the server ends the stream
+                (None) or asks for a resync (the cursor of a fresh board read to go on from)."""
+                request = GraphQLRequest(BOARD_EVENTS, variable_values={
+                    "projectId": project["id"], "after": cursor,
+                })
+                async with aclosing(live.subscribe(request)) as results:
+                    async for result in results:
+                        event = result["boardEvents"]
+                        if event["__typename"] == "ResyncRequired":
+                            # The cursor is older than the events the server keeps: rebuild from
+                            # a fresh read and follow on from that read's cursor.
+                            print(f"Resync required ({event['reason']}): refetching the board", flush=True)
+                            cursor = (await read_board())["eventCursor"]
+                            print(f"Resubscribing after {cursor}", flush=True)
+                            return cursor
+                        await inbox.put(event)
+                        resumed.set()
+                return None
+
+            listener = asyncio.create_task(listen(cursor))
             print(f"Watching {project['name']} over graphql-transport-ws")
             # No need to wait for the subscription to reach the server before writing: it
             # starts at the board's eventCursor, so our own writes are replayed if need be.
             try:
+                await asyncio.wait_for(resumed.wait(), args.timeout)
                 return await create_move_and_print(session, project, inbox, args)
             finally:
                 listener.cancel()
@@ -204,7 +240,7 @@ async def create_move_and_print(session, project: dict, inbox: asyncio.Queue, ar
             waiting_for.discard(event["__typename"])
             if not waiting_for:
                 print(f"Saw both events of task {created['id']} at {datetime.now():%H:%M:%S}."
-                      + (" Watching for more (Ctrl-C stops)." if args.watch else
+                      + (f" Watching for more (Ctrl-C stops; resume point: {event['cursor']})." if args.watch else
                          " Run with --watch to keep listening."), flush=True)
     return 0
 

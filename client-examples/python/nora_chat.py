@@ -38,12 +38,12 @@ query Projects {
 # eventCursor is the conversation's event-log position as of this write: subscribing `after`
 # it replays everything since, so the reply cannot start before we listen.
 START = """
-mutation Start($input: StartNoraConversationInput!) {
+mutation StartNoraConversation($input: StartNoraConversationInput!) {
   startNoraConversation(input: $input) { conversation { id eventCursor } }
 }"""
 
 NORA_EVENTS = """
-subscription Nora($conversationId: ID!, $after: String) {
+subscription NoraEvents($conversationId: ID!, $after: String) {
   noraEvents(conversationId: $conversationId, after: $after) {
     __typename seq cursor messageId
     ... on TextDelta { text }
@@ -55,7 +55,7 @@ subscription Nora($conversationId: ID!, $after: String) {
 }"""
 
 SEND = """
-mutation Send($input: SendNoraMessageInput!) {
+mutation SendNoraMessage($input: SendNoraMessageInput!) {
   sendNoraMessage(input: $input) { userMessage { id } assistantMessage { id status } }
 }"""
 
