@@ -140,3 +140,16 @@ def test_codegen_types_every_operation(source, tmp_path):
         assert f"export type {type_name}Variables = " in generated, f"{source}: no variables type for {op.name}"
     # The custom scalars are typed (strictScalars would have failed on an unmapped one).
     assert "DateTime: { input: string; output: string; }" in generated
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_every_operation_fits_the_default_request_limits(source):
+    """What the docs teach must run as taught: within the default cost, depth and alias caps."""
+    from schema.limits import Limits, LimitError, analyze
+    from schema.root import schema
+
+    for op in operations(source):
+        try:
+            analyze(schema._schema, op.document, op.name, None, Limits())
+        except LimitError as error:
+            pytest.fail(f"{source}: {op.name}: {error.message}")
