@@ -156,7 +156,7 @@ class PcgGraphQL(GraphQL):
                 response = await self.run(request)
             else:
                 # Before authentication and any other work: a refused body costs nothing.
-                stream = self._get_stream_transport_from_headers(request.headers)
+                stream = self.stream_transport(request.headers.get("accept", ""))
                 operation = await read_graphql_request(
                     request, self.settings.max_body_bytes, stream.protocol if stream else "http"
                 )
@@ -165,7 +165,7 @@ class PcgGraphQL(GraphQL):
                 )
                 scope.setdefault("state", {})["graphql_request"] = operation
                 response = await self.run(request)
-                if request.method == "GET" and response.status_code == 200:
+                if request.method == "GET" and response.status_code == 200 and hasattr(response, "body"):
                     response = http_cache(request, response)
         except TransportError as error:
             response = error_response(error.status, error.code, error.message, request_id, error.headers)
@@ -181,6 +181,14 @@ class PcgGraphQL(GraphQL):
                 code = "NOT_FOUND" if error.status_code == 404 else "BAD_REQUEST"
                 response = error_response(error.status_code, code, error.reason, request_id)
         await response(scope, receive, send)
+
+    def stream_transport(self, accept: str):
+        """A streaming transport (graphql-sse, multipart) only when the client prefers it: urql
+        lists text/event-stream after the JSON types and must get JSON for a query, while
+        graphql-sse and Apollo's multipart link put theirs first. (Strawberry takes any
+        mention.)"""
+        preferred = accept.split(",", 1)[0]
+        return self._get_stream_transport_from_headers({"accept": preferred}) if preferred else None
 
     async def get_sub_response(self, request):
         sub_response = await super().get_sub_response(request)

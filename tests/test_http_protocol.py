@@ -157,3 +157,12 @@ async def test_accept_negotiation_prefers_the_order_and_quality_given(client):
     ]:
         response = await client.post("/graphql", json={"query": "{ __typename }"}, headers={"accept": accept})
         assert response.headers["content-type"].startswith(expected), accept
+
+
+async def test_a_query_gets_json_when_the_client_only_also_accepts_streams(client):
+    """urql's Accept lists text/event-stream and multipart/mixed after the JSON types."""
+    accept = ("application/graphql-response+json, application/graphql+json, application/json, "
+              "text/event-stream, multipart/mixed")
+    response = await client.get("/graphql", params={"query": "{ __typename }"}, headers={"accept": accept})
+    assert response.status_code == 200 and response.headers["content-type"].startswith(GRAPHQL_RESPONSE)
+    assert response.json()["data"] == {"__typename": "Query"} and response.headers["etag"]
