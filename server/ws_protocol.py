@@ -266,9 +266,13 @@ class LegacyWSHandler(BaseGraphQLWSHandler):
                     first = False
                     await self.send_data_message(result, operation_id)
             await self.send_message({"type": "complete", "id": operation_id})
-        except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
+        except asyncio.CancelledError:  # `stop`, or the socket closing: say complete, as Strawberry does
+            try:
                 await self.send_message({"type": "complete", "id": operation_id})
+            except GONE as error:
+                _gone(operation_id, error)
+            except Exception:  # noqa: BLE001, S110 - the socket is already being torn down
+                pass
         except GONE as error:
             _gone(operation_id, error)
         except Exception as error:  # noqa: BLE001 - answered, never a silent end
