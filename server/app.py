@@ -9,9 +9,8 @@ import logging
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse
+from starlette.responses import FileResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
-from tortoise import Tortoise
 from tortoise.contrib.starlette import RegisterTortoise
 
 from resolvers.broadcast import Hub
@@ -20,21 +19,12 @@ from resolvers.nora.engine import NoraRuntime
 from schema.root import schema as default_schema
 from server.db import tortoise_config
 from server.graphql_app import PcgGraphQL
-from server.middleware import RequestIdMiddleware, SecurityHeadersMiddleware, cors
+from server import health
+from server.middleware import RequestIdMiddleware, SecurityHeadersMiddleware, UnhandledErrorMiddleware, cors
 from server.ratelimit import RateLimitMiddleware
 from server.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger("pcg")
-
-
-async def health(request: Request) -> JSONResponse:
-    try:
-        await Tortoise.get_connection("default").execute_query("SELECT 1")
-        database = "ok"
-    except Exception:  # noqa: BLE001 - report, don't raise
-        database = "unavailable"
-    status = 200 if database == "ok" else 503
-    return JSONResponse({"status": "ok" if status == 200 else "degraded", "database": database}, status)
 
 
 BOARD_PAGE = PROJECT_ROOT / "client-examples" / "web" / "index.html"
@@ -63,7 +53,7 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        async with RegisterTortoise(app, config=tortoise_config(settings.database_url)):
+        async with RegisterTortoise(app, config=tortoise_config(settings.database_url, settings)):
             await broadcast.connect()
             pruner = asyncio.create_task(prune_forever(settings.event_retention_days))
             await nora.start()
@@ -81,13 +71,16 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
             # Every method reaches the view, which answers what it does not serve in JSON.
             Route("/graphql", graphql),
             WebSocketRoute("/graphql", graphql),
-            Route("/api/health", health),
+            Route("/api/health", health.combined),
+            Route("/api/health/live", health.live),
+            Route("/api/health/ready", health.ready),
             Route("/board", board_page),
         ],
         middleware=[
             Middleware(RequestIdMiddleware),
             Middleware(SecurityHeadersMiddleware, hsts=settings.hsts),
             cors(settings),
+            Middleware(UnhandledErrorMiddleware),
             Middleware(RateLimitMiddleware, settings=settings),
         ],
         lifespan=lifespan,

@@ -18,13 +18,15 @@ from strawberry.exceptions import ConnectionRejectionError
 from resolvers.access import Viewer
 from resolvers.auth import authenticate
 from resolvers.errors import Unauthenticated
-from schema.errors import convert
+from schema.errors import UNAVAILABLE, convert
 from server.context import Context
 from server.settings import Settings
 from server.transport import TransportError, error_response, read_graphql_request, wants_ide
 from server.ws_protocol import WS_FORBIDDEN, LegacyWSHandler, TransportWSHandler
 
 log = logging.getLogger("pcg.ws")
+
+RETRY_AFTER_SECONDS = 2
 
 # Strawberry's GraphiQL page: its scripts and styles come from unpkg, inline bootstrap code.
 GRAPHIQL_CSP = (
@@ -105,6 +107,14 @@ class PcgGraphQL(GraphQL):
             result.errors = [convert(e, request_id) for e in result.errors]
         return await super().process_result(request, result)
 
+    def create_response(self, response_data, sub_response):
+        response = super().create_response(response_data, sub_response)
+        if _unavailable(response_data):
+            # A dependency failed: the client should come back, on this same connection.
+            response.status_code = 503
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
@@ -152,6 +162,14 @@ def _close_at_expiry(websocket, expires_at: datetime) -> None:
 
     delay = max(0.0, (expires_at - datetime.now(UTC)).total_seconds())
     asyncio.get_running_loop().call_later(delay, lambda: asyncio.ensure_future(close()))
+
+
+def _unavailable(response_data) -> bool:
+    results = response_data if isinstance(response_data, list) else [response_data]
+    return any(
+        (error.get("extensions") or {}).get("code") == UNAVAILABLE
+        for result in results for error in (result.get("errors") or ())
+    )
 
 
 def _request_id(headers) -> str:
