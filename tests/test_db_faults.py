@@ -17,7 +17,7 @@ from tests.conftest import PG_ADMIN_URL, SECRET, gid
 from tests.processes import aserving, free_port, subprocess_env
 from tests.tcpproxy import TcpProxy
 
-pytestmark = pytest.mark.postgres_only
+postgres_only = pytest.mark.postgres_only
 
 VIEWER = "{ viewer { user { id name } } }"
 PROJECT = "query($id: ID!) { project(id: $id) { id name } }"
@@ -72,6 +72,7 @@ def assert_unavailable(response: httpx.Response) -> None:
     assert errors[0]["extensions"]["requestId"] == response.headers["x-request-id"]
 
 
+@postgres_only
 async def test_database_gone_answers_json_503_and_keeps_the_connection(tmp_path, settings, world, proxy):
     owner, project_id = world
     port = free_port()
@@ -97,6 +98,7 @@ async def test_database_gone_answers_json_503_and_keeps_the_connection(tmp_path,
             assert local_port(after) == local_port(first)
 
 
+@postgres_only
 async def test_partition_answers_503_within_the_statement_budget(tmp_path, settings, world, proxy):
     owner, project_id = world
     port = free_port()
@@ -144,6 +146,7 @@ async def backends_of(database: str) -> int:
 POOL_MAX = 4
 
 
+@postgres_only
 async def test_terminated_backends_never_reach_the_client(tmp_path, settings, world):
     owner, project_id = world
     database = settings.database_url.rsplit("/", 1)[1]
@@ -181,6 +184,7 @@ async def test_terminated_backends_never_reach_the_client(tmp_path, settings, wo
     assert await Task.filter(title=title).count() == expected
 
 
+@postgres_only
 async def test_statement_timeout_and_pool_sizes_reach_the_pool(settings):
     """The settings arrive typed (not as URL strings) on every pooled connection, and a
     statement over its budget is cut by the server and reported as unavailable."""
@@ -192,7 +196,7 @@ async def test_statement_timeout_and_pool_sizes_reach_the_pool(settings):
     from resolvers.errors import ServiceUnavailable, unavailable_from
     from server.db import tortoise_config
 
-    tuned = replace(settings, db_statement_timeout=1, db_pool_min=2, db_pool_max=3)
+    tuned = replace(settings, db_statement_timeout=1, db_pool_min=2, db_pool_max=3, db_pool_timeout=1)
     with TortoiseContext():
         await Tortoise.init(config=tortoise_config(tuned.database_url, tuned))
         try:
@@ -203,5 +207,129 @@ async def test_statement_timeout_and_pool_sizes_reach_the_pool(settings):
             with pytest.raises(Exception) as caught:
                 await conn.execute_query("SELECT pg_sleep(5)")
             assert isinstance(unavailable_from(caught.value), ServiceUnavailable)
+
+            # Every pooled connection busy beyond the pool wait: unavailable, not queued for ever.
+            from tortoise.transactions import in_transaction
+
+            holders = [in_transaction() for _ in range(3)]
+            for h in holders:
+                await h.__aenter__()
+            try:
+                with pytest.raises(Exception) as caught:
+                    await conn.execute_query("SELECT 1")
+                assert isinstance(unavailable_from(caught.value), ServiceUnavailable)
+            finally:
+                for h in reversed(holders):
+                    await h.__aexit__(None, None, None)
+            assert await conn.execute_query_dict("SELECT 1 AS one") == [{"one": 1}]
         finally:
             await Tortoise.close_connections()
+
+
+@postgres_only
+async def test_client_errors_and_bugs_are_never_unavailable(settings):
+    """Errors of the statement itself (data, integrity, syntax) stay what they are; a refused
+    connection is a dependency failure."""
+    from tortoise import Tortoise
+    from tortoise.context import TortoiseContext
+
+    from resolvers.errors import ServiceUnavailable, unavailable_from
+    from server.db import tortoise_config
+
+    with TortoiseContext():
+        await Tortoise.init(config=tortoise_config(settings.database_url, settings))
+        try:
+            conn = Tortoise.get_connection("default")
+            for statement in ("SELECT 1/0", "SELECT 'x'::int", "SELECT 2147483648::int4",
+                              "SELECT * FROM no_such_table", "INSERT INTO project (id) VALUES (NULL)"):
+                with pytest.raises(Exception) as caught:
+                    await conn.execute_query(statement)
+                assert unavailable_from(caught.value) is None, (statement, caught.value)
+        finally:
+            await Tortoise.close_connections()
+    assert unavailable_from(KeyError("bug")) is None
+    assert unavailable_from(FileNotFoundError(2, "No such file")) is None
+    with pytest.raises(OSError) as refused:
+        await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{free_port()}/postgres")
+    assert isinstance(unavailable_from(refused.value), ServiceUnavailable)
+
+
+async def test_sqlite_locked_beyond_busy_timeout_answers_503(client, acme, factory, settings):
+    """Another writer holds SQLite's write lock longer than busy_timeout (5 s)."""
+    import sqlite3
+
+    org, owner, _, _ = acme
+    project = await factory.project(org, owner, "Locked")
+    path = settings.database_url.removeprefix("sqlite://")
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        r = await client.post("/graphql", headers={"Authorization": f"Bearer {owner.token}"}, json={
+            "query": CREATE, "variables": {"i": {"projectId": gid("Project", project.id), "title": "blocked"}},
+        })
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert_unavailable(r)
+    assert await Task.filter(title="blocked").count() == 0
+
+
+async def test_unhandled_errors_outside_graphql_are_json_on_a_kept_connection(app, live):
+    """A route that fails outside GraphQL's error handling: JSON 503 for a dependency, JSON
+    500 for a bug, both with the request id, and the connection survives both."""
+    from starlette.routing import Route
+
+    async def database_down(request):
+        raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)")
+
+    async def bug(request):
+        raise KeyError("bug")
+
+    app.router.routes.extend([Route("/test/database-down", database_down), Route("/test/bug", bug)])
+    async with httpx.AsyncClient(base_url=f"http://{live}", limits=httpx.Limits(max_connections=1)) as c:
+        down = await c.get("/test/database-down")
+        assert_unavailable(down)
+        broken = await c.get("/test/bug")
+        assert broken.status_code == 500 and broken.headers["content-type"].startswith("application/json")
+        assert broken.json()["errors"][0]["extensions"] == {
+            "code": "INTERNAL_SERVER_ERROR", "requestId": broken.headers["x-request-id"]}
+        assert "KeyError" not in broken.text
+        after = await c.get("/api/health/live")
+        assert after.status_code == 200
+        assert local_port(after) == local_port(down) == local_port(broken)
+
+
+def test_tortoise_seams_the_adapter_relies_on():
+    """server/db_resilience.py subclasses Tortoise internals; if one of these changes, this
+    fails first and names it (upgrade tortoise-orm deliberately, re-reading the adapter)."""
+    import inspect
+
+    import tortoise
+    from tortoise.backends.asyncpg.client import AsyncpgDBClient, TransactionWrapper
+    from tortoise.backends.base.client import PoolConnectionWrapper, TransactionContextPooled
+    from tortoise.connection import ConnectionHandler
+
+    from server import db_resilience
+
+    assert tortoise.__version__.startswith("1."), tortoise.__version__
+    assert issubclass(db_resilience.client_class, AsyncpgDBClient)
+    assert "client_class" in inspect.getsource(ConnectionHandler._discover_client_class)
+    create = inspect.getsource(AsyncpgDBClient.create_connection)
+    assert "self._pool = await self.create_pool(" in create
+    assert "PoolConnectionWrapper(self, self._pool_init_lock)" in inspect.getsource(
+        AsyncpgDBClient.acquire_connection)
+    assert "TransactionContextPooled(TransactionWrapper(self), self._pool_init_lock)" in inspect.getsource(
+        AsyncpgDBClient._in_transaction)
+    assert "connection" in PoolConnectionWrapper.__slots__
+    assert "self.client._connection = await self.client._parent._pool.acquire()" in inspect.getsource(
+        TransactionContextPooled.__aenter__)
+    assert "self.token = get_connections().set(" in inspect.getsource(TransactionContextPooled.__aenter__)
+    assert "if not self.client._finalized:" in inspect.getsource(TransactionContextPooled.__aexit__)
+    assert "self._connection.transaction()" in inspect.getsource(TransactionWrapper.begin)
+    for name in ("execute_query", "execute_query_dict", "execute_insert", "execute_many"):
+        assert "async with self.acquire_connection() as connection" in inspect.getsource(
+            getattr(AsyncpgDBClient, name)), name
+    # The asyncpg pool API the adapter wraps.
+    assert {"timeout"} <= set(inspect.signature(asyncpg.Pool.acquire).parameters)
+    assert hasattr(asyncpg.Pool, "expire_connections")
+    assert "connection is closed" in inspect.getsource(asyncpg.connection.Connection._check_open)
