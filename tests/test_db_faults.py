@@ -333,3 +333,33 @@ def test_tortoise_seams_the_adapter_relies_on():
     assert {"timeout"} <= set(inspect.signature(asyncpg.Pool.acquire).parameters)
     assert hasattr(asyncpg.Pool, "expire_connections")
     assert "connection is closed" in inspect.getsource(asyncpg.connection.Connection._check_open)
+
+
+@postgres_only
+async def test_a_transaction_on_a_terminated_pool_is_applied_exactly_once(settings):
+    """Every pooled backend terminated, then a write transaction (as every mutation is): its
+    BEGIN fails on the dead connection, it starts again on a fresh one, and lands once.
+    (Tortoise's own client raises InternalClientError here.)"""
+    from dataclasses import replace
+
+    from tortoise import Tortoise
+    from tortoise.context import TortoiseContext
+    from tortoise.transactions import in_transaction
+
+    from server.db import tortoise_config
+
+    database = settings.database_url.rsplit("/", 1)[1]
+    tuned = replace(settings, db_pool_min=3, db_pool_max=3)
+    with TortoiseContext():
+        await Tortoise.init(config=tortoise_config(tuned.database_url, tuned))
+        try:
+            conn = Tortoise.get_connection("default")
+            await conn.execute_script("CREATE TABLE fault_probe (n int)")
+            # Touch every pooled connection so each has run a statement before it dies.
+            await asyncio.gather(*(conn.execute_query("SELECT pg_sleep(0.05)") for _ in range(3)))
+            assert await terminate_backends(database) >= 3
+            async with in_transaction() as tx:
+                await tx.execute_query("INSERT INTO fault_probe VALUES (1)")
+            assert await conn.execute_query_dict("SELECT count(*) AS n FROM fault_probe") == [{"n": 1}]
+        finally:
+            await Tortoise.close_connections()
