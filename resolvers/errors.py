@@ -60,6 +60,9 @@ class ServiceUnavailable(AppError):
     in a few seconds. HTTP answers carry status 503 and Retry-After."""
 
     code = "SERVICE_UNAVAILABLE"
+    # Seconds a client should wait before retrying: long enough for a pool to reconnect or a
+    # failover to finish, short enough that a blip costs little.
+    retry_after = 2
 
     def __init__(self, message: str = "Service temporarily unavailable, retry shortly", **extensions: Any) -> None:
         super().__init__(message, **extensions)

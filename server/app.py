@@ -17,9 +17,9 @@ from resolvers.broadcast import Hub
 from resolvers.events import prune_forever
 from resolvers.nora.engine import NoraRuntime
 from schema.root import schema as default_schema
+from server import health
 from server.db import tortoise_config
 from server.graphql_app import PcgGraphQL
-from server import health
 from server.middleware import RequestIdMiddleware, SecurityHeadersMiddleware, UnhandledErrorMiddleware, cors
 from server.ratelimit import RateLimitMiddleware
 from server.settings import PROJECT_ROOT, Settings

@@ -17,7 +17,7 @@ from strawberry.exceptions import ConnectionRejectionError
 
 from resolvers.access import Viewer
 from resolvers.auth import authenticate
-from resolvers.errors import Unauthenticated
+from resolvers.errors import ServiceUnavailable, Unauthenticated
 from schema.errors import UNAVAILABLE, convert
 from server.context import Context
 from server.settings import Settings
@@ -25,8 +25,6 @@ from server.transport import TransportError, error_response, read_graphql_reques
 from server.ws_protocol import WS_FORBIDDEN, LegacyWSHandler, TransportWSHandler
 
 log = logging.getLogger("pcg.ws")
-
-RETRY_AFTER_SECONDS = 2
 
 # Strawberry's GraphiQL page: its scripts and styles come from unpkg, inline bootstrap code.
 GRAPHIQL_CSP = (
@@ -112,7 +110,7 @@ class PcgGraphQL(GraphQL):
         if _unavailable(response_data):
             # A dependency failed: the client should come back, on this same connection.
             response.status_code = 503
-            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            response.headers["Retry-After"] = str(ServiceUnavailable.retry_after)
         return response
 
     async def __call__(self, scope, receive, send) -> None:

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from tortoise import Tortoise
 
+from resolvers.errors import ServiceUnavailable
 from server.db import APP_LABEL
 
 OK = "ok"
@@ -48,7 +49,7 @@ async def combined(request: Request) -> JSONResponse:
 def _answer(body: dict, healthy: bool) -> JSONResponse:
     headers = {"Cache-Control": "no-store"}
     if not healthy:
-        headers["Retry-After"] = "2"
+        headers["Retry-After"] = str(ServiceUnavailable.retry_after)
     return JSONResponse(body, 200 if healthy else 503, headers=headers)
 
 

@@ -112,8 +112,6 @@ class UnhandledErrorMiddleware:
     exception stops here, so uvicorn keeps the client's connection open (it closes a
     connection whose application raised)."""
 
-    retry_after = "2"
-
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -140,7 +138,7 @@ class UnhandledErrorMiddleware:
                 log.warning("dependency unavailable (request %s, %s): %s: %s", request_id,
                             scope.get("path"), type(error).__name__, error)
                 response = error_response(503, unavailable.code, unavailable.message, request_id,
-                                          headers={"Retry-After": self.retry_after})
+                                          headers={"Retry-After": str(unavailable.retry_after)})
             else:
                 log.error("unhandled error (request %s, %s)", request_id, scope.get("path"), exc_info=error)
                 response = error_response(500, "INTERNAL_SERVER_ERROR", "Internal server error", request_id)
