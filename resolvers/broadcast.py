@@ -51,6 +51,11 @@ class Hub(Broadcast):
     def crosses_processes(self) -> bool:
         return not isinstance(self._backend, MemoryBackend)
 
+    async def connected(self) -> bool:
+        """Whether the broker answers now (readiness); the in-process backend always does."""
+        check = getattr(self._backend, "connected", None)
+        return True if check is None else await check()
+
     async def _signal_gap(self) -> None:
         for channel, queues in list(self._subscribers.items()):
             for queue in list(queues):
@@ -164,6 +169,14 @@ class ResilientRedisBackend(BroadcastBackend):
         if self._conn is not None:
             await self._conn.aclose()
 
+    async def connected(self) -> bool:
+        if self._pubsub is None or self._conn is None:  # the run loop is reconnecting
+            return False
+        try:
+            return bool(await self._conn.ping())
+        except Exception:  # noqa: BLE001 - any failure means not connected
+            return False
+
     async def subscribe(self, channel: str) -> None:
         self._channels.add(channel)
         if self._pubsub is not None:
@@ -245,6 +258,16 @@ class ResilientPostgresBackend(BroadcastBackend):
                 await self._listen.close()
         if self._pool is not None:
             await self._pool.close()
+
+    async def connected(self) -> bool:
+        listen = self._listen
+        if listen is None or listen.is_closed() or self._pool is None:
+            return False
+        try:
+            await self._pool.fetchval("SELECT 1")
+            return True
+        except Exception:  # noqa: BLE001 - any failure means not connected
+            return False
 
     async def subscribe(self, channel: str) -> None:
         self._channels.add(channel)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from typing import Any
 
 
@@ -51,3 +53,80 @@ class RateLimited(AppError):
 
 class QuotaExceeded(AppError):
     code = "QUOTA_EXCEEDED"
+
+
+class ServiceUnavailable(AppError):
+    """A dependency (database, broker) failed or timed out: the request may succeed if retried
+    in a few seconds. HTTP answers carry status 503 and Retry-After."""
+
+    code = "SERVICE_UNAVAILABLE"
+    # Seconds a client should wait before retrying: long enough for a pool to reconnect or a
+    # failover to finish, short enough that a blip costs little.
+    retry_after = 2
+
+    def __init__(self, message: str = "Service temporarily unavailable, retry shortly", **extensions: Any) -> None:
+        super().__init__(message, **extensions)
+
+
+# SQLSTATE classes of a server that cannot serve now, not of a bad statement: 08 connection
+# exception, 53 insufficient resources (too many connections, out of memory or disk),
+# 57 operator intervention (statement timeout 57014, admin shutdown, cannot connect now),
+# 58 system error (I/O). Client errors (22 data, 23 integrity, 42 syntax) stay what they are.
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57", "58")
+# asyncpg's own failures of a connection that is closed or broken underneath the operation.
+_ASYNCPG_UNAVAILABLE = ("ConnectionDoesNotExistError", "ConnectionFailureError")
+_NETWORK_ERRNOS = {
+    errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.EHOSTUNREACH,
+    errno.ENETUNREACH, errno.ENETDOWN, errno.ETIMEDOUT, errno.EPIPE,
+}
+_SQLITE_UNAVAILABLE = ("database is locked", "database is busy", "unable to open database file", "disk i/o error")
+
+
+def unavailable_from(error: BaseException | None) -> ServiceUnavailable | None:
+    """A ServiceUnavailable when `error` (or what it wraps) is a dependency failure.
+
+    The one classification of dependency failures: transport (OSError, ConnectionError,
+    TimeoutError), asyncpg connection state and server-side SQLSTATE classes, Tortoise's
+    DBConnectionError, SQLite busy beyond its busy_timeout, redis-py connection errors.
+    Everything else, including every client error and every bug, returns None."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, ServiceUnavailable):
+            return error
+        if isinstance(error, AppError):
+            return None
+        if _is_dependency_failure(error):
+            return ServiceUnavailable()
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _is_dependency_failure(error: BaseException) -> bool:
+    if isinstance(error, (ConnectionError, TimeoutError, socket.gaierror)):
+        return True
+    if isinstance(error, OSError):
+        # A network failure, not a missing file or a permission: asyncpg reports a refused
+        # connection to several addresses as a bare OSError naming each attempt.
+        return error.errno in _NETWORK_ERRNOS or (error.errno is None and "Connect call failed" in str(error))
+    module = type(error).__module__
+    name = type(error).__name__
+    if module.startswith("asyncpg"):
+        if name in _ASYNCPG_UNAVAILABLE:
+            return True
+        sqlstate = getattr(error, "sqlstate", None) or ""
+        if sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES:
+            return True
+        # A connection closed under the caller, or one whose protocol was left mid-operation
+        # by a server-side termination it had not yet noticed.
+        text = str(error)
+        return name in ("InterfaceError", "InternalClientError") and (
+            "connection is closed" in text or "pool is closing" in text or "cannot switch to state" in text
+        )
+    if module.startswith("tortoise") and name == "DBConnectionError":
+        return True
+    if module == "sqlite3" and name == "OperationalError":
+        return str(error).lower().startswith(_SQLITE_UNAVAILABLE)
+    if module.startswith("redis"):
+        return name in ("ConnectionError", "TimeoutError", "BusyLoadingError")
+    return False

@@ -7,7 +7,7 @@ import logging
 from graphql.error import GraphQLError
 from strawberry.extensions import MaskErrors
 
-from resolvers.errors import AppError
+from resolvers.errors import AppError, unavailable_from
 
 log = logging.getLogger("pcg.errors")
 
@@ -25,18 +25,30 @@ def _code_for_graphql_error(error: GraphQLError) -> str:
 
 
 def is_expected(error: GraphQLError) -> bool:
+    """Known errors and dependency failures: logged as one line by `convert`, no traceback."""
     original = error.original_error
-    return original is None or isinstance(original, (AppError, GraphQLError))
+    return (original is None or isinstance(original, (AppError, GraphQLError))
+            or unavailable_from(original) is not None)
 
 
 INTERNAL_MESSAGE = "Internal server error"
+UNAVAILABLE = "SERVICE_UNAVAILABLE"
 
 
 def convert(error: GraphQLError, request_id: str | None) -> GraphQLError:
     """The client-facing form of an error. Idempotent."""
     original = error.original_error
+    if original is not None and not isinstance(original, (AppError, GraphQLError)):
+        # A dependency failure is the client's to retry, not a bug to hide.
+        unavailable = unavailable_from(original)
+        if unavailable is not None:
+            log.warning("dependency unavailable (request %s): %s: %s",
+                        request_id, type(original).__name__, original)
+            original = unavailable
     if isinstance(original, AppError):
         extensions = {"code": original.code, **original.extensions}
+        if original.code == UNAVAILABLE and request_id:
+            extensions.setdefault("requestId", request_id)
         message = original.message
     elif original is None or isinstance(original, GraphQLError):
         extensions = {**(error.extensions or {})}

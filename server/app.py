@@ -10,9 +10,8 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.exceptions import HTTPException
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
-from tortoise import Tortoise
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from tortoise.contrib.starlette import RegisterTortoise
 
@@ -20,27 +19,17 @@ from resolvers.broadcast import Hub
 from resolvers.events import prune_forever
 from resolvers.nora.engine import NoraRuntime
 from schema.root import schema as default_schema
-from server import graphiql
+from resolvers.documents import TrustedDocuments
+from server import graphiql, health
 from server.db import tortoise_config
 from server.graphql_app import PcgGraphQL
-from resolvers.documents import TrustedDocuments
+from server.middleware import RequestIdMiddleware, SecurityHeadersMiddleware, UnhandledErrorMiddleware, cors
 from server.persisted import PersistedQueries
-from server.middleware import RequestIdMiddleware, SecurityHeadersMiddleware, cors
 from server.ratelimit import RateLimitMiddleware
 from server.settings import PROJECT_ROOT, Settings
 from server.transport import error_response
 
 log = logging.getLogger("pcg")
-
-
-async def health(request: Request) -> JSONResponse:
-    try:
-        await Tortoise.get_connection("default").execute_query("SELECT 1")
-        database = "ok"
-    except Exception:  # noqa: BLE001 - report, don't raise
-        database = "unavailable"
-    status = 200 if database == "ok" else 503
-    return JSONResponse({"status": "ok" if status == 200 else "degraded", "database": database}, status)
 
 
 BOARD_PAGE = PROJECT_ROOT / "client-examples" / "web" / "index.html"
@@ -81,7 +70,7 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        async with RegisterTortoise(app, config=tortoise_config(settings.database_url)):
+        async with RegisterTortoise(app, config=tortoise_config(settings.database_url, settings)):
             await broadcast.connect()
             pruner = asyncio.create_task(prune_forever(settings.event_retention_days))
             await nora.start()
@@ -105,7 +94,9 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
             # Every method reaches the view, which answers what it does not serve in JSON.
             Route("/graphql", graphql),
             WebSocketRoute("/graphql", graphql),
-            Route("/api/health", health),
+            Route("/api/health", health.combined),
+            Route("/api/health/live", health.live),
+            Route("/api/health/ready", health.ready),
             Route("/board", board_page),
             *([Mount(graphiql.STATIC_PATH, app=graphiql.static_files())] if settings.graphiql_enabled else []),
         ],
@@ -116,6 +107,7 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
             Middleware(RequestIdMiddleware),
             Middleware(SecurityHeadersMiddleware, hsts=settings.hsts),
             cors(settings),
+            Middleware(UnhandledErrorMiddleware),
             Middleware(RateLimitMiddleware, settings=settings),
         ],
         lifespan=lifespan,

@@ -51,7 +51,7 @@ async def database(settings: Settings):
 
     from server.db import tortoise_config
 
-    await Tortoise.init(config=tortoise_config(settings.database_url))
+    await Tortoise.init(config=tortoise_config(settings.database_url, settings))
     try:
         yield
     finally:

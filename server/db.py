@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from aerich import Command
+from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.context import TortoiseContext
 
 from models import MODEL_MODULES
@@ -13,9 +15,10 @@ from server.settings import Settings
 APP_LABEL = "models"
 
 
-def tortoise_config(database_url: str) -> dict:
+def tortoise_config(database_url: str, settings: Settings | None = None) -> dict:
+    """`settings` bounds PostgreSQL's statements, connects and pool (defaults otherwise)."""
     return {
-        "connections": {"default": _connection(database_url)},
+        "connections": {"default": _connection(database_url, settings or Settings())},
         "apps": {
             APP_LABEL: {
                 "models": [*MODEL_MODULES, "aerich.models"],
@@ -27,7 +30,7 @@ def tortoise_config(database_url: str) -> dict:
     }
 
 
-def _connection(url: str) -> str | dict:
+def _connection(url: str, settings: Settings) -> str | dict:
     if url.startswith("sqlite://"):
         path = url.removeprefix("sqlite://")
         if path != ":memory:":
@@ -44,17 +47,46 @@ def _connection(url: str) -> str | dict:
                 "busy_timeout": 5000,
             },
         }
+    if url.startswith(("postgres://", "postgresql://")):
+        return _postgres(url, settings)
     return url
+
+
+def _postgres(url: str, settings: Settings) -> dict:
+    """A dict config, so the options reach asyncpg typed (URL parameters arrive as strings).
+
+    Every statement is bounded twice: server-side `statement_timeout` cancels it in the
+    database, asyncpg's `command_timeout` gives up on a server that no longer answers."""
+    config = expand_db_url(url.replace("postgresql://", "postgres://", 1))
+    credentials = config["credentials"]
+    budget = settings.db_statement_timeout  # 0: unbounded, for migrations only
+    server_settings = {
+        **credentials.pop("server_settings", {}),
+        "statement_timeout": str(budget * 1000),
+    }
+    credentials.update(
+        minsize=settings.db_pool_min,
+        maxsize=settings.db_pool_max,
+        # A little over the server-side bound, so the database's own cancellation (a clean
+        # error on a healthy connection) wins whenever the database can still answer.
+        command_timeout=budget + 1 if budget else None,
+        timeout=settings.db_connect_timeout,
+        acquire_timeout=settings.db_pool_timeout,
+        server_settings=server_settings,
+    )
+    config["engine"] = "server.db_resilience"
+    return config
 
 
 async def migrate(settings: Settings) -> list[str]:
     """Apply pending Aerich migrations; return the names of those applied.
 
     Runs in its own TortoiseContext because Aerich closes the context it used on exit.
+    A migration may rewrite a large table: its statements have no time budget.
     """
     with TortoiseContext():
         async with Command(
-            tortoise_config=tortoise_config(settings.database_url),
+            tortoise_config=tortoise_config(settings.database_url, replace(settings, db_statement_timeout=0)),
             app=APP_LABEL,
             location=str(settings.migrations_dir),
         ) as cmd:

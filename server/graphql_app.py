@@ -22,8 +22,8 @@ from strawberry.exceptions import ConnectionRejectionError
 from resolvers.access import Viewer
 from resolvers.auth import authenticate
 from resolvers.documents import TrustedDocuments
-from resolvers.errors import Unauthenticated
-from schema.errors import convert
+from resolvers.errors import ServiceUnavailable, Unauthenticated
+from schema.errors import UNAVAILABLE, convert
 from server import graphiql
 from server.context import Context
 from server.settings import Settings
@@ -197,6 +197,10 @@ class PcgGraphQL(GraphQL):
 
     def create_response(self, response_data, sub_response):
         response = super().create_response(response_data, sub_response)
+        if _unavailable(response_data):
+            # A dependency failed: the client should come back, on this same connection.
+            response.status_code = 503
+            response.headers["Retry-After"] = str(ServiceUnavailable.retry_after)
         if getattr(sub_response, "media", None) != GRAPHQL_RESPONSE:
             return response
         # GraphQL over HTTP: a request that never executed (parse, validation, variables,
@@ -248,6 +252,14 @@ def connection_credential(params) -> str | None:
                 if isinstance(key, str) and key.lower() == "authorization" and isinstance(value, str):
                     return value
     return None
+
+
+def _unavailable(response_data) -> bool:
+    results = response_data if isinstance(response_data, list) else [response_data]
+    return any(
+        (error.get("extensions") or {}).get("code") == UNAVAILABLE
+        for result in results for error in (result.get("errors") or ())
+    )
 
 
 def _request_id(headers) -> str:

@@ -1,7 +1,8 @@
-"""ASGI middleware: request ids, security headers, CORS."""
+"""ASGI middleware: request ids, security headers, CORS, unhandled errors as JSON."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 from starlette.datastructures import Headers
@@ -10,7 +11,10 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from resolvers.errors import unavailable_from
 from server.transport import error_response
+
+log = logging.getLogger("pcg.errors")
 
 
 class RequestIdMiddleware:
@@ -100,3 +104,42 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class UnhandledErrorMiddleware:
+    """An exception no handler caught becomes a JSON answer with the request id: 503
+    SERVICE_UNAVAILABLE with Retry-After when a dependency failed, 500 otherwise. The
+    exception stops here, so uvicorn keeps the client's connection open (it closes a
+    connection whose application raised)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as error:
+            if started:  # too late for an answer of our own; let the server end it
+                raise
+            request_id = scope.get("state", {}).get("request_id")
+            unavailable = unavailable_from(error)
+            if unavailable is not None:
+                log.warning("dependency unavailable (request %s, %s): %s: %s", request_id,
+                            scope.get("path"), type(error).__name__, error)
+                response = error_response(503, unavailable.code, unavailable.message, request_id,
+                                          headers={"Retry-After": str(unavailable.retry_after)})
+            else:
+                log.error("unhandled error (request %s, %s)", request_id, scope.get("path"), exc_info=error)
+                response = error_response(500, "INTERNAL_SERVER_ERROR", "Internal server error", request_id)
+            await response(scope, receive, send)

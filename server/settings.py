@@ -22,6 +22,12 @@ DOCUMENTED = [
     ("PCG_ENV", "development", "`development` or `production`; production refuses to start without PCG_SECRET_KEY."),
     ("PCG_DATA_DIR", "./data", "Where the embedded default keeps its SQLite file and generated secret key."),
     ("PCG_DATABASE_URL", "sqlite://./data/pcg.db", "Tortoise database URL: `sqlite://PATH` or `postgres://user@host:5432/db`."),
+    ("PCG_DB_STATEMENT_TIMEOUT", "10", "Seconds one SQL statement may run (PostgreSQL: server-side statement_timeout and asyncpg's command_timeout); beyond it the request answers 503 SERVICE_UNAVAILABLE."),
+    ("PCG_DB_CONNECT_TIMEOUT", "5", "Seconds to open a PostgreSQL connection before the request answers 503 SERVICE_UNAVAILABLE."),
+    ("PCG_DB_POOL_MIN", "1", "PostgreSQL connections each process keeps open."),
+    ("PCG_DB_POOL_MAX", "5", "Most PostgreSQL connections per process (times `--workers` and instances: keep the total under the server's max_connections)."),
+    ("PCG_DB_POOL_TIMEOUT", "5", "Seconds a request waits for a free pooled connection before it answers 503 SERVICE_UNAVAILABLE."),
+    ("PCG_HEALTH_TIMEOUT", "2", "Seconds each readiness check (database, migrations, broadcast) may take before /api/health/ready reports it and answers 503."),
     ("PCG_BROADCAST_URL", "memory://", "broadcaster URL for live events: `memory://`, `redis://host:6379`, `postgres://...`."),
     ("PCG_SECRET_KEY", "(generated)", "Signs access tokens. Generated into the data dir on first run unless set."),
     ("PCG_ACCESS_TOKEN_TTL", "3600", "Lifetime of a logIn access token, in seconds."),
@@ -151,6 +157,12 @@ class Settings:
     rate_limit_login_ip: int = 50
     rate_limit_signup_ip: int = 10
     rate_limit_sockets_per_ip: int = 50
+    db_statement_timeout: int = 10
+    db_connect_timeout: int = 5
+    db_pool_min: int = 1
+    db_pool_max: int = 5
+    db_pool_timeout: int = 5
+    health_timeout: int = 2
     extra: dict = field(default_factory=dict)
 
     @property
@@ -224,12 +236,20 @@ class Settings:
             hsts=_flag(env, "PCG_HSTS", False),
             trusted_proxies=_proxies(env.get("PCG_TRUSTED_PROXIES", "")),
             trusted_documents=env.get("PCG_TRUSTED_DOCUMENTS", "off") or "off",
+            db_statement_timeout=_whole(env, "PCG_DB_STATEMENT_TIMEOUT", 10, 1),
+            db_connect_timeout=_whole(env, "PCG_DB_CONNECT_TIMEOUT", 5, 1),
+            db_pool_min=_whole(env, "PCG_DB_POOL_MIN", 1, 0),
+            db_pool_max=_whole(env, "PCG_DB_POOL_MAX", 5, 1),
+            db_pool_timeout=_whole(env, "PCG_DB_POOL_TIMEOUT", 5, 1),
+            health_timeout=_whole(env, "PCG_HEALTH_TIMEOUT", 2, 1),
             **rate_limits,
         )
         if settings.trusted_documents not in ("off", "log", "enforce"):
             raise SettingsError("PCG_TRUSTED_DOCUMENTS must be off, log or enforce")
         if settings.nora_provider not in ("builtin", "openai"):
             raise SettingsError(f"PCG_NORA_PROVIDER must be builtin or openai, not {settings.nora_provider!r}")
+        if settings.db_pool_min > settings.db_pool_max:
+            raise SettingsError("PCG_DB_POOL_MIN must not exceed PCG_DB_POOL_MAX")
         if settings.env not in ("development", "production", "test"):
             raise SettingsError(f"PCG_ENV must be development, production or test, not {settings.env!r}")
         return settings

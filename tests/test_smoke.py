@@ -6,7 +6,8 @@ from tests.conftest import PASSWORD
 async def test_health(client):
     r = await client.get("/api/health")
     assert r.status_code == 200
-    assert r.json() == {"status": "ok", "database": "ok"}
+    assert r.json() == {"status": "ok", "database": "ok",
+                        "checks": {"database": "ok", "migrations": "ok", "broadcast": "ok"}}
     assert r.headers["x-request-id"]
 
 
