@@ -42,3 +42,22 @@ async def test_queries_and_mutations_over_the_socket_see_every_change(live, fact
         await client.expect_complete()
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize("subprotocol", [LEGACY_WS, TRANSPORT_WS])
+async def test_gql_runs_queries_and_mutations_over_its_websocket_transport(live, factory, subprotocol):
+    """gql (the Python client the examples teach) on its websocket transport, both protocols."""
+    from gql import Client, gql
+    from gql.transport.websockets import WebsocketsTransport
+
+    owner = await factory.user("Grace")
+    transport = WebsocketsTransport(url=f"ws://{live}/graphql", subprotocols=[subprotocol],
+                                    init_payload={"authorization": f"Bearer {owner.token}"})
+    async with Client(transport=transport) as session:
+        result = await session.execute(gql("query Me { viewer { user { name } } }"))
+        assert result == {"viewer": {"user": {"name": "Grace"}}}
+        created = await session.execute(
+            gql("mutation Org($i: CreateOrganizationInput!) { createOrganization(input: $i) { organization { slug } } }"),
+            variable_values={"i": {"slug": "over-the-socket", "name": "Socket"}},
+        )
+        assert created == {"createOrganization": {"organization": {"slug": "over-the-socket"}}}
