@@ -20,7 +20,14 @@ from resolvers.nora.engine import NoraRuntime
 from schema.root import schema as default_schema
 from server.db import tortoise_config
 from server.graphql_app import PcgGraphQL
-from server.middleware import RequestIdMiddleware, SecurityHeadersMiddleware, cors
+from server import metrics
+from server.logs import configure_if_needed
+from server.middleware import (
+    RequestIdMiddleware,
+    SecurityHeadersMiddleware,
+    WebSocketMetricsMiddleware,
+    cors,
+)
 from server.ratelimit import RateLimitMiddleware
 from server.settings import PROJECT_ROOT, Settings
 
@@ -57,6 +64,7 @@ async def board_page(request: Request):
 
 def create_app(settings: Settings, schema=default_schema) -> Starlette:
     settings = settings.with_secret()
+    configure_if_needed()
     broadcast = Hub(settings.broadcast_url)
     nora = NoraRuntime(settings, broadcast)
     graphql = PcgGraphQL(schema, settings=settings, broadcast=broadcast, nora=nora)
@@ -66,11 +74,13 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
         async with RegisterTortoise(app, config=tortoise_config(settings.database_url)):
             await broadcast.connect()
             pruner = asyncio.create_task(prune_forever(settings.event_retention_days))
+            pool_sampler = asyncio.create_task(metrics.sample_pool_forever())
             await nora.start()
             try:
                 yield
             finally:
                 pruner.cancel()
+                pool_sampler.cancel()
                 # Running NORA replies end (FAILED, with what was written) while the
                 # database and broadcast are still up.
                 await nora.stop()
@@ -83,9 +93,11 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
             WebSocketRoute("/graphql", graphql),
             Route("/api/health", health),
             Route("/board", board_page),
+            Route("/metrics", metrics.endpoint(settings.metrics)),
         ],
         middleware=[
             Middleware(RequestIdMiddleware),
+            Middleware(WebSocketMetricsMiddleware),
             Middleware(SecurityHeadersMiddleware, hsts=settings.hsts),
             cors(settings),
             Middleware(RateLimitMiddleware, settings=settings),
