@@ -58,7 +58,10 @@ WEBSOCKETS = Gauge("pcg_websockets_active", "Open (accepted) websockets", multip
 SUBSCRIPTIONS = Gauge(
     "pcg_subscriptions_active", "Running subscriptions, by kind", ["kind"], multiprocess_mode="livesum"
 )
-DELIVERED = Counter("pcg_events_delivered", "Subscription results sent to subscribers, by kind", ["kind"])
+DELIVERED = Counter(
+    "pcg_events_delivered", "Events a live stream handed to its subscription, by log (one per event per subscriber)",
+    ["log"],
+)
 APPENDED = Counter("pcg_events_appended", "Events appended to an event log (board, nora)", ["log"])
 PUBLISHED = Counter("pcg_events_published", "Events published to the broadcast after commit", ["log"])
 PUBLISH_FAILED = Counter("pcg_events_publish_failed", "Publishes that failed (subscribers refill)", ["log"])
@@ -88,7 +91,7 @@ SUBSCRIPTION_KINDS = {"boardEvents": "board", "taskChanged": "task", "noraEvents
 LOG_KINDS = ("board", "nora")
 
 # Bound once: the fan-out path increments these directly.
-_delivered = {kind: DELIVERED.labels(kind) for kind in (*SUBSCRIPTION_KINDS.values(), "other")}
+_delivered = {kind: DELIVERED.labels(kind) for kind in LOG_KINDS}
 _appended = {kind: APPENDED.labels(kind) for kind in LOG_KINDS}
 _published = {kind: PUBLISHED.labels(kind) for kind in LOG_KINDS}
 for _kind in LOG_KINDS:
@@ -101,7 +104,8 @@ for _kind in (*SUBSCRIPTION_KINDS.values(), "other"):
 
 
 def delivered(kind: str):
-    return _delivered.get(kind) or _delivered["other"]
+    """The bound counter of a log (board, nora): the fan-out path increments it directly."""
+    return _delivered.get(kind) or DELIVERED.labels(kind)
 
 
 def appended(kind: str) -> None:

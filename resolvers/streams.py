@@ -95,6 +95,7 @@ async def follow(
                     return
 
         async for event in refill():
+            metrics.delivered(log.kind).inc()
             yield event
         while True:
             try:
@@ -112,6 +113,7 @@ async def follow(
             if message.message == GAP:
                 metrics.refill(log.kind, "broker_gap")
                 async for event in refill():
+                    metrics.delivered(log.kind).inc()
                     yield event
                 continue
             data, live_event = _decoded(log, message.message)
@@ -127,6 +129,7 @@ async def follow(
             for event in events:
                 if event.type in access_events and not await still_readable():
                     raise Forbidden(lost_access)
+                metrics.delivered(log.kind).inc()
                 yield event
 
 

@@ -94,13 +94,40 @@ async def test_a_known_sequence_moves_exactly_its_counters(live, factory):
 
     assert delta("pcg_events_appended_total", log="board") == 1
     assert delta("pcg_events_published_total", log="board") == 1
-    assert delta("pcg_events_delivered_total", kind="board") == 1
+    assert delta("pcg_events_delivered_total", log="board") == 1
     assert delta("pcg_event_refills_total", log="board", reason="seq_jump") == 0
     assert delta("pcg_event_refills_total", log="board", reason="broker_gap") == 0
     assert delta("pcg_event_resyncs_total", log="board") == 0
     assert after("pcg_broker_connected") == 1
     # SQLite: one connection behind a lock.
     assert after("pcg_db_pool_size") == 1 and after("pcg_db_pool_max") == 1
+
+
+async def test_refused_subscriptions_count_their_errors(live, factory):
+    owner = await factory.user()
+    async with httpx.AsyncClient(base_url=f"http://{live}") as http:
+        before = await scrape(http)
+        ws = await GraphQLWS.connect(f"ws://{live}/graphql", token=owner.token)
+        try:
+            await ws.subscribe("subscription BadWatch($p: ID!) { boardEvents(projectId: $p) { nope } }",
+                               {"p": gid("Project", 1)})
+            invalid = await ws.next_data()
+            assert invalid["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+            await ws.subscribe(WATCH, {"p": gid("Project", 999_999)})
+            missing = await ws.next_data()
+            assert missing["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+        finally:
+            await ws.close()
+        after = await scrape_until(
+            http, lambda s: s.delta(before, "pcg_operations_total", type="subscription", name="Watch", outcome="NOT_FOUND") >= 1
+        )
+    assert after.delta(before, "pcg_operations_total", type="subscription", name="BadWatch",
+                       outcome="GRAPHQL_VALIDATION_FAILED") == 1
+    assert after.delta(before, "pcg_operations_total", type="subscription", name="Watch", outcome="NOT_FOUND") == 1
+    assert after.delta(before, "pcg_errors_total", code="GRAPHQL_VALIDATION_FAILED") == 1
+    assert after.delta(before, "pcg_errors_total", code="NOT_FOUND") == 1
+    assert after.delta(before, "pcg_subscriptions_active", kind="board") == 0
+    assert after.delta(before, "pcg_events_delivered_total", log="board") == 0
 
 
 @pytest.mark.settings(metrics=TOKEN)
