@@ -133,6 +133,12 @@ def nora_reply(provider: str | None, outcome: str, tokens_in: int, tokens_out: i
         NORA_TOKENS.labels(provider, "out").inc(tokens_out)
 
 
+# -- tracing -------------------------------------------------------------------------------------
+
+# An OpenTelemetry tracer while PCG_OTEL_ENDPOINT is set (server/tracing.py), else None.
+tracer = None
+
+
 # -- bounded operation names ---------------------------------------------------------------
 
 MAX_OPERATION_NAMES = 200

@@ -39,11 +39,15 @@ class OperationMetrics(SchemaExtension):
         statements_token = metrics.statements.set(tally)
         log_context = LogContext(_request_id(context), context)
         log_token = current.set(log_context)
+        tracer = metrics.tracer
+        span = tracer.start_span("graphql.operation") if tracer is not None else None
         try:
             yield
         finally:
             try:
-                self._record(ec, log_context, tally.count, time.perf_counter() - started)
+                fields = self._record(ec, log_context, tally.count, time.perf_counter() - started)
+                if span is not None:
+                    _end_span(span, fields, log_context)
             finally:
                 with contextlib.suppress(ValueError):  # closed from another context
                     current.reset(log_token)
@@ -62,7 +66,7 @@ class OperationMetrics(SchemaExtension):
 
     # -- recording --------------------------------------------------------------------------
 
-    def _record(self, ec, log_context: LogContext, statements: int, seconds: float) -> None:
+    def _record(self, ec, log_context: LogContext, statements: int, seconds: float) -> dict:
         kind = _type(ec)
         name = metrics.operation_label(ec.operation_name) if ec.graphql_document is not None else "other"
         log_context.operation = name
@@ -75,7 +79,8 @@ class OperationMetrics(SchemaExtension):
         if kind == "subscription":
             outcome = self._count_errors(errors, kind) if errors else "ok"
             metrics.OPERATIONS.labels(kind, name, outcome).inc()
-            return
+            return {"operation": name, "operation_type": kind, "statements": statements,
+                    "cost": getattr(ec, "pcg_cost", None), "outcome": outcome}
         kind = kind or "unknown"
         outcome = self._count_errors(errors, kind) if errors else "ok"
         cost = getattr(ec, "pcg_cost", None)
@@ -94,6 +99,7 @@ class OperationMetrics(SchemaExtension):
         elif log.isEnabledFor(logging.DEBUG):
             log.debug("operation %s %s: %.1f ms, %d statements", kind, name, duration_ms,
                       statements, extra=fields)
+        return fields
 
     @staticmethod
     def _count_errors(errors, kind: str) -> str:
@@ -104,6 +110,27 @@ class OperationMetrics(SchemaExtension):
         if "RATE_LIMITED" in codes:
             metrics.RATE_LIMITED.labels(kind).inc()
         return codes[0]
+
+
+def _end_span(span, fields: dict, log_context: LogContext) -> None:
+    from opentelemetry.trace import Status, StatusCode
+
+    span.update_name(f"{fields['operation_type'] or 'graphql'} {fields['operation']}")
+    attributes = {
+        "graphql.operation.name": fields["operation"],
+        "graphql.operation.type": fields["operation_type"] or "unknown",
+        "pcg.outcome": fields["outcome"],
+        "pcg.statements": fields["statements"],
+        "pcg.request_id": log_context.request_id or "",
+    }
+    if fields.get("cost") is not None:
+        attributes["pcg.cost"] = fields["cost"]
+    if log_context.user_id is not None:
+        attributes["enduser.id"] = str(log_context.user_id)
+    span.set_attributes(attributes)
+    if fields["outcome"] in ("INTERNAL_SERVER_ERROR", "SERVICE_UNAVAILABLE"):
+        span.set_status(Status(StatusCode.ERROR, fields["outcome"]))
+    span.end()
 
 
 def _request_id(context) -> str | None:

@@ -30,6 +30,7 @@ from server.middleware import (
 )
 from server.ratelimit import RateLimitMiddleware
 from server.settings import PROJECT_ROOT, Settings
+from server.tracing import start_tracing
 
 log = logging.getLogger("pcg")
 
@@ -65,6 +66,7 @@ async def board_page(request: Request):
 def create_app(settings: Settings, schema=default_schema) -> Starlette:
     settings = settings.with_secret()
     configure_if_needed()
+    tracing = start_tracing(settings.otel_endpoint)
     broadcast = Hub(settings.broadcast_url)
     nora = NoraRuntime(settings, broadcast)
     graphql = PcgGraphQL(schema, settings=settings, broadcast=broadcast, nora=nora)
@@ -85,6 +87,8 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
                 # database and broadcast are still up.
                 await nora.stop()
                 await broadcast.disconnect()
+                if tracing is not None:
+                    await tracing.shutdown()
 
     app = Starlette(
         routes=[

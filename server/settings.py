@@ -57,6 +57,7 @@ DOCUMENTED = [
     ("PCG_METRICS", "loopback", "Who may read /metrics (Prometheus): `off`, `loopback` (peers 127.0.0.1 and ::1 only) or `token:SECRET` (sent as `Authorization: Bearer SECRET`)."),
     ("PCG_LOG_FORMAT", "text", "`text` (readable lines) or `json` (one JSON object per line: time, level, logger, message, requestId, userId, orgId, operation, durationMs, statements, cost, outcome)."),
     ("PCG_LOG_LEVEL", "info", "Log level of `pcg serve` and its workers (`--log-level` sets it)."),
+    ("PCG_OTEL_ENDPOINT", "", "OpenTelemetry collector base URL (OTLP over HTTP, e.g. `http://127.0.0.1:4318`): one span per GraphQL operation is sent to its /v1/traces. Needs `pip install 'pcg-graphql[otel]'`."),
     ("PCG_SLOW_OPERATION_MS", "500", "A query or mutation that takes longer logs one warning with its name, duration and statement count."),
 ]
 
@@ -141,6 +142,7 @@ class Settings:
     metrics: str = "loopback"
     log_format: str = "text"
     slow_operation_ms: int = 500
+    otel_endpoint: str = ""
     extra: dict = field(default_factory=dict)
 
     @property
@@ -214,6 +216,7 @@ class Settings:
             metrics=env.get("PCG_METRICS", "loopback").strip() or "loopback",
             log_format=env.get("PCG_LOG_FORMAT", "text").strip().lower() or "text",
             slow_operation_ms=_whole(env, "PCG_SLOW_OPERATION_MS", 500, 0),
+            otel_endpoint=env.get("PCG_OTEL_ENDPOINT", "").strip(),
         )
         if settings.metrics not in ("off", "loopback") and not (
             settings.metrics.startswith("token:") and len(settings.metrics) >= len("token:") + 16
