@@ -146,17 +146,25 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _names: set[str] = set()
 
 
-def operation_label(name: str | None) -> str:
+def operation_label(name: str | None, claim: bool = True) -> str:
     """The operation name when it is a short identifier, among the first MAX_OPERATION_NAMES
-    seen by this process; "anonymous" without a name, "other" otherwise. Never query text."""
+    seen by this process; "anonymous" without a name, "other" otherwise. Never query text.
+    With `claim=False` a name not seen yet is "other" and takes no place."""
     if not name:
         return "anonymous"
     if name in _names:
         return name
-    if len(_names) >= MAX_OPERATION_NAMES or not _NAME.fullmatch(name):
+    if not claim or len(_names) >= MAX_OPERATION_NAMES or not _NAME.fullmatch(name):
         return "other"
     _names.add(name)
     return name
+
+
+def operation_display(name: str | None) -> str:
+    """The name for logs and spans, which have no cardinality to bound: any short identifier."""
+    if not name:
+        return "anonymous"
+    return name if _NAME.fullmatch(name) else "other"
 
 
 # -- SQL statements per operation ------------------------------------------------------------

@@ -26,9 +26,11 @@ _TYPES = {OperationType.QUERY: "query", OperationType.MUTATION: "mutation",
 
 
 class OperationMetrics(SchemaExtension):
-    # Per operation (Strawberry builds the extension anew for each): a subscription's kind.
-    # No on_stream_result hook: Strawberry builds its context managers anew for every result,
-    # about 7 us per event per subscriber; deliveries are counted in resolvers/streams.py.
+    # Per operation (Strawberry builds the extension anew for each): its name label once it
+    # passed validation, and a subscription's kind. No on_stream_result hook: Strawberry
+    # builds its context managers anew for every result, about 7 us per event per
+    # subscriber; deliveries are counted in resolvers/streams.py.
+    _name: str | None = None
     _kind: str | None = None
 
     def on_operation(self):
@@ -51,14 +53,18 @@ class OperationMetrics(SchemaExtension):
             finally:
                 with contextlib.suppress(ValueError):  # closed from another context
                     current.reset(log_token)
+                with contextlib.suppress(ValueError):
                     metrics.statements.reset(statements_token)
 
     def on_execute(self):
         # Only reached by a document that parsed and passed validation.
         ec = self.execution_context
+        # Only validated operations claim one of the bounded name labels: a stream of invalid
+        # documents with made-up names cannot push the real ones out to "other".
+        self._name = metrics.operation_label(ec.operation_name)
         current_log = current.get()
         if current_log is not None:
-            current_log.operation = metrics.operation_label(ec.operation_name)
+            current_log.operation = metrics.operation_display(ec.operation_name)
         if _type(ec) == "subscription":
             self._kind = _subscription_kind(ec)
             metrics.SUBSCRIPTIONS.labels(self._kind).inc()
@@ -68,8 +74,9 @@ class OperationMetrics(SchemaExtension):
 
     def _record(self, ec, log_context: LogContext, statements: int, seconds: float) -> dict:
         kind = _type(ec)
-        name = metrics.operation_label(ec.operation_name) if ec.graphql_document is not None else "other"
-        log_context.operation = name
+        name = self._name or metrics.operation_label(ec.operation_name, claim=False)
+        display = metrics.operation_display(ec.operation_name)
+        log_context.operation = display
         if self._kind is not None:
             metrics.SUBSCRIPTIONS.labels(self._kind).dec()
         # The operation's result; for a subscription its last one (Strawberry keeps each on
@@ -79,7 +86,7 @@ class OperationMetrics(SchemaExtension):
         if kind == "subscription":
             outcome = self._count_errors(errors, kind) if errors else "ok"
             metrics.OPERATIONS.labels(kind, name, outcome).inc()
-            return {"operation": name, "operation_type": kind, "statements": statements,
+            return {"operation": display, "operation_type": kind, "statements": statements,
                     "cost": getattr(ec, "pcg_cost", None), "outcome": outcome}
         kind = kind or "unknown"
         outcome = self._count_errors(errors, kind) if errors else "ok"
@@ -90,14 +97,14 @@ class OperationMetrics(SchemaExtension):
         if cost is not None:
             metrics.COST.observe(cost)
         duration_ms = round(seconds * 1000, 1)
-        fields = {"operation": name, "operation_type": kind, "duration_ms": duration_ms,
+        fields = {"operation": display, "operation_type": kind, "duration_ms": duration_ms,
                   "statements": statements, "cost": cost, "outcome": outcome}
         threshold = getattr(getattr(ec.context, "settings", None), "slow_operation_ms", 500)
         if duration_ms > threshold:
-            log.warning("slow operation %s %s: %.1f ms, %d statements", kind, name, duration_ms,
+            log.warning("slow operation %s %s: %.1f ms, %d statements", kind, display, duration_ms,
                         statements, extra=fields)
         elif log.isEnabledFor(logging.DEBUG):
-            log.debug("operation %s %s: %.1f ms, %d statements", kind, name, duration_ms,
+            log.debug("operation %s %s: %.1f ms, %d statements", kind, display, duration_ms,
                       statements, extra=fields)
         return fields
 

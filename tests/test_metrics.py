@@ -72,7 +72,9 @@ async def test_a_known_sequence_moves_exactly_its_counters(live, factory):
     assert delta("pcg_subscriptions_active", kind="board") == 0
 
     assert delta("pcg_operations_total", type="query", name="Me", outcome="ok") == 1
-    assert delta("pcg_operations_total", type="query", name="Broken", outcome="GRAPHQL_VALIDATION_FAILED") == 1
+    # A document refused by validation claims no name label.
+    assert delta("pcg_operations_total", type="query", name="other", outcome="GRAPHQL_VALIDATION_FAILED") == 1
+    assert delta("pcg_operations_total", type="query", name="Broken", outcome="GRAPHQL_VALIDATION_FAILED") == 0
     assert delta("pcg_operations_total", type="query", name="Hello", outcome="ok") == 1
     assert delta("pcg_operations_total", type="query", name="Hello", outcome="RATE_LIMITED") == 1
     assert delta("pcg_operations_total", type="mutation", name="AddTask", outcome="ok") == 1
@@ -121,7 +123,7 @@ async def test_refused_subscriptions_count_their_errors(live, factory):
         after = await scrape_until(
             http, lambda s: s.delta(before, "pcg_operations_total", type="subscription", name="Watch", outcome="NOT_FOUND") >= 1
         )
-    assert after.delta(before, "pcg_operations_total", type="subscription", name="BadWatch",
+    assert after.delta(before, "pcg_operations_total", type="subscription", name="other",
                        outcome="GRAPHQL_VALIDATION_FAILED") == 1
     assert after.delta(before, "pcg_operations_total", type="subscription", name="Watch", outcome="NOT_FOUND") == 1
     assert after.delta(before, "pcg_errors_total", code="GRAPHQL_VALIDATION_FAILED") == 1
@@ -191,6 +193,8 @@ def test_operation_names_are_bounded():
         assert metrics.operation_label(None) == "anonymous"
         assert metrics.operation_label("x" * 65) == "other"
         assert metrics.operation_label("query { id }") == "other"
+        assert metrics.operation_label("NotClaimed", claim=False) == "other"
+        assert "NotClaimed" not in metrics._names
         for i in range(metrics.MAX_OPERATION_NAMES + 5):
             metrics.operation_label(f"Generated{i}")
         assert metrics.operation_label("Generated0") == "Generated0"
