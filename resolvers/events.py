@@ -130,11 +130,13 @@ class EventLog:
         messages = [(self.channel(getattr(e, self.key)), self.wire(e)) for e in events]
         published = 0
         for index, (name, message) in enumerate([*messages, *nudges]):
+            is_event = index < len(messages)
             try:
                 await broadcast.publish(channel=name, message=message)
-                published += index < len(messages)
+                if is_event:
+                    published += 1
             except Exception as exc:  # noqa: BLE001 - the write has committed; never fail it now
-                if index < len(messages):
+                if is_event:
                     metrics.PUBLISH_FAILED.labels(self.kind).inc()
                 log.warning("publish to %s failed (%s); subscribers will refill from the log", name, exc)
         if published:

@@ -18,9 +18,9 @@ from resolvers.broadcast import Hub
 from resolvers.events import prune_forever
 from resolvers.nora.engine import NoraRuntime
 from schema.root import schema as default_schema
+from server import metrics
 from server.db import tortoise_config
 from server.graphql_app import PcgGraphQL
-from server import metrics
 from server.logs import configure_if_needed
 from server.middleware import (
     RequestIdMiddleware,
@@ -89,6 +89,7 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
                 await broadcast.disconnect()
                 if tracing is not None:
                     await tracing.shutdown()
+                metrics.forget_this_process()
 
     app = Starlette(
         routes=[

@@ -106,3 +106,12 @@ async def sample_pool_forever() -> None:
         except Exception:  # noqa: BLE001 - a figure missing is better than a dead task
             log.debug("sampling the database pool failed", exc_info=True)
         await asyncio.sleep(POOL_SAMPLE_SECONDS)
+
+
+def forget_this_process() -> None:
+    """Under multiprocess mode, a worker that stops takes its live gauges (open websockets,
+    subscriptions, pool, broker) out of the sums; its counters stay, as counters should."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(os.getpid())
