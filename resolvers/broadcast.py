@@ -21,6 +21,8 @@ from broadcaster import Broadcast, Event
 from broadcaster._backends.base import BroadcastBackend
 from broadcaster._backends.memory import MemoryBackend
 
+from resolvers import metrics
+
 log = logging.getLogger("pcg.broadcast")
 
 GAP = "__gap__"
@@ -55,8 +57,14 @@ class Hub(Broadcast):
         """Whether the broker answers now (readiness); the in-process backend always does."""
         check = getattr(self._backend, "connected", None)
         return True if check is None else await check()
+    async def connect(self) -> None:
+        await super().connect()
+        metrics.BROKER_CONNECTED.set(1)
 
     async def _signal_gap(self) -> None:
+        # Called once per reconnection of the backend.
+        metrics.BROKER_RECONNECTS.inc()
+        metrics.BROKER_CONNECTED.set(1)
         for channel, queues in list(self._subscribers.items()):
             for queue in list(queues):
                 queue.put_nowait(Event(channel=channel, message=GAP))
@@ -155,6 +163,7 @@ class ResilientRedisBackend(BroadcastBackend):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - connection lost: reconnect with backoff
+                metrics.BROKER_CONNECTED.set(0)
                 log.warning("redis broadcast connection lost (%s); reconnecting", exc)
                 await self._drop()
                 await asyncio.sleep(backoff)
@@ -234,6 +243,7 @@ class ResilientPostgresBackend(BroadcastBackend):
         backoff = 0.05
         while True:
             await self._lost.wait()
+            metrics.BROKER_CONNECTED.set(0)
             log.warning("postgres broadcast connection lost; reconnecting")
             self._listen = None
             while self._listen is None:

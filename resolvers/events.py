@@ -15,6 +15,7 @@ import orjson
 from tortoise.expressions import F
 
 from models import BoardEvent, Project
+from resolvers import metrics
 from resolvers.errors import BadInput
 
 log = logging.getLogger("pcg.events")
@@ -57,7 +58,10 @@ class EventLog:
         waits until this one commits and seq N is always committed before N+1 exists."""
         await self.owner.filter(id=key).update(event_seq=F("event_seq") + 1)
         seq = await self.owner.filter(id=key).first().values_list("event_seq", flat=True)
-        return await self.model.create(**{self.key: key}, seq=seq, type=type_, payload=payload, **extra)
+        event = await self.model.create(**{self.key: key}, seq=seq, type=type_, payload=payload, **extra)
+        # Counted when written, inside the transaction: a rolled-back write still counts.
+        metrics.appended(self.kind)
+        return event
 
     def encode_cursor(self, key: int, seq: int) -> str:
         return base64.urlsafe_b64encode(f"{self.kind}:{key}:{seq}".encode()).decode().rstrip("=")
@@ -124,11 +128,19 @@ class EventLog:
         if broadcast is None:
             return
         messages = [(self.channel(getattr(e, self.key)), self.wire(e)) for e in events]
-        for name, message in [*messages, *nudges]:
+        published = 0
+        for index, (name, message) in enumerate([*messages, *nudges]):
+            is_event = index < len(messages)
             try:
                 await broadcast.publish(channel=name, message=message)
+                if is_event:
+                    published += 1
             except Exception as exc:  # noqa: BLE001 - the write has committed; never fail it now
+                if is_event:
+                    metrics.PUBLISH_FAILED.labels(self.kind).inc()
                 log.warning("publish to %s failed (%s); subscribers will refill from the log", name, exc)
+        if published:
+            metrics.published(self.kind, published)
 
 
 BOARD = EventLog(

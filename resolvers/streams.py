@@ -22,6 +22,7 @@ import orjson
 from tortoise.expressions import Q
 
 from models import ApiKey, BoardEvent
+from resolvers import metrics
 from resolvers.broadcast import GAP
 from resolvers.errors import BadInput, Forbidden, NotFound
 from resolvers.events import BOARD, REFILL_BATCH, EventLog, access_channel
@@ -79,6 +80,7 @@ async def follow(
             if last > current:
                 raise BadInput("Cursor is ahead of this stream", field="after")
             if last + 1 < floor:
+                metrics.resync(log.kind)
                 yield ResyncRequired(key, current, datetime.now().astimezone())
                 last = current
 
@@ -93,6 +95,7 @@ async def follow(
                     return
 
         async for event in refill():
+            metrics.delivered(log.kind).inc()
             yield event
         while True:
             try:
@@ -108,7 +111,9 @@ async def follow(
                     raise Forbidden(lost_access)
                 continue
             if message.message == GAP:
+                metrics.refill(log.kind, "broker_gap")
                 async for event in refill():
+                    metrics.delivered(log.kind).inc()
                     yield event
                 continue
             data, live_event = _decoded(log, message.message)
@@ -119,10 +124,12 @@ async def follow(
                 events = [live_event]
                 last = seq
             else:
+                metrics.refill(log.kind, "seq_jump")
                 events = [e async for e in refill(upto=seq)]
             for event in events:
                 if event.type in access_events and not await still_readable():
                     raise Forbidden(lost_access)
+                metrics.delivered(log.kind).inc()
                 yield event
 
 

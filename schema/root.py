@@ -25,6 +25,7 @@ from schema.common import After, Before, First, IncludeArchived, Last, Node, Pro
 from schema.errors import ErrorCodes, is_expected
 from schema.authentication import Authentication
 from schema.limits import RequestLimits
+from schema.metrics import OperationMetrics
 from schema.events import EVENT_TYPES, ResyncRequired, Subscription
 from schema.nora import (
     NORA_EVENT_TYPES,
@@ -160,7 +161,10 @@ class Schema(strawberry.Schema):
     def process_errors(self, errors: list[GraphQLError], execution_context=None) -> None:
         for error in errors:
             if not is_expected(error):
-                log.error("unexpected error", exc_info=error.original_error)
+                # The id the masked error carries in its extensions, also on a websocket.
+                request_id = getattr(getattr(execution_context, "context", None), "request_id", None)
+                log.error("unexpected error at %s", ".".join(map(str, error.path or ())) or "-",
+                          exc_info=error.original_error, extra={"request_id": request_id})
 
 
 def build_schema() -> strawberry.Schema:
@@ -173,6 +177,7 @@ def build_schema() -> strawberry.Schema:
         # Event types are reached only through the BoardEvent interface.
         types=[*EVENT_TYPES.values(), ResyncRequired, *NORA_EVENT_TYPES.values(), NoraResyncRequired],
         extensions=[
+            OperationMetrics,
             ErrorCodes,
             lambda: ParserCache(maxsize=1024),
             # Depth, aliases, cost and page sizes, each fragment walked once (Strawberry's

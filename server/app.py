@@ -20,13 +20,21 @@ from resolvers.events import prune_forever
 from resolvers.nora.engine import NoraRuntime
 from schema.root import schema as default_schema
 from resolvers.documents import TrustedDocuments
-from server import graphiql, health
+from server import graphiql, health, metrics
 from server.db import tortoise_config
 from server.graphql_app import PcgGraphQL
-from server.middleware import RequestIdMiddleware, SecurityHeadersMiddleware, UnhandledErrorMiddleware, cors
+from server.logs import configure_if_needed
+from server.middleware import (
+    RequestIdMiddleware,
+    SecurityHeadersMiddleware,
+    UnhandledErrorMiddleware,
+    WebSocketMetricsMiddleware,
+    cors,
+)
 from server.persisted import PersistedQueries
 from server.ratelimit import RateLimitMiddleware
 from server.settings import PROJECT_ROOT, Settings
+from server.tracing import start_tracing
 from server.transport import error_response
 
 log = logging.getLogger("pcg")
@@ -61,6 +69,8 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
 
 def create_app(settings: Settings, schema=default_schema) -> Starlette:
     settings = settings.with_secret()
+    configure_if_needed()
+    tracing = start_tracing(settings.otel_endpoint)
     broadcast = Hub(settings.broadcast_url)
     nora = NoraRuntime(settings, broadcast)
     persisted = PersistedQueries(settings.broadcast_url, settings.limits.max_document_chars)
@@ -73,6 +83,7 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
         async with RegisterTortoise(app, config=tortoise_config(settings.database_url, settings)):
             await broadcast.connect()
             pruner = asyncio.create_task(prune_forever(settings.event_retention_days))
+            pool_sampler = asyncio.create_task(metrics.sample_pool_forever())
             await nora.start()
             if documents.active:
                 await documents.refresh()
@@ -83,11 +94,15 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
                 pruner.cancel()
                 if documents.active:
                     reloader.cancel()
+                pool_sampler.cancel()
                 # Running NORA replies end (FAILED, with what was written) while the
                 # database and broadcast are still up.
                 await nora.stop()
                 await broadcast.disconnect()
                 await persisted.close()
+                if tracing is not None:
+                    await tracing.shutdown()
+                metrics.forget_this_process()
 
     app = Starlette(
         routes=[
@@ -99,12 +114,14 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
             Route("/api/health/ready", health.ready),
             Route("/board", board_page),
             *([Mount(graphiql.STATIC_PATH, app=graphiql.static_files())] if settings.graphiql_enabled else []),
+            Route("/metrics", metrics.endpoint(settings.metrics)),
         ],
         middleware=[
             # First, so every layer below sees the client behind a trusted proxy.
             *([Middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies))]
               if settings.trusted_proxies else []),
             Middleware(RequestIdMiddleware),
+            Middleware(WebSocketMetricsMiddleware),
             Middleware(SecurityHeadersMiddleware, hsts=settings.hsts),
             cors(settings),
             Middleware(UnhandledErrorMiddleware),

@@ -122,6 +122,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.demo:
         _refuse_demo_in_production(settings)
     settings = settings.with_secret()
+    # Workers are fresh processes: they configure their logging from these (server/logs.py).
+    os.environ["PCG_LOG_LEVEL"] = args.log_level
+    os.environ["PCG_LOG_FORMAT"] = settings.log_format
+    from server.logs import configure_logging
+
+    configure_logging(args.log_level, settings.log_format)
+    if args.workers > 1:
+        _multiprocess_metrics(settings)
 
     async def prepare() -> None:
         await _migrate(settings)
@@ -133,12 +141,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     # No permessage-deflate: board events are small JSON, and compressing each one for every
-    # subscriber cost more CPU than it saved bytes (bench/fanout.py).
+    # subscriber cost more CPU than it saved bytes (bench/fanout.py). log_config=None: uvicorn's
+    # loggers propagate to ours, so its lines carry request ids and follow PCG_LOG_FORMAT too.
     # X-Forwarded-* are read by the app itself, from PCG_TRUSTED_PROXIES only (uvicorn's own
     # default would trust any process on 127.0.0.1); no Server header to fingerprint.
     options = dict(
         host=args.host, port=args.port, log_level=args.log_level, ws_per_message_deflate=False,
-        proxy_headers=False, server_header=False,
+        proxy_headers=False, server_header=False, log_config=None,
     )
     if args.reload or args.workers > 1:
         if args.reload:
@@ -153,6 +162,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         uvicorn.run(create_app(settings), **options)
     return 0
+
+
+def _multiprocess_metrics(settings: Settings) -> None:
+    """prometheus-client's multiprocess mode: each worker writes its values to files in a
+    directory that /metrics aggregates. A fresh one per run (stale files of a previous run
+    would be summed in), set before any worker imports prometheus_client, removed at exit."""
+    import atexit
+    import shutil
+    import tempfile
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return  # the operator chose one
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    directory = tempfile.mkdtemp(prefix="metrics-", dir=settings.data_dir)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    atexit.register(shutil.rmtree, directory, True)
 
 
 def settings_help() -> str:

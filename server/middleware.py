@@ -12,6 +12,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from resolvers.errors import unavailable_from
+from resolvers import metrics
+from resolvers.log_context import LogContext, current
 from server.transport import error_response
 
 log = logging.getLogger("pcg.errors")
@@ -30,6 +32,14 @@ class RequestIdMiddleware:
         incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if incoming and len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        # Every log line written for this request carries its id (server/logs.py).
+        log_token = current.set(LogContext(request_id))
+        try:
+            await self._call(scope, receive, send, request_id)
+        finally:
+            current.reset(log_token)
+
+    async def _call(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         if scope["type"] == "websocket":
             # No response headers to add, and every subscription message passes through send.
             await self.app(scope, receive, send)
@@ -43,6 +53,32 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+class WebSocketMetricsMiddleware:
+    """Counts open websockets: from the handshake's accept to the end of the connection."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await self.app(scope, receive, send)
+            return
+        accepted = False
+
+        async def counting_send(message: Message) -> None:
+            nonlocal accepted
+            if message["type"] == "websocket.accept" and not accepted:
+                accepted = True
+                metrics.WEBSOCKETS.inc()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counting_send)
+        finally:
+            if accepted:
+                metrics.WEBSOCKETS.dec()
 
 
 class JsonCORSMiddleware(CORSMiddleware):

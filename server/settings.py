@@ -63,6 +63,11 @@ DOCUMENTED = [
     ("PCG_RATE_LIMIT_LOGIN_IP", "50", "Failed logIns per IP address per 15 minutes before RATE_LIMITED; 0 turns it off."),
     ("PCG_RATE_LIMIT_SIGNUP_IP", "10", "signUp attempts per IP address per hour; 0 turns it off."),
     ("PCG_RATE_LIMIT_SOCKETS_PER_IP", "50", "Open websockets per IP address on one instance; beyond it the handshake is closed with 1013 (try again later). 0 turns it off."),
+    ("PCG_METRICS", "loopback", "Who may read /metrics (Prometheus): `off`, `loopback` (peers 127.0.0.1 and ::1 only) or `token:SECRET` (sent as `Authorization: Bearer SECRET`)."),
+    ("PCG_LOG_FORMAT", "text", "`text` (readable lines) or `json` (one JSON object per line: time, level, logger, message, requestId, userId, orgId, operation, durationMs, statements, cost, outcome)."),
+    ("PCG_LOG_LEVEL", "info", "Log level of `pcg serve` and its workers (`--log-level` sets it)."),
+    ("PCG_OTEL_ENDPOINT", "", "OpenTelemetry collector base URL (OTLP over HTTP, e.g. `http://127.0.0.1:4318`): one span per GraphQL operation is sent to its /v1/traces. Needs `pip install 'pcg-graphql[otel]'`."),
+    ("PCG_SLOW_OPERATION_MS", "500", "A query or mutation that takes longer logs one warning with its name, duration and statement count."),
 ]
 
 # PCG_* name -> (Limits field or Settings field, smallest accepted value)
@@ -163,6 +168,11 @@ class Settings:
     db_pool_max: int = 5
     db_pool_timeout: int = 5
     health_timeout: int = 2
+    # off | loopback | token:<secret> (server/metrics.py)
+    metrics: str = "loopback"
+    log_format: str = "text"
+    slow_operation_ms: int = 500
+    otel_endpoint: str = ""
     extra: dict = field(default_factory=dict)
 
     @property
@@ -243,9 +253,21 @@ class Settings:
             db_pool_timeout=_whole(env, "PCG_DB_POOL_TIMEOUT", 5, 1),
             health_timeout=_whole(env, "PCG_HEALTH_TIMEOUT", 2, 1),
             **rate_limits,
+            metrics=env.get("PCG_METRICS", "loopback").strip() or "loopback",
+            log_format=env.get("PCG_LOG_FORMAT", "text").strip().lower() or "text",
+            slow_operation_ms=_whole(env, "PCG_SLOW_OPERATION_MS", 500, 0),
+            otel_endpoint=env.get("PCG_OTEL_ENDPOINT", "").strip(),
         )
         if settings.trusted_documents not in ("off", "log", "enforce"):
             raise SettingsError("PCG_TRUSTED_DOCUMENTS must be off, log or enforce")
+        if settings.metrics not in ("off", "loopback") and not (
+            settings.metrics.startswith("token:") and len(settings.metrics) >= len("token:") + 16
+        ):
+            raise SettingsError("PCG_METRICS must be off, loopback or token:SECRET (a secret of 16+ characters)")
+        if settings.log_format not in ("text", "json"):
+            raise SettingsError("PCG_LOG_FORMAT must be text or json")
+        if env.get("PCG_LOG_LEVEL", "info").lower() not in ("critical", "error", "warning", "info", "debug"):
+            raise SettingsError("PCG_LOG_LEVEL must be critical, error, warning, info or debug")
         if settings.nora_provider not in ("builtin", "openai"):
             raise SettingsError(f"PCG_NORA_PROVIDER must be builtin or openai, not {settings.nora_provider!r}")
         if settings.db_pool_min > settings.db_pool_max:

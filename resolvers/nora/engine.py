@@ -49,6 +49,7 @@ from models import (
     UsageKind,
     UsageLedger,
 )
+from resolvers import metrics
 from resolvers.access import Viewer
 from resolvers.errors import AppError, BadInput, QuotaExceeded
 from resolvers.loaders import Loaders
@@ -509,6 +510,7 @@ class Generation:
                     MessageStatus.FAILED, "INTERRUPTED", "The server stopped while NORA was answering; ask again",
                 )
             await writer.finish(status, code, text, int((time.monotonic() - started) * 1000))
+            metrics.nora_reply(self.reply.provider, code or status.value, writer.tokens_in, writer.tokens_out)
         except Exception:
             log.exception("NORA reply %s could not be finished", self.reply.id)
         finally:
