@@ -11,7 +11,7 @@ GRAPHIQL_SOURCES := graphiql/package.json graphiql/package-lock.json graphiql/bu
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: demo serve test migrate seed schema graphiql graphiql-if-npm
+.PHONY: demo serve test lint migrate seed schema graphiql graphiql-if-npm
 
 ## make demo: install if needed, migrate, seed the demo organization, print a token, serve
 demo: $(STAMP) graphiql-if-npm
@@ -24,6 +24,10 @@ serve: $(STAMP) graphiql-if-npm
 ## make test: install if needed and run the whole test suite
 test: $(STAMP) graphiql-if-npm
 	$(BIN)/pytest -q
+
+## make lint: ruff over the whole tree (configured in pyproject.toml)
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 ## make migrate: apply pending migrations to PCG_DATABASE_URL
 migrate: $(STAMP)

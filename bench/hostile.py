@@ -30,7 +30,17 @@ from asgi_lifespan import LifespanManager  # noqa: E402
 from graphql import get_introspection_query, parse, validate  # noqa: E402
 from strawberry.extensions import QueryDepthLimiter  # noqa: E402
 
-from models import Organization, OrganizationMember, OrgRole, Project, ProjectMember, ProjectRole, Task, TaskStatus, User  # noqa: E402,E501
+from models import (  # noqa: E402,E501
+    Organization,
+    OrganizationMember,
+    OrgRole,
+    Project,
+    ProjectMember,
+    ProjectRole,
+    Task,
+    TaskStatus,
+    User,
+)
 from resolvers.auth import issue_access_token  # noqa: E402
 from resolvers.ids import to_global_id  # noqa: E402
 from schema.limits import Limits  # noqa: E402

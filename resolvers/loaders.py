@@ -232,7 +232,7 @@ _BATCHES: dict[str, Callable] = {
     ),
     "labels_by_project": _grouped(
         lambda ids: Label.filter(project_id__in=ids).order_by("name", "id"),
-        lambda l: l.project_id,
+        lambda label: label.project_id,
     ),
 }
 

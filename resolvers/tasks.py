@@ -259,7 +259,7 @@ async def create_task(
             custom_properties=props,
         )
         if label_ids:
-            await TaskLabel.bulk_create([TaskLabel(task_id=task.id, label_id=l) for l in label_ids])
+            await TaskLabel.bulk_create([TaskLabel(task_id=task.id, label_id=lid) for lid in label_ids])
         after = snapshot(task) | {"labelIds": label_ids}
         await tx.audit(
             "task.create", "Task", task.id, organization_id=project.organization_id, after=after
@@ -398,8 +398,8 @@ async def _replace_labels(task_id: int, current: list[int], wanted: list[int]) -
     keep = set(current)
     if drop := keep - set(wanted):
         await TaskLabel.filter(task_id=task_id, label_id__in=drop).delete()
-    if add := [l for l in wanted if l not in keep]:
-        await TaskLabel.bulk_create([TaskLabel(task_id=task_id, label_id=l) for l in add])
+    if add := [lid for lid in wanted if lid not in keep]:
+        await TaskLabel.bulk_create([TaskLabel(task_id=task_id, label_id=lid) for lid in add])
     return sorted(wanted)
 
 

@@ -23,7 +23,6 @@ from typing import Any
 
 from graphql import (
     ArgumentNode,
-    ObjectFieldNode,
     DirectiveNode,
     DocumentNode,
     FieldNode,
@@ -35,6 +34,7 @@ from graphql import (
     GraphQLSchema,
     InlineFragmentNode,
     ListValueNode,
+    ObjectFieldNode,
     ObjectValueNode,
     OperationDefinitionNode,
     SelectionSetNode,

@@ -10,7 +10,6 @@ from graphql.error import GraphQLError
 from strawberry.execution import optimized_is_awaitable
 from strawberry.extensions import ParserCache
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
-from strawberry.tools import merge_types
 from strawberry.types import Info
 from tortoise.models import Model
 
@@ -21,12 +20,12 @@ from resolvers import tasks as task_resolvers
 from resolvers.errors import NotFound
 from resolvers.ids import decode_id
 from schema import sharing
+from schema.authentication import Authentication
 from schema.common import After, Before, First, IncludeArchived, Last, Node, ProjectSearch, ctx
 from schema.errors import ErrorCodes, is_expected
-from schema.authentication import Authentication
+from schema.events import EVENT_TYPES, ResyncRequired, Subscription
 from schema.limits import RequestLimits
 from schema.metrics import OperationMetrics
-from schema.events import EVENT_TYPES, ResyncRequired, Subscription
 from schema.nora import (
     NORA_EVENT_TYPES,
     NoraMutations,

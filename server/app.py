@@ -7,19 +7,19 @@ import contextlib
 import logging
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.exceptions import HTTPException
 from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
-from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from tortoise.contrib.starlette import RegisterTortoise
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from resolvers.broadcast import Hub
+from resolvers.documents import TrustedDocuments
 from resolvers.events import prune_forever
 from resolvers.nora.engine import NoraRuntime
 from schema.root import schema as default_schema
-from resolvers.documents import TrustedDocuments
 from server import graphiql, health, metrics
 from server.db import tortoise_config
 from server.graphql_app import PcgGraphQL

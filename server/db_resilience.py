@@ -25,7 +25,6 @@ statement methods `execute_query`, `execute_query_dict`, `execute_insert`, `exec
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 

@@ -11,13 +11,13 @@ from cross_web import HTTPException, StarletteRequestAdapter
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import (
     GRAPHQL_SSE_PROTOCOL,
     GRAPHQL_TRANSPORT_WS_PROTOCOL,
     GRAPHQL_WS_PROTOCOL,
     MULTIPART_SUBSCRIPTION_PROTOCOL,
 )
-from strawberry.exceptions import ConnectionRejectionError
 
 from resolvers.access import Viewer
 from resolvers.auth import authenticate
@@ -26,9 +26,9 @@ from resolvers.errors import ServiceUnavailable, Unauthenticated
 from schema.errors import UNAVAILABLE, convert
 from server import graphiql
 from server.context import Context
-from server.settings import Settings
 from server.http_cache import http_cache
 from server.persisted import PersistedQueries, PersistedQueryError
+from server.settings import Settings
 from server.transport import (
     GRAPHQL_RESPONSE,
     TransportError,

@@ -11,8 +11,8 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from resolvers.errors import unavailable_from
 from resolvers import metrics
+from resolvers.errors import unavailable_from
 from resolvers.log_context import LogContext, current
 from server.transport import error_response
 

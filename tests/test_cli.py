@@ -250,7 +250,7 @@ def test_every_documented_setting_is_in_the_readme_and_in_serve_help(capsys):
         main(["serve", "--help"])
     assert exit_.value.code == 0
     help_text = capsys.readouterr().out
-    for name, default, _ in DOCUMENTED:
+    for name, _default, _ in DOCUMENTED:
         assert re.search(rf"^  {name}\s+default: ", help_text, re.M), name
 
 

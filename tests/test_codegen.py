@@ -145,7 +145,7 @@ def test_codegen_types_every_operation(source, tmp_path):
 @pytest.mark.parametrize("source", SOURCES)
 def test_every_operation_fits_the_default_request_limits(source):
     """What the docs teach must run as taught: within the default cost, depth and alias caps."""
-    from schema.limits import Limits, LimitError, analyze
+    from schema.limits import LimitError, Limits, analyze
     from schema.root import schema
 
     for op in operations(source):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -78,7 +78,7 @@ async def test_add_comment(gql, factory):
 async def test_add_comment_rejections(gql, factory):
     t = await team(factory)
     task = await make_task(t.project, t.owner)
-    archived = await make_task(t.project, t.owner, archived_at=datetime.now(timezone.utc))
+    archived = await make_task(t.project, t.owner, archived_at=datetime.now(UTC))
     cases = [
         ({"taskId": tid(task), "body": "x" * 10_001}, "BAD_USER_INPUT", "body"),
         ({"taskId": tid(task), "body": " \n\t "}, "BAD_USER_INPUT", "body"),

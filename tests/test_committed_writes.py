@@ -29,8 +29,9 @@ async def test_an_error_in_the_payload_selection_keeps_the_payload(gql, factory)
 
 async def test_every_payload_object_field_is_nullable(gql):
     """So no error inside a payload can null the mutation field itself."""
-    from schema.root import schema
     from graphql import GraphQLNonNull, is_leaf_type
+
+    from schema.root import schema
 
     mutation = schema._schema.mutation_type
     for name, field in mutation.fields.items():

@@ -55,8 +55,8 @@ async def test_get_carries_variables_and_operation_name_as_json(client, factory)
 async def test_a_mutation_over_get_is_refused_before_it_runs(client, factory):
     owner = await factory.user()
     org = await factory.org(owner)
-    mutation = 'mutation { createProject(input: {organizationId: "%s", name: "x"}) { project { id } } }' % (
-        to_global_id("Organization", org.id))
+    org_id = to_global_id("Organization", org.id)
+    mutation = f'mutation {{ createProject(input: {{organizationId: "{org_id}", name: "x"}}) {{ project {{ id }} }} }}'
     response = await client.get("/graphql", params={"query": mutation},
                                 headers={"authorization": f"Bearer {owner.token}"})
     assert response.status_code == 405 and response.headers["allow"] == "POST"

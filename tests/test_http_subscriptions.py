@@ -8,7 +8,6 @@ import asyncio
 import json
 
 import httpx
-import pytest
 
 from resolvers.ids import to_global_id
 

@@ -375,7 +375,7 @@ async def test_nodes_mixing_alpha_missing_and_own_ids(gql, tenants, attacker):
 async def test_typed_entry_points_do_not_reach_alpha(gql, tenants, attacker):
     token = tenants["tokens"][attacker]
     alpha, ids = tenants["alpha"], tenants["alpha_ids"]
-    for field, type_name, names in [
+    for field, _type_name, names in [
         ("project", "Project", ["project"]),
         ("task", "Task", ["task", "neighbour", "archived", "subtask"]),
     ]:

@@ -153,7 +153,7 @@ async def _expected_column(project: Project, status: TaskStatus) -> list[dict]:
                 "commentCount": await TaskComment.filter(task_id=t.id).count(),
                 "subtaskCount": await Task.filter(parent_id=t.id, archived_at__isnull=True).count(),
                 "assignee": t.assignee_id and gid("User", t.assignee_id),
-                "labels": [gid("Label", l.id) for l in labels],
+                "labels": [gid("Label", label.id) for label in labels],
             }
         )
     return expected
@@ -165,7 +165,7 @@ def _seen(node: dict) -> dict:
         "commentCount": node["commentCount"],
         "subtaskCount": node["subtaskCount"],
         "assignee": node["assignee"] and node["assignee"]["id"],
-        "labels": [l["id"] for l in node["labels"]],
+        "labels": [label["id"] for label in node["labels"]],
     }
 
 
@@ -355,7 +355,7 @@ async def _arrange_nodes(factory, per_type: int) -> tuple[Actor, list[str]]:
         [gid("Comment", c.id) for c in comments],
         [gid("User", u.id) for u in users[:per_type]],
         [gid("Project", p.id) for p in projects[:per_type]],
-        [gid("Label", l.id) for l in labels[:per_type]],
+        [gid("Label", label.id) for label in labels[:per_type]],
     ]
     assert all(len(g) == per_type for g in groups)
     return owner, [g[i] for i in range(per_type) for g in groups]

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 
 import httpx
 import pytest

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -141,7 +141,7 @@ async def test_move_rejects_bad_neighbours_without_writing(gql, factory):
     t = await team(factory)
     a, b, c, d, e = await _five(t)
     done = await make_task(t.project, t.owner, "done", status=TaskStatus.DONE)
-    archived = await make_task(t.project, t.owner, "gone", archived_at=datetime.now(timezone.utc))
+    archived = await make_task(t.project, t.owner, "gone", archived_at=datetime.now(UTC))
     sibling_project = await factory.project(t.org, t.owner, "Sibling")
     sibling = await make_task(sibling_project, t.owner)
     stranger = await factory.user("Stranger")
@@ -184,7 +184,7 @@ async def test_move_rejects_bad_neighbours_without_writing(gql, factory):
 async def test_move_archived_task_is_rejected(gql, factory):
     t = await team(factory)
     a, *_ = await _five(t)
-    gone = await make_task(t.project, t.owner, "gone", archived_at=datetime.now(timezone.utc))
+    gone = await make_task(t.project, t.owner, "gone", archived_at=datetime.now(UTC))
     await rejected(
         gql,
         MOVE,

@@ -3,7 +3,7 @@ fields, project.tasks filters, ordering and keyset pagination)."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -93,7 +93,7 @@ async def test_update_task_changes_every_field_with_audit_and_event(gql, factory
     assert out["assignee"] == {"id": t.editor.gid}
     assert out["dueDate"] == "2030-01-02"
     assert out["parent"] == {"id": tid(parent)}
-    assert sorted(l["name"] for l in out["labels"]) == ["b", "c"]
+    assert sorted(label["name"] for label in out["labels"]) == ["b", "c"]
     assert out["customProperties"] == {"notes": "keep me", "points": 3, "size": "M"}
     assert out["version"] == 2
 
@@ -175,7 +175,7 @@ async def test_update_task_null_clears_and_omitted_fields_stay(gql, factory):
     assert out["customProperties"] == {"size": "S"}
     # Not sent, so not touched.
     assert out["title"] == "Keep" and out["description"] == "desc"
-    assert [l["name"] for l in out["labels"]] == ["x"]
+    assert [label["name"] for label in out["labels"]] == ["x"]
 
     row = await Task.get(id=task.id)
     assert row.assignee_id is None and row.parent_id is None and row.due_date is None
@@ -385,7 +385,7 @@ async def test_update_roles_and_visibility(gql, factory):
 async def test_archived_project_is_read_only(gql, factory):
     t = await team(factory)
     task = await make_task(t.project, t.owner)
-    await Project.filter(id=t.project.id).update(archived_at=datetime.now(timezone.utc))
+    await Project.filter(id=t.project.id).update(archived_at=datetime.now(UTC))
     await rejected(
         gql, UPDATE, {"i": {"id": tid(task), "title": "x"}}, t.owner.token, "BAD_USER_INPUT"
     )
@@ -544,7 +544,7 @@ async def test_task_read_resolves_every_relation(gql, factory):
     )
     subs = [await make_task(t.project, t.owner, f"s{i}", parent=task) for i in range(2)]
     await make_task(
-        t.project, t.owner, "archived sub", parent=task, archived_at=datetime.now(timezone.utc)
+        t.project, t.owner, "archived sub", parent=task, archived_at=datetime.now(UTC)
     )
     comments = [
         await TaskComment.create(task=task, author=t.viewer.user, body=f"c{i}") for i in range(3)
@@ -648,7 +648,7 @@ async def test_project_tasks_filters(gql, factory):
         t.owner,
         "echo archived",
         assignee=t.editor.user,
-        archived_at=datetime.now(timezone.utc),
+        archived_at=datetime.now(UTC),
     )
     other = await factory.project(t.org, t.owner, "Other")
     await make_task(other, t.owner, "foreign alpha")
@@ -757,7 +757,7 @@ async def test_ordering_and_pagination(gql, factory, field, direction):
             t.project, t.owner, "mike", priority=TaskPriority.LOW, status=TaskStatus.DONE
         ),
     ]
-    stamp = datetime(2030, 5, 5, 12, 0, tzinfo=timezone.utc)
+    stamp = datetime(2030, 5, 5, 12, 0, tzinfo=UTC)
     for i, task in enumerate(tasks):
         await Task.filter(id=task.id).update(updated_at=stamp + timedelta(seconds=i % 2))
 

@@ -9,6 +9,7 @@ import json
 
 import httpx
 import pytest
+
 from server import graphiql
 from server.graphql_app import GRAPHIQL_CDN_CSP, GRAPHIQL_CSP
 from tests.querycount import count_statements

@@ -9,7 +9,6 @@ import struct
 
 import httpx
 import pytest
-import websockets
 
 from tests.conftest import SECRET, gid
 from tests.processes import aserving, free_port, subprocess_env
