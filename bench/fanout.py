@@ -172,6 +172,9 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PCG_")} | {
             "PCG_DATABASE_URL": database_url, "PCG_BROADCAST_URL": args.redis,
             "PCG_SECRET_KEY": SECRET, "PCG_DATA_DIR": str(tmp),
+            # Every subscriber is one user on 127.0.0.1: the per-IP socket cap and the points
+            # budget would refuse most of them, which is not what this measures.
+            "PCG_RATE_LIMIT": "0", "PCG_RATE_LIMIT_SOCKETS_PER_IP": "0",
         }
         ports = [free_port(), free_port()]
         for i, port in enumerate(ports):
