@@ -148,6 +148,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     options = dict(
         host=args.host, port=args.port, log_level=args.log_level, ws_per_message_deflate=False,
         proxy_headers=False, server_header=False, log_config=None,
+        # A websocket message is bounded like a request body (uvicorn's default is 16 MiB).
+        ws_max_size=settings.max_body_bytes,
     )
     if args.reload or args.workers > 1:
         if args.reload:

@@ -174,3 +174,27 @@ async def test_any_failure_to_start_is_a_coded_error_for_that_operation(live, gq
         await assert_usable(ws, gql, board, "after a failed start")
     finally:
         await ws.close()
+
+
+def test_a_websocket_message_is_bounded_like_a_request_body(tmp_path):
+    """`pcg serve` caps websocket messages at PCG_MAX_BODY_BYTES: a bigger frame closes the
+    socket with 1009 (message too big) before the server parses it."""
+    import asyncio
+
+    import websockets
+
+    from tests.processes import free_port, serving, subprocess_env
+
+    port = free_port()
+    with serving(subprocess_env(tmp_path / "data", PCG_MAX_BODY_BYTES="65536"), port, tmp_path / "serve.log"):
+        async def send_big() -> int:
+            async with websockets.connect(f"ws://127.0.0.1:{port}/graphql",
+                                          subprotocols=["graphql-transport-ws"], max_size=None) as ws:
+                await ws.send('{"type": "connection_init", "payload": {"pad": "' + "x" * 70_000 + '"}}')
+                try:
+                    await asyncio.wait_for(ws.recv(), 5)
+                except websockets.ConnectionClosed as closed:
+                    return closed.rcvd.code
+            return 0
+
+        assert asyncio.run(send_big()) == 1009
