@@ -320,14 +320,31 @@ async def test_socket_closes_when_the_token_expires(live, team):
     assert closed.value.reason == "Token expired"
 
 
-async def test_rolled_back_write_publishes_nothing(live, gql, team):
+async def test_rolled_back_write_publishes_nothing(live, gql, team, monkeypatch):
+    """A write that fails inside its transaction, after its row, audit entry and board event
+    were written, commits none of them and publishes nothing."""
+    from models import AuditEntry, BoardEvent, Task
+    from resolvers import events
+
+    append = events.append
+
+    async def append_then_fail(*args, **kwargs):
+        await append(*args, **kwargs)  # the event row is written, in the transaction
+        raise RuntimeError("injected failure after the event was appended")
+
     ws = await GraphQLWS.connect(f"ws://{live}/graphql", token=team["owner"].token)
     try:
         await ws.subscribe(BOARD, {"p": team["pid"]})
         await asyncio.sleep(0.1)
-        error = await gql.error(CREATE, {"i": {"projectId": team["pid"], "title": "x" * 501}},
+        monkeypatch.setattr(events, "append", append_then_fail)
+        error = await gql.error(CREATE, {"i": {"projectId": team["pid"], "title": "rolled back"}},
                                 token=team["owner"].token)
-        assert error["extensions"]["code"] == "BAD_USER_INPUT"
+        assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+        monkeypatch.setattr(events, "append", append)
+        assert not await Task.filter(title="rolled back").exists()
+        assert not await AuditEntry.filter(action="task.create").exists()
+        assert not await BoardEvent.exists()
+        # The next write is seq 1: nothing of the failed one reached the log or the socket.
         await create_task(gql, team, "ok")
         event = (await ws.next_data())["data"]["boardEvents"]
         assert (event["seq"], event["task"]["title"]) == (1, "ok")
