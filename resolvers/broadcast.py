@@ -12,6 +12,7 @@ Messages are JSON text on every backend.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -172,8 +173,9 @@ class ResilientRedisBackend(BroadcastBackend):
     async def disconnect(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with _suppress():
-                await self._task
+            # The listener's own end (its CancelledError, or a late error) is collected; a
+            # cancellation of this caller still propagates.
+            await asyncio.gather(self._task, return_exceptions=True)
         await self._drop()
         if self._conn is not None:
             await self._conn.aclose()
@@ -261,10 +263,9 @@ class ResilientPostgresBackend(BroadcastBackend):
     async def disconnect(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with _suppress():
-                await self._task
+            await asyncio.gather(self._task, return_exceptions=True)
         if self._listen is not None:
-            with _suppress():
+            with contextlib.suppress(Exception):  # already broken: closing is best effort
                 await self._listen.close()
         if self._pool is not None:
             await self._pool.close()
@@ -298,10 +299,3 @@ class ResilientPostgresBackend(BroadcastBackend):
     async def next_published(self) -> Event:
         return await self._queue.get()
 
-
-class _suppress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> bool:
-        return True
