@@ -312,9 +312,6 @@ class Viewer:
             raise NotFound("Task")
         return task
 
-    def can_read(self, project: Project) -> bool:
-        return self.project_role(project) is not None
-
     # -- writes -------------------------------------------------------------------------------
 
     async def require(self, permission: Permission, project: Project) -> ProjectRole:

@@ -50,10 +50,6 @@ class Hub(Broadcast):
         self.url = url
         self._lock = asyncio.Lock()
 
-    @property
-    def crosses_processes(self) -> bool:
-        return not isinstance(self._backend, MemoryBackend)
-
     async def connected(self) -> bool:
         """Whether the broker answers now (readiness); the in-process backend always does."""
         check = getattr(self._backend, "connected", None)

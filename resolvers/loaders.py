@@ -311,10 +311,6 @@ class Loaders:
     async def load_optional(loader: DataLoader, key: int | None) -> Any:
         return None if key is None else await loader.load(key)
 
-    @staticmethod
-    async def load_many(loader: DataLoader, keys: Iterable[int]) -> list[Any]:
-        return await loader.load_many(list(keys))
-
     # -- lists hanging off list items -----------------------------------------------------------
 
     async def page(

@@ -164,10 +164,6 @@ async def comments(ctx, task: Task, **page):
     return await ctx.loaders.page(ctx, TASK_COMMENTS, (task.id,), **page)
 
 
-async def visible_task(ctx, task_id: int) -> Task:
-    return await ctx.viewer.task(task_id)
-
-
 async def check_assignee(project: Project, user_id: int | None, field: str = "assigneeId") -> None:
     if user_id is None:
         return

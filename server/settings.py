@@ -173,7 +173,6 @@ class Settings:
     log_format: str = "text"
     slow_operation_ms: int = 500
     otel_endpoint: str = ""
-    extra: dict = field(default_factory=dict)
 
     @property
     def graphiql_enabled(self) -> bool:
@@ -182,10 +181,6 @@ class Settings:
     @property
     def is_production(self) -> bool:
         return self.env == "production"
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite://")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
