@@ -14,6 +14,7 @@ from tortoise.queryset import QuerySet
 
 from models import (
     ApiKey,
+    AuditEntry,
     Conversation,
     Label,
     Message,
@@ -71,6 +72,7 @@ class OrgPermission(Enum):
     MANAGE_API_KEYS = "manage_api_keys"
     MANAGE_OWNERS = "manage_owners"
     USE_NORA = "use_nora"
+    READ_AUDIT_LOG = "read_audit_log"
 
     @property
     def role(self) -> OrgRole:
@@ -85,6 +87,7 @@ _ORG_RIGHTS = {
     OrgPermission.MANAGE_API_KEYS: OrgRole.ADMIN,
     OrgPermission.MANAGE_OWNERS: OrgRole.OWNER,
     OrgPermission.USE_NORA: OrgRole.MEMBER,
+    OrgPermission.READ_AUDIT_LOG: OrgRole.ADMIN,
 }
 
 
@@ -268,6 +271,10 @@ class Viewer:
         await self.load()
         orgs = [o for o, r in self._org_roles.items() if r.rank >= min_role.rank]
         return model.filter(organization_id__in=orgs or [0])
+
+    async def audit_entries(self) -> QuerySet[AuditEntry]:
+        """Audit entries of organizations where the viewer is an admin or owner."""
+        return await self.org_scoped(AuditEntry, min_role=OrgPermission.READ_AUDIT_LOG.role)
 
     async def users(self) -> QuerySet[User]:
         """Users who share at least one organization with the viewer."""

@@ -15,6 +15,7 @@ import re
 
 from models import (
     ApiKey,
+    AuditEntry,
     Conversation,
     CustomFieldDefinition,
     Invite,
@@ -45,6 +46,7 @@ _MODELS = {
     "ApiKey": ApiKey,
     "NoraConversation": Conversation,
     "NoraMessage": Message,
+    "AuditEntry": AuditEntry,
 }
 NODE_TYPES = frozenset(_MODELS)
 # Serial keys start at 1; the upper bound is the column's (int4 for most, int8 for messages).

@@ -22,6 +22,7 @@ from tortoise.functions import Count
 from tortoise.queryset import QuerySet
 
 from models import (
+    ApiKey,
     CustomFieldDefinition,
     Label,
     Organization,
@@ -207,6 +208,7 @@ _BATCHES: dict[str, Callable] = {
     "organization": _by_id(Organization),
     "project": _by_id(Project),
     "task": _by_id(Task),
+    "api_key": _by_id(ApiKey),
     "labels_by_task": _labels_by_task,
     "comment_count_by_task": _counted(lambda ids: TaskComment.filter(task_id__in=ids), "task_id"),
     "subtask_count_by_task": _counted(
@@ -242,6 +244,7 @@ class Loaders:
     organization: DataLoader
     project: DataLoader
     task: DataLoader
+    api_key: DataLoader
     labels_by_task: DataLoader
     comment_count_by_task: DataLoader
     subtask_count_by_task: DataLoader

@@ -46,6 +46,8 @@ async def _scope(viewer, type_name: str):
             return await viewer.nora_conversations()
         case "NoraMessage":
             return await viewer.nora_messages()
+        case "AuditEntry":
+            return await viewer.audit_entries()
     raise BadInput("Unknown node type")  # pragma: no cover - parse_global_id rejects these
 
 

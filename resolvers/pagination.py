@@ -149,6 +149,11 @@ def _after(fields: tuple[tuple[str, bool], ...], values: list[Any], forward: boo
     q = clauses[0]
     for c in clauses[1:]:
         q = q | c
+    lead, desc = fields[0]
+    if len(fields) > 1 and values[0] is not None:
+        # Implied by the OR, but PostgreSQL seeks an index only with a bound on the leading
+        # column: without it a page deep in a long list reads every row before it.
+        q = Q(**{f"{lead}__{'gte' if desc != forward else 'lte'}": values[0]}) & q
     return q
 
 

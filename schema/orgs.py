@@ -13,6 +13,7 @@ from models import Invite as InviteModel
 from models import Organization as OrganizationModel
 from models import OrganizationMember as OrganizationMemberModel
 from resolvers import api_keys as api_key_resolvers
+from resolvers import audit as audit_resolvers
 from resolvers import invites as invite_resolvers
 from resolvers import members as member_resolvers
 from resolvers import orgs as org_resolvers
@@ -35,11 +36,15 @@ from schema.common import (
 )
 
 if TYPE_CHECKING:
+    from schema.audit import AuditEntryConnection, AuditEntryFilter, AuditEntryOrder
     from schema.projects import ProjectConnection
     from schema.users import User
 
 UserRef = Annotated["User", strawberry.lazy("schema.users")]
 ProjectConnectionRef = Annotated["ProjectConnection", strawberry.lazy("schema.projects")]
+AuditEntryConnectionRef = Annotated["AuditEntryConnection", strawberry.lazy("schema.audit")]
+AuditEntryFilterRef = Annotated["AuditEntryFilter", strawberry.lazy("schema.audit")]
+AuditEntryOrderRef = Annotated["AuditEntryOrder", strawberry.lazy("schema.audit")]
 
 
 @strawberry.type(description="A user's membership of an organization.")
@@ -214,6 +219,35 @@ class Organization(Node):
             ctx(info), self, include_revoked, first, after, last, before
         )
         return ApiKeyConnection.of(page)
+
+    @strawberry.field(
+        description="Every write in this organization, newest first by default. Owners and "
+        "admins (others: FORBIDDEN)."
+    )
+    async def audit_entries(
+        self,
+        info: Info,
+        filter: Annotated[
+            AuditEntryFilterRef | None,
+            strawberry.argument(description="Only entries matching all given conditions."),
+        ] = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+        order_by: Annotated[
+            AuditEntryOrderRef | None,
+            strawberry.argument(description="CREATED_AT_DESC (newest first) by default."),
+        ] = None,
+    ) -> AuditEntryConnectionRef:
+        from schema.audit import AuditEntryConnection, AuditEntryOrder
+
+        page = await audit_resolvers.entries(
+            ctx(info), self, filter.to_filter() if filter else None,
+            oldest_first=order_by is AuditEntryOrder.CREATED_AT_ASC,
+            first=first, after=after, last=last, before=before,
+        )
+        return AuditEntryConnection.of(page)
 
 
 @strawberry.input(description="A new organization.")

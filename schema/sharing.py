@@ -106,7 +106,7 @@ DECLARED: dict[str, Depends] = {
     **_each(EVENT, "User", "id name email createdAt"),
     # -- the event's organization
     **_each(EVENT, "Organization", "id slug name plan createdAt"),
-    **_each(ROLES, "Organization", "viewerRole invites apiKeys"),  # admin-only lists
+    **_each(ROLES, "Organization", "viewerRole invites apiKeys auditEntries"),  # admin-only lists
     # Narrowed to the viewer's own memberships, and reaches other projects.
     **_each(VIEWER, "Organization", "projects"),
     # Narrowed to the viewer's organizations by the access layer.
@@ -120,6 +120,13 @@ DECLARED: dict[str, Depends] = {
         EVENT, "ApiKey",
         "id name prefix role createdAt lastUsedAt expiresAt revokedAt createdBy organization",
     ),
+    # Reached only through the admin-only Organization.auditEntries (or node(id)).
+    **_each(
+        EVENT, "AuditEntry",
+        "id action resourceType resourceId before after ip requestId createdAt actor",
+    ),
+    # Shown when the viewer administers the key's organization: the entry's, the event's.
+    **_each(ROLES, "AuditEntry", "apiKey"),
     # A page presents what the list field that returned it selected: that field is declared.
     **_each(EVENT, "Connection", "edges nodes pageInfo totalCount"),
     **_each(EVENT, "Edge", "cursor node"),

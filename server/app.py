@@ -20,7 +20,7 @@ from resolvers.documents import TrustedDocuments
 from resolvers.events import prune_forever
 from resolvers.nora.engine import NoraRuntime
 from schema.root import schema as default_schema
-from server import graphiql, health, metrics
+from server import audit_csv, graphiql, health, metrics
 from server.db import tortoise_config
 from server.graphql_app import PcgGraphQL
 from server.logs import configure_if_needed
@@ -112,6 +112,7 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
             Route("/api/health", health.combined),
             Route("/api/health/live", health.live),
             Route("/api/health/ready", health.ready),
+            Route("/api/orgs/{slug}/audit.csv", audit_csv.endpoint, methods=["GET"]),
             Route("/board", board_page),
             *([Mount(graphiql.STATIC_PATH, app=graphiql.static_files())] if settings.graphiql_enabled else []),
             Route("/metrics", metrics.endpoint(settings.metrics)),

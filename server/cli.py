@@ -1,4 +1,4 @@
-"""`pcg`: serve, migrate, seed, export-schema, create-api-key.
+"""`pcg`: serve, migrate, seed, export-schema, create-api-key, audit export.
 
 Heavy modules (the schema, uvicorn, the models) are imported inside the commands so that
 configuration mistakes are reported at once, and `pcg --help` stays instant.
@@ -343,6 +343,57 @@ def cmd_create_api_key(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- audit export ------------------------------------------------------------------------------
+
+
+async def audit_export(settings: Settings, args: argparse.Namespace, out) -> int:
+    """Write the organization's audit log as CSV to `out`; returns the number of entries."""
+    from models import Organization, User
+    from resolvers import audit
+    from resolvers.access import Viewer
+    from resolvers.errors import AppError
+    from resolvers.ids import to_global_id
+    from server.audit_csv import csv_lines, parse_filter
+    from server.context import Context
+
+    org = await Organization.get_or_none(slug=args.org)
+    if org is None:
+        raise CliError(f"no organization with slug {args.org!r}")
+    params = {name: value for name, value in (
+        ("from", args.since), ("to", args.until), ("action", args.action),
+        ("resourceType", args.resource_type), ("resourceId", args.resource_id), ("ip", args.ip),
+    ) if value is not None}
+    if args.actor is not None:
+        actor = await User.get_or_none(email=args.actor.strip().lower())
+        if actor is None:
+            raise CliError(f"no user with email {args.actor!r}")
+        params["actor"] = to_global_id("User", actor.id)
+    ctx = Context(settings=settings, viewer=Viewer(None), broadcast=None,
+                  request_id=f"cli-{uuid.uuid4().hex[:24]}")
+    try:
+        batches = await audit.operator_export(ctx, org, parse_filter(params))
+        lines = -1  # the header
+        async for text in csv_lines(batches):
+            out.write(text)
+            lines += text.count("\r\n")
+    except AppError as error:
+        raise CliError(error.message) from None
+    out.flush()
+    return lines
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+
+    async def run() -> int:
+        async with database(settings):
+            return await audit_export(settings, args, sys.stdout)
+
+    count = asyncio.run(run())
+    print(f"pcg: exported {count} audit entries of {args.org!r}", file=sys.stderr, flush=True)
+    return 0
+
+
 # -- parser ------------------------------------------------------------------------------------
 
 
@@ -413,6 +464,21 @@ def build_parser() -> argparse.ArgumentParser:
     key.add_argument("--role", default="admin", choices=["owner", "admin", "member"])
     key.add_argument("--user", metavar="EMAIL", help="the member the key acts as (default: an owner)")
     key.set_defaults(func=cmd_create_api_key)
+
+    audit = commands.add_parser("audit", help="read an organization's audit log")
+    audit_actions = audit.add_subparsers(dest="action_name", required=True, metavar="ACTION")
+    audit_export_cmd = audit_actions.add_parser(
+        "export", help="write the audit log as CSV to stdout, newest first (itself audited)"
+    )
+    audit_export_cmd.add_argument("--org", required=True, metavar="SLUG")
+    audit_export_cmd.add_argument("--from", dest="since", metavar="TIME", help="entries at or after (RFC 3339)")
+    audit_export_cmd.add_argument("--to", dest="until", metavar="TIME", help="entries before (RFC 3339)")
+    audit_export_cmd.add_argument("--action", help='exactly this action, e.g. "task.update"')
+    audit_export_cmd.add_argument("--actor", metavar="EMAIL", help="entries written by this user")
+    audit_export_cmd.add_argument("--resource-type", metavar="TYPE", help='e.g. "Task"')
+    audit_export_cmd.add_argument("--resource-id", metavar="ID", help="the object's primary key")
+    audit_export_cmd.add_argument("--ip", help="entries written from this client address")
+    audit_export_cmd.set_defaults(func=cmd_audit)
     return parser
 
 

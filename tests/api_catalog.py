@@ -18,6 +18,7 @@ from tortoise import Tortoise
 
 from models import (
     ApiKey,
+    AuditEntry,
     CustomFieldDefinition,
     CustomFieldType,
     Invite,
@@ -62,6 +63,7 @@ class World:
     invite: Invite  # pending, role MEMBER
     owner_invite: Invite  # pending, role OWNER
     api_key: ApiKey  # role MEMBER, created by `owner`
+    audit_entry: AuditEntry  # written by `owner` through `api_key`
     org_rows: dict[str, OrganizationMember] = field(default_factory=dict)  # by actor name
     project_rows: dict[str, ProjectMember] = field(default_factory=dict)
 
@@ -88,6 +90,7 @@ class World:
             "invite": to_global_id("Invite", self.invite.id),
             "owner_invite": to_global_id("Invite", self.owner_invite.id),
             "api_key": to_global_id("ApiKey", self.api_key.id),
+            "audit_entry": to_global_id("AuditEntry", self.audit_entry.id),
         }
         for name, actor in self.users().items():
             ids[f"user:{name}"] = actor.gid
@@ -137,11 +140,16 @@ async def arrange(
         organization=org, created_by=owner.user, name="deploys", prefix=prefix,
         key_hash=key_hash, role=OrgRole.MEMBER,
     )
+    audit_entry = await AuditEntry.create(
+        organization=org, actor=owner.user, api_key=api_key, action="task.update",
+        resource_type="Task", resource_id=str(main.id), before={"title": "Ship"},
+        after={"title": "Ship it"}, ip="198.51.100.1", request_id="arranged",
+    )
     world = World(
         org=org, owner=owner, co_owner=co_owner, member=member, newcomer=newcomer,
         project=project, task=main, neighbour=neighbour, archived=archived, subtask=subtask,
         label=label, task_label=task_label, field=user_field, comment=comment, invite=invite,
-        owner_invite=owner_invite, api_key=api_key,
+        owner_invite=owner_invite, api_key=api_key, audit_entry=audit_entry,
     )
     for name, actor in world.users().items():
         world.org_rows[name] = await OrganizationMember.get(organization=org, user=actor.user)

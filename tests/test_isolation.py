@@ -385,7 +385,8 @@ async def test_typed_entry_points_do_not_reach_alpha(gql, tenants, attacker):
             missing = await gql.raw(query, {"id": missing_id_of(ids[name])}, token)
             assert seen == missing and _data_only(seen) == {field: None}, name
     query = """query($id: ID!) { node(id: $id) { ... on Organization {
-                 id invites { totalCount } apiKeys(includeRevoked: true) { totalCount } } } }"""
+                 id invites { totalCount } apiKeys(includeRevoked: true) { totalCount }
+                 auditEntries { totalCount } } } }"""
     seen = await gql.raw(query, {"id": ids["organization"]}, token)
     missing = await gql.raw(query, {"id": missing_id_of(ids["organization"])}, token)
     assert seen == missing and _data_only(seen) == {"node": None}
@@ -403,6 +404,7 @@ async def test_typed_entry_points_do_not_reach_alpha(gql, tenants, attacker):
                all: projects(includeArchived: true) { nodes { id } }
                invites { nodes { id } }
                apiKeys(includeRevoked: true) { nodes { id } }
+               auditEntries { nodes { id } }
                members { nodes { id } }
              }
            }""",
@@ -416,7 +418,8 @@ async def test_typed_entry_points_do_not_reach_alpha(gql, tenants, attacker):
     org = data["organization"]
     assert org["projects"] == {"totalCount": 0}
     assert org["all"]["nodes"] == own_project
-    reached = {n["id"] for key in ("invites", "apiKeys", "members") for n in org[key]["nodes"]}
+    reached = {n["id"] for key in ("invites", "apiKeys", "auditEntries", "members")
+               for n in org[key]["nodes"]}
     assert reached and not reached & set(ids.values())
     invite_ids = {gid("Invite", beta.invite.id), gid("Invite", beta.owner_invite.id)}
     assert {n["id"] for n in org["invites"]["nodes"]} == invite_ids
@@ -482,6 +485,7 @@ query($task: ID!, $comment: ID!, $label: ID!, $member: ID!) {
     projects(includeArchived: true) { nodes { id organization { id slug } } }
     invites { nodes { id invitedBy { id } organization { id slug } } }
     apiKeys(includeRevoked: true) { nodes { id createdBy { id } organization { id slug } } }
+    auditEntries { nodes { id actor { id } apiKey { id organization { id slug } } } }
   }
 }"""
 

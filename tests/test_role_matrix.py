@@ -404,5 +404,6 @@ def test_every_right_is_its_own_member():
     from resolvers.access import OrgPermission, Permission
 
     assert len(list(Permission)) == 8 and Permission.COMMENT.name == "COMMENT"
-    assert len(list(OrgPermission)) == 6 and OrgPermission.USE_NORA.name == "USE_NORA"
+    assert len(list(OrgPermission)) == 7 and OrgPermission.USE_NORA.name == "USE_NORA"
+    assert OrgPermission.READ_AUDIT_LOG.role is OrgPermission.MANAGE_MEMBERS.role
     assert Permission.COMMENT.role is Permission.WRITE_TASKS.role
