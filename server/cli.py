@@ -1,4 +1,4 @@
-"""`pcg`: serve, migrate, seed, export-schema, create-api-key.
+"""`pcg`: serve, migrate, seed, export-schema, create-api-key, set-plan.
 
 Heavy modules (the schema, uvicorn, the models) are imported inside the commands so that
 configuration mistakes are reported at once, and `pcg --help` stays instant.
@@ -323,6 +323,42 @@ def cmd_documents(args: argparse.Namespace) -> int:
     return 0
 
 
+async def set_plan(settings: Settings, org_slug: str, plan: str) -> tuple[str, str]:
+    """The operator's plan change: the same write as setOrganizationPlan, audited as
+    org.set_plan with no actor (the entry's request id starts with "cli-")."""
+    from models import Organization, Plan
+    from resolvers import orgs
+    from resolvers.access import Viewer
+    from server.context import Context
+
+    org = await Organization.get_or_none(slug=org_slug)
+    if org is None:
+        raise CliError(f"no organization with slug {org_slug!r}")
+    before = org.plan.value
+    ctx = Context(
+        settings=settings, viewer=Viewer(None), broadcast=None,
+        request_id=f"cli-{uuid.uuid4().hex[:24]}",
+    )
+    org = await orgs.write_plan(ctx, org, Plan(plan))
+    return before, org.plan.value
+
+
+def cmd_set_plan(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+
+    async def run():
+        async with database(settings):
+            return await set_plan(settings, args.org, args.plan)
+
+    before, after = asyncio.run(run())
+    if before == after:
+        say(f"Organization {args.org!r} is already on the {after} plan; nothing changed.")
+    else:
+        say(f"Organization {args.org!r}: plan {before} -> {after}. Data beyond the new limits "
+            "stays; writes past them are refused.")
+    return 0
+
+
 def cmd_create_api_key(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
 
@@ -411,6 +447,13 @@ def build_parser() -> argparse.ArgumentParser:
     key.add_argument("--role", default="admin", choices=["owner", "admin", "member"])
     key.add_argument("--user", metavar="EMAIL", help="the member the key acts as (default: an owner)")
     key.set_defaults(func=cmd_create_api_key)
+
+    plan = commands.add_parser(
+        "set-plan", help="change an organization's plan (free, pro, enterprise); audited"
+    )
+    plan.add_argument("--org", required=True, metavar="SLUG")
+    plan.add_argument("--plan", required=True, choices=["free", "pro", "enterprise"])
+    plan.set_defaults(func=cmd_set_plan)
     return parser
 
 
