@@ -55,6 +55,13 @@ class QuotaExceeded(AppError):
     code = "QUOTA_EXCEEDED"
 
 
+class PlanLimitReached(AppError):
+    """A write would take the organization past its plan's limit. Extensions: `resource`
+    (members, projects, tasksPerProject, organizations), `limit`, `current` and `plan`."""
+
+    code = "PLAN_LIMIT_REACHED"
+
+
 class ServiceUnavailable(AppError):
     """A dependency (database, broker) failed or timed out: the request may succeed if retried
     in a few seconds. HTTP answers carry status 503 and Retry-After."""

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from tortoise.exceptions import IntegrityError
 
 from models import Invite, Organization, OrganizationMember, OrgRole, User
-from resolvers import validation
+from resolvers import plans, validation
 from resolvers.access import OrgPermission, invitable_roles
 from resolvers.auth import hash_secret
 from resolvers.errors import BadInput, Conflict, Forbidden, NotFound
@@ -85,6 +85,9 @@ async def invite_member(ctx, organization_id: int, email: str, role: OrgRole) ->
     token = secrets.token_urlsafe(32)
     now = datetime.now(UTC)
     async with transaction(ctx) as tx:
+        # The organization row first (the lock order of members.py), then the inviter's row.
+        # A pending invite to the same address is superseded below: it frees its seat.
+        await plans.check_seat(organization_id, exclude_email=email)
         _require_invitable(await _inviter_role(ctx, organization_id), role)
         # Re-inviting is "resend": only the newest token of an address stays valid.
         superseded = await pending(
@@ -125,6 +128,9 @@ async def accept_invite(ctx, token: str) -> tuple[Organization, OrganizationMemb
         raise Conflict("You are already a member of this organization")
     try:
         async with transaction(ctx) as tx:
+            # The invite already holds a seat; after a downgrade the seats may exceed the
+            # limit, and then joining is refused (the invite stays pending).
+            await plans.check_seat(invite.organization_id, exclude_email=invite.email)
             # Conditional: of two concurrent redemptions only one flips the row.
             taken = await Invite.filter(
                 id=invite.id, accepted_at__isnull=True, revoked_at__isnull=True

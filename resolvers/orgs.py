@@ -5,7 +5,7 @@ from __future__ import annotations
 from tortoise.exceptions import IntegrityError
 
 from models import Organization, OrganizationMember, OrgRole, Plan
-from resolvers import validation
+from resolvers import plans, validation
 from resolvers.access import OrgPermission
 from resolvers.errors import Conflict, Forbidden
 from resolvers.loaders import PageSpec
@@ -63,6 +63,7 @@ async def create_organization(ctx, slug: str, name: str) -> Organization:
         raise Conflict("This slug is taken", field="slug")
     try:
         async with transaction(ctx) as tx:
+            await plans.check_new_organization(user.id)
             org = await Organization.create(slug=slug, name=name, plan=Plan.FREE)
             await OrganizationMember.create(organization=org, user_id=user.id, role=OrgRole.OWNER)
             await tx.audit(
@@ -74,3 +75,35 @@ async def create_organization(ctx, slug: str, name: str) -> Organization:
     await ctx.viewer.reload()
     return org
 
+
+
+async def usage(ctx, org: Organization) -> plans.Usage:
+    await ctx.viewer.require_org(OrgPermission.READ, org.id)
+    return await plans.usage(org.id)
+
+
+async def set_plan(ctx, organization_id: int, plan: Plan) -> Organization:
+    """Owners only (the top admins of an organization). Lowering the plan below what the
+    organization holds is allowed: its data stays, writes that would add more are refused."""
+    await ctx.viewer.require_org(OrgPermission.MANAGE_OWNERS, organization_id)
+    return await write_plan(ctx, await Organization.get(id=organization_id), plan)
+
+
+async def write_plan(ctx, org: Organization, plan: Plan) -> Organization:
+    """The write itself, shared by the mutation and `pcg set-plan`; an unchanged plan writes
+    nothing."""
+    if org.plan is plan:
+        return org
+    before = snapshot(org)
+    async with transaction(ctx) as tx:
+        await Organization.filter(id=org.id).select_for_update().first()
+        org.plan = plan
+        await org.save(update_fields=["plan", "updated_at"])
+        await tx.audit(
+            "org.set_plan", "Organization", org.id, organization_id=org.id,
+            before=before, after=snapshot(org),
+        )
+    if ctx.viewer.is_authenticated:
+        # The viewer caches each organization's plan (rate-limit budgets): read it afresh.
+        await ctx.viewer.reload()
+    return org

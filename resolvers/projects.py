@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from models import Organization, Project, ProjectMember, ProjectRole, Task, TaskStatus
-from resolvers import validation
+from resolvers import plans, validation
 from resolvers.access import OrgPermission, Permission
 from resolvers.errors import BadInput
 from resolvers.loaders import PageSpec, prime_task_counts, task_count_columns
@@ -106,6 +106,7 @@ async def create_project(ctx, organization_id: int, name: str, description: str 
         description or "", "description", max_len=validation.DESCRIPTION_MAX, required=False
     )
     async with transaction(ctx) as tx:
+        await plans.check_project(organization_id)
         project = await Project.create(
             organization_id=organization_id,
             name=name,

@@ -27,7 +27,7 @@ from models import (
     TaskStatus,
 )
 from models.enums import PRIORITY_RANK
-from resolvers import custom_fields, validation
+from resolvers import custom_fields, plans, validation
 from resolvers.access import Permission
 from resolvers.errors import BadInput, Conflict, NotFound
 from resolvers.loaders import PageSpec, prime_task_counts, task_count_columns
@@ -239,6 +239,7 @@ async def create_task(
         # The bottom of the column is read under the project's row lock (PostgreSQL; SQLite
         # writes are serial), so two tasks created at once never get the same rank.
         await tx.lock_project(project.id)
+        await plans.check_task(project.id, project.organization_id)
         position = generate_key_between(await last_position(project.id, status), None)
         task = await Task.create(
             project_id=project.id,

@@ -52,11 +52,14 @@ ProjectRole = described_enum(
 )
 Plan = described_enum(
     enums.Plan,
-    "Billing plan of an organization; it sets the rate limit and the daily NORA token quota.",
+    "Billing plan of an organization; it sets the rate limit, the daily NORA token quota and "
+    "the limits in `Organization.usage`.",
     {
-        "FREE": "The default plan.",
-        "PRO": "A larger rate limit and NORA quota.",
-        "ENTERPRISE": "The largest rate limit; NORA without a daily token quota.",
+        "FREE": "The default plan: 5 members, 10 projects, 1,000 tasks per project; a user "
+        "owns at most one free organization.",
+        "PRO": "A larger rate limit and NORA quota; 100 members, unlimited projects, 100,000 "
+        "tasks per project.",
+        "ENTERPRISE": "The largest rate limit; NORA without a daily token quota; no limits.",
     },
 )
 TaskStatus = described_enum(

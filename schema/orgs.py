@@ -138,6 +138,46 @@ class ApiKeyConnection(Connection[ApiKey]):
     pass
 
 
+@strawberry.type(description="What a plan allows; null means unlimited.")
+class PlanLimits:
+    members: int | None = strawberry.field(
+        description="Members plus pending invites (seats)."
+    )
+    projects: int | None = strawberry.field(description="Projects that are not archived.")
+    tasks_per_project: int | None = strawberry.field(
+        description="Tasks of one project, archived ones included."
+    )
+
+
+@strawberry.type(
+    description="What an organization holds against its plan's limits, to show upgrade "
+    "prompts. A write past a limit fails with PLAN_LIMIT_REACHED."
+)
+class OrganizationUsage:
+    plan: Plan = strawberry.field(description="The organization's plan.")
+    members: int = strawberry.field(
+        description="Seats taken: members plus pending invites (what `limits.members` counts)."
+    )
+    pending_invites: int = strawberry.field(
+        description="Of `members`, the invites not yet accepted, revoked or expired."
+    )
+    projects: int = strawberry.field(description="Projects that are not archived.")
+    limits: PlanLimits = strawberry.field(description="The limits of the plan.")
+
+    @classmethod
+    def of(cls, usage) -> OrganizationUsage:
+        lim = usage.limits
+        return cls(
+            plan=usage.plan,
+            members=usage.seats,
+            pending_invites=usage.pending_invites,
+            projects=usage.projects,
+            limits=PlanLimits(
+                members=lim.members, projects=lim.projects, tasks_per_project=lim.tasks_per_project
+            ),
+        )
+
+
 @strawberry.type(description="A tenant: its members, projects and API keys.")
 class Organization(Node):
     is_type_of = model_type_check(OrganizationModel)
@@ -153,6 +193,12 @@ class Organization(Node):
     @strawberry.field(description="The viewer's role in this organization.")
     def viewer_role(self, info: Info) -> OrgRole:
         return ctx(info).viewer.org_role(self.id)
+
+    @strawberry.field(
+        description="Counts against the plan's limits. Members of the organization."
+    )
+    async def usage(self, info: Info) -> OrganizationUsage:
+        return OrganizationUsage.of(await org_resolvers.usage(ctx(info), self))
 
     @strawberry.field(description="Projects of this organization that the viewer may see.")
     async def projects(
@@ -264,6 +310,22 @@ class OrganizationPayload:
     organization: Organization | None = strawberry.field(description="The new organization.")
 
 
+@strawberry.input(description="An organization's new plan.")
+class SetOrganizationPlanInput:
+    organization_id: strawberry.ID = strawberry.field(description="The organization.")
+    plan: Plan = strawberry.field(
+        description="The new plan. Lowering it below current usage is allowed: existing data "
+        "stays, writes past the new limits are refused."
+    )
+
+
+@strawberry.type(description="The result of setOrganizationPlan.")
+class SetOrganizationPlanPayload:
+    organization: Organization | None = strawberry.field(
+        description="The organization, on its new plan."
+    )
+
+
 @strawberry.input(description="Someone to invite.")
 class InviteMemberInput:
     organization_id: strawberry.ID = strawberry.field(description="The organization.")
@@ -368,6 +430,24 @@ class OrgMutations:
     ) -> OrganizationPayload:
         org = await org_resolvers.create_organization(ctx(info), input.slug, input.name)
         return OrganizationPayload(organization=org)
+
+    @strawberry.mutation(
+        description="Change an organization's plan (no billing provider: the platform's own "
+        "decision). Owners only: they are the organization's top admins. Audited as "
+        "org.set_plan; an unchanged plan writes nothing."
+    )
+    async def set_organization_plan(
+        self,
+        info: Info,
+        input: Annotated[
+            SetOrganizationPlanInput, strawberry.argument(description="The organization and plan.")
+        ],
+    ) -> SetOrganizationPlanPayload:
+        org = await org_resolvers.set_plan(
+            ctx(info), decode_id(input.organization_id, "Organization", "organizationId"),
+            input.plan,
+        )
+        return SetOrganizationPlanPayload(organization=org)
 
     @strawberry.mutation(
         description="Invite someone by email. Admins and owners; only owners invite owners."

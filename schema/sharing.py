@@ -107,6 +107,10 @@ DECLARED: dict[str, Depends] = {
     # -- the event's organization
     **_each(EVENT, "Organization", "id slug name plan createdAt"),
     **_each(ROLES, "Organization", "viewerRole invites apiKeys auditEntries"),  # admin-only lists
+    # Counts of the organization, the same for every viewer who passes its READ check.
+    **_each(ROLES, "Organization", "usage"),
+    **_each(EVENT, "OrganizationUsage", "plan members pendingInvites projects limits"),
+    **_each(EVENT, "PlanLimits", "members projects tasksPerProject"),
     # Narrowed to the viewer's own memberships, and reaches other projects.
     **_each(VIEWER, "Organization", "projects"),
     # Narrowed to the viewer's organizations by the access layer.

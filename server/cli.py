@@ -1,4 +1,4 @@
-"""`pcg`: serve, migrate, seed, export-schema, create-api-key, audit export.
+"""`pcg`: serve, migrate, seed, export-schema, create-api-key, audit export, set-plan.
 
 Heavy modules (the schema, uvicorn, the models) are imported inside the commands so that
 configuration mistakes are reported at once, and `pcg --help` stays instant.
@@ -325,6 +325,42 @@ def cmd_documents(args: argparse.Namespace) -> int:
     return 0
 
 
+async def set_plan(settings: Settings, org_slug: str, plan: str) -> tuple[str, str]:
+    """The operator's plan change: the same write as setOrganizationPlan, audited as
+    org.set_plan with no actor (the entry's request id starts with "cli-")."""
+    from models import Organization, Plan
+    from resolvers import orgs
+    from resolvers.access import Viewer
+    from server.context import Context
+
+    org = await Organization.get_or_none(slug=org_slug)
+    if org is None:
+        raise CliError(f"no organization with slug {org_slug!r}")
+    before = org.plan.value
+    ctx = Context(
+        settings=settings, viewer=Viewer(None), broadcast=None,
+        request_id=f"cli-{uuid.uuid4().hex[:24]}",
+    )
+    org = await orgs.write_plan(ctx, org, Plan(plan))
+    return before, org.plan.value
+
+
+def cmd_set_plan(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+
+    async def run():
+        async with database(settings):
+            return await set_plan(settings, args.org, args.plan)
+
+    before, after = asyncio.run(run())
+    if before == after:
+        say(f"Organization {args.org!r} is already on the {after} plan; nothing changed.")
+    else:
+        say(f"Organization {args.org!r}: plan {before} -> {after}. Data beyond the new limits "
+            "stays; writes past them are refused.")
+    return 0
+
+
 def cmd_create_api_key(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
 
@@ -479,6 +515,12 @@ def build_parser() -> argparse.ArgumentParser:
     audit_export_cmd.add_argument("--resource-id", metavar="ID", help="the object's primary key")
     audit_export_cmd.add_argument("--ip", help="entries written from this client address")
     audit_export_cmd.set_defaults(func=cmd_audit)
+    plan = commands.add_parser(
+        "set-plan", help="change an organization's plan (free, pro, enterprise); audited"
+    )
+    plan.add_argument("--org", required=True, metavar="SLUG")
+    plan.add_argument("--plan", required=True, choices=["free", "pro", "enterprise"])
+    plan.set_defaults(func=cmd_set_plan)
     return parser
 
 

@@ -328,6 +328,13 @@ _LIST = [
         "org",
     ),
     Mutation(
+        "setOrganizationPlan", "organization { id plan }",
+        # The world's organization is on ENTERPRISE (tests/conftest.py Factory.org).
+        lambda w: {"organizationId": gid("Organization", w.org.id), "plan": "PRO"},
+        {"organizationId": "Organization"},
+        "org",
+    ),
+    Mutation(
         "revokeInvite", "invite { id revokedAt }",
         lambda w: {"inviteId": gid("Invite", w.invite.id)},
         {"inviteId": "Invite"},

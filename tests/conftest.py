@@ -18,6 +18,7 @@ from models import (
     Organization,
     OrganizationMember,
     OrgRole,
+    Plan,
     Project,
     ProjectMember,
     ProjectRole,
@@ -223,9 +224,14 @@ class Factory:
         token, _ = issue_access_token(user, SECRET, 3600)
         return Actor(user, token)
 
-    async def org(self, owner: Actor, slug: str | None = None) -> Organization:
+    async def org(
+        self, owner: Actor, slug: str | None = None, plan: Plan = Plan.ENTERPRISE
+    ) -> Organization:
         slug = slug or f"org-{next(_counter)}"
-        org = await Organization.create(slug=slug, name=slug.title())
+        # Enterprise (no plan limits): many tests hold more members or projects in one org
+        # than the free plan allows. Orgs made through createOrganization start free, and
+        # tests/test_plan_limits.py sets the plan it tests.
+        org = await Organization.create(slug=slug, name=slug.title(), plan=plan)
         await OrganizationMember.create(organization=org, user=owner.user, role=OrgRole.OWNER)
         return org
 

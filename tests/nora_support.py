@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from models import Message, MessageStatus
+from models import Message, MessageStatus, Plan
 from tests.conftest import gid
 from tests.wsclient import GraphQLWS
 
@@ -42,7 +42,7 @@ FINAL = frozenset({"MessageCompleted", "MessageFailed", "MessageCancelled"})
 
 async def make_team(factory):
     owner = await factory.user("Olga")
-    org = await factory.org(owner)
+    org = await factory.org(owner, plan=Plan.FREE)  # the quotas tested are the free plan's
     project = await factory.project(org, owner, "Website")
     return owner, org, project
 

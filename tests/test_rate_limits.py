@@ -99,8 +99,8 @@ async def test_anonymous_callers_are_limited_per_ip(app, client):
 
 async def test_plan_is_the_best_of_the_users_orgs_and_the_keys_org_for_an_api_key(client, factory):
     ada = await factory.user("Ada")
-    free_org = await factory.org(ada, "ada-free")
-    pro_org = await factory.org(ada, "ada-pro")
+    free_org = await factory.org(ada, "ada-free", plan=Plan.FREE)
+    pro_org = await factory.org(ada, "ada-pro", plan=Plan.FREE)
     await Organization.filter(id=pro_org.id).update(plan=Plan.PRO)
     _, free_key = await make_key(free_org, ada, OrgRole.ADMIN)
     _, pro_key = await make_key(pro_org, ada, OrgRole.ADMIN)
@@ -144,7 +144,7 @@ async def test_limiting_off_charges_nothing(settings, password_hash):
 
 async def test_websocket_queries_and_subscription_starts_share_the_budget(live, client, factory):
     olga = await factory.user("Olga")
-    org = await factory.org(olga)
+    org = await factory.org(olga, plan=Plan.FREE)  # the budget tested is the free plan's
     project = await factory.project(org, olga, "Live")
     pid = gid("Project", project.id)
 

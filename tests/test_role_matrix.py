@@ -68,6 +68,7 @@ ORG_RULES = {
     "removeMember(of an owner)": "owner",
     "revokeInvite(of an OWNER invite)": "owner",
     "createApiKey(role: OWNER)": "owner",
+    "setOrganizationPlan": "owner",
 }
 
 # API keys act as their creator with the org role capped at the key's role, and cannot mint
@@ -205,6 +206,9 @@ EFFECTS: dict[str, tuple[str, str | None, Callable[[World], dict]]] = {
     "createApiKey": ("api_key.create", None, lambda w: {"api_key": _ins}),
     "revokeApiKey": ("api_key.revoke", None, lambda w: {"api_key": {"updated": [w.api_key.id]}}),
     "revokeInvite": ("invite.revoke", None, lambda w: {"invite": {"updated": [w.invite.id]}}),
+    "setOrganizationPlan": (
+        "org.set_plan", None, lambda w: {"organization": {"updated": [w.org.id]}}
+    ),
     "revokeInvite(of an OWNER invite)": (
         "invite.revoke", None, lambda w: {"invite": {"updated": [w.owner_invite.id]}}
     ),
