@@ -10,11 +10,12 @@ document, which always works.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from collections import OrderedDict
 from urllib.parse import urlparse
+
+from resolvers.documents import sha256
 
 log = logging.getLogger("pcg.apq")
 
@@ -28,10 +29,6 @@ class PersistedQueryError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-
-
-def sha256(document: str) -> str:
-    return hashlib.sha256(document.encode()).hexdigest()
 
 
 class PersistedQueries:
