@@ -8,6 +8,7 @@ from strawberry.extensions import SchemaExtension
 from resolvers.access import Viewer
 from resolvers.auth import authenticate
 from resolvers.errors import Unauthenticated
+from resolvers.loaders import Loaders
 
 
 class FailedAuth(Viewer):
@@ -36,6 +37,11 @@ class Authentication(SchemaExtension):
 
     async def on_execute(self):
         context = self.execution_context.context
+        request = getattr(context, "request", None)
+        if request is not None and request.scope.get("type") == "websocket":
+            # A websocket's context serves all its operations: each starts with empty loaders,
+            # or a query would read what an earlier one cached before a change.
+            context.loaders = Loaders()
         pending = getattr(context, "authorization", None)
         if pending is not None:
             context.authorization = None

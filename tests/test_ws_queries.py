@@ -61,3 +61,33 @@ async def test_gql_runs_queries_and_mutations_over_its_websocket_transport(live,
             variable_values={"i": {"slug": "over-the-socket", "name": "Socket"}},
         )
         assert created == {"createOrganization": {"organization": {"slug": "over-the-socket"}}}
+
+
+@pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
+async def test_each_operation_on_a_socket_reads_through_fresh_loaders(live, factory, protocol):
+    """Loaders live on the context, which a websocket shares across its operations: a label
+    added elsewhere must show in the next query on the same socket, not the first one's cache."""
+    from models import Label, Task
+
+    owner = await factory.user()
+    org = await factory.org(owner)
+    project = await factory.project(org, owner)
+    task = await Task.create(project=project, title="t", position="a0", created_by=owner.user)
+    label = await Label.create(project=project, name="urgent", color="#ff0000")
+    tid = to_global_id("Task", task.id)
+    query = "query($id: ID!) { task(id: $id) { labels { name } } }"
+    client = await GraphQLWS.connect(f"ws://{live}/graphql", protocol, token=owner.token)
+    try:
+        await client.subscribe(query, {"id": tid})
+        assert (await client.next_data())["data"]["task"]["labels"] == []
+        await client.expect_complete()
+        async with httpx.AsyncClient() as http:
+            body = (await http.post(f"http://{live}/graphql", headers={"authorization": f"Bearer {owner.token}"},
+                                    json={"query": RENAME.replace("title", "labels { name }"),
+                                          "variables": {"i": {"id": tid, "labelIds": [to_global_id("Label", label.id)]}}})).json()
+            assert not body.get("errors"), body
+        await client.subscribe(query, {"id": tid})
+        assert (await client.next_data())["data"]["task"]["labels"] == [{"name": "urgent"}]
+        await client.expect_complete()
+    finally:
+        await client.close()
