@@ -12,7 +12,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,11 +24,11 @@ from resolvers.ids import decode_id, to_global_id
 from resolvers.streams import decode_cursor
 from server.demo import DEMO_PASSWORD, seed_demo
 from server.settings import PROJECT_ROOT
+from tests.browser import chromium, unavailable
 
 EXAMPLES = PROJECT_ROOT / "client-examples"
 NODE_DIR = EXAMPLES / "node"
 RUN_TIMEOUT = 30
-ON_CI = bool(os.environ.get("CI"))
 
 CREATED = re.compile(r'^Created task (\S+) "(.*)" in (\w+)$', re.MULTILINE)
 WATCHING = re.compile(r"^Watching (.+) over graphql-transport-ws$", re.MULTILINE)
@@ -37,12 +36,6 @@ BOARD_LINE = re.compile(r"^Board of (.+): TODO (\d+), INPROGRESS (\d+), INREVIEW
                         re.MULTILINE)
 EVENT = re.compile(r"^event (\d+) (\w+) task=(\S+) ", re.MULTILINE)
 
-
-def unavailable(reason: str):
-    """Skip where a tool cannot be had here; on CI, where .ci/run installs it, fail."""
-    if ON_CI:
-        pytest.fail(f"{reason} (on CI, .ci/run installs it)")
-    pytest.skip(reason)
 
 
 def example_env(**extra: str) -> dict[str, str]:
@@ -278,32 +271,12 @@ async def test_every_curl_block_runs_in_order_and_answers_without_errors(demo, t
 
 # -- the web board in headless Chromium ---------------------------------------------------------
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        unavailable("Chromium is not installed: apt-get install -y chromium chromium-driver")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    profile = tempfile.mkdtemp(prefix="pcg-chromium-")
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 f"--user-data-dir={profile}", "--window-size=1400,900"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # An explicit driver path: Selenium Manager never tries to download one.
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    try:
+    with chromium(window="1400,900") as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def card_column(driver, task_gid: str) -> str | None:

@@ -11,9 +11,6 @@ import asyncio
 import json
 import os
 import re
-import shutil
-import tempfile
-from pathlib import Path
 
 import httpx
 import pytest
@@ -24,20 +21,12 @@ from server import graphiql
 from server.demo import seed_demo
 from server.graphql_app import GRAPHIQL_CDN_CSP, GRAPHIQL_CSP
 from server.settings import PROJECT_ROOT
+from tests.browser import chromium, unavailable
 
-ON_CI = bool(os.environ.get("CI"))
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 README = (PROJECT_ROOT / "README.md").read_text()
 SCREENSHOT = PROJECT_ROOT / "docs" / "graphiql.png"
 WAIT = 30
 
-
-def unavailable(reason: str):
-    """Skip where a tool cannot be had here; on CI, where .ci/run provides it, fail."""
-    if ON_CI:
-        pytest.fail(f"{reason} (on CI, .ci/run provides it)")
-    pytest.skip(reason)
 
 
 def readme_operation(after_heading: str, keyword: str) -> str:
@@ -61,31 +50,12 @@ def built():
 
 @pytest.fixture(scope="module")
 def browser():
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        unavailable("Chromium is not installed: apt-get install -y chromium chromium-driver")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    profile = tempfile.mkdtemp(prefix="pcg-chromium-")
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 f"--user-data-dir={profile}", "--window-size=1280,800",
-                 # Offline but for the server: no name resolves except the loopback address the
-                 # server listens on, and anything that would not be resolved goes to a proxy
-                 # that is not there (loopback is never proxied).
-                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-                 "--proxy-server=http://127.0.0.1:9"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # An explicit driver path: Selenium Manager never tries to download one.
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    try:
+    # Offline but for the server: no name resolves except the loopback address the server
+    # listens on, and anything that would not be resolved goes to a proxy that is not there
+    # (loopback is never proxied).
+    with chromium("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+                  "--proxy-server=http://127.0.0.1:9") as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 @pytest.fixture
