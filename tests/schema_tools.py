@@ -29,25 +29,31 @@ def unavailable(reason: str):
     pytest.skip(reason)
 
 
-def installed_tools() -> Path:
-    """tests/tools/node_modules/.bin, installed by `npm ci` from the lock file if the lock
+def npm_ci(folder: Path) -> Path:
+    """`folder`/node_modules, installed by `npm ci` from its lock file whenever the lock
     changed since the last install (a stamp records its hash)."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
-        unavailable("node and npm are needed for graphql-inspector and graphql-codegen")
-    digest = hashlib.sha256(LOCK.read_bytes()).hexdigest()
-    stamp = TOOLS / "node_modules" / ".pcg-lock-sha256"
+        unavailable(f"node and npm are needed for {folder.name}/")
+    lock = folder / "package-lock.json"
+    digest = hashlib.sha256(lock.read_bytes()).hexdigest()
+    stamp = folder / "node_modules" / ".pcg-lock-sha256"
     # Two test processes must not run `npm ci` into the same folder at once.
-    guard = Path(tempfile.gettempdir()) / f"pcg-schema-tools-{hashlib.sha256(bytes(TOOLS)).hexdigest()[:12]}.lock"
+    guard = Path(tempfile.gettempdir()) / f"pcg-npm-{hashlib.sha256(bytes(folder)).hexdigest()[:12]}.lock"
     with open(guard, "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         if not (stamp.exists() and stamp.read_text() == digest):
-            done = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=TOOLS,
+            done = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=folder,
                                   capture_output=True, text=True, timeout=300, check=False)
             if done.returncode != 0:
-                unavailable(f"npm ci in tests/tools failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+                unavailable(f"npm ci in {folder} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
             stamp.write_text(digest)
-    return TOOLS / "node_modules" / ".bin"
+    return folder / "node_modules"
+
+
+def installed_tools() -> Path:
+    """tests/tools/node_modules/.bin: graphql-inspector and graphql-codegen."""
+    return npm_ci(TOOLS) / ".bin"
 
 
 def inspector_diff(old: Path, new: Path) -> dict[str, list[dict]]:

@@ -5,15 +5,12 @@ persisted queries and its multipart subscriptions, and the graphql-sse client.""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
-
-import pytest
 
 from server.settings import PROJECT_ROOT
 from tests.processes import free_port, serving, subprocess_env
+from tests.schema_tools import npm_ci
 
 CLIENTS = PROJECT_ROOT / "tests" / "clients"
 EXPECTED = {
@@ -24,19 +21,8 @@ EXPECTED = {
 }
 
 
-def _installed() -> None:
-    if (CLIENTS / "node_modules" / "@apollo" / "client").is_dir():
-        return
-    if shutil.which("npm") is None:
-        if os.environ.get("CI"):
-            pytest.fail("npm is required on CI (Node 20 is on every machine)")
-        pytest.skip("npm is not installed")
-    subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=CLIENTS,
-                   check=True, capture_output=True, timeout=300)
-
-
 def test_every_client_works_on_its_defaults(tmp_path):
-    _installed()
+    npm_ci(CLIENTS)
     port = free_port()
     with serving(subprocess_env(tmp_path / "data"), port, tmp_path / "serve.log", "--demo") as output:
         token = re.search(r'"Bearer ([A-Za-z0-9._-]+)"', output).group(1)

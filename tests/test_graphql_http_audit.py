@@ -5,32 +5,17 @@ included."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-
-import pytest
 
 from server.settings import PROJECT_ROOT
 from tests.processes import free_port, serving, subprocess_env
+from tests.schema_tools import npm_ci
 
 AUDIT = PROJECT_ROOT / "tests" / "audit"
 
 
-def _node_modules() -> None:
-    if (AUDIT / "node_modules" / "graphql-http").is_dir():
-        return
-    if shutil.which("npm") is None:
-        if os.environ.get("CI"):
-            pytest.fail("npm is required on CI (Node 20 is on every machine)")
-        pytest.skip("npm is not installed")
-    # The pinned lock file, from the npm registry.
-    subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=AUDIT, check=True,
-                   capture_output=True, timeout=300)
-
-
 def test_every_graphql_over_http_audit_passes(tmp_path):
-    _node_modules()
+    npm_ci(AUDIT)
     port = free_port()
     # ~60 anonymous requests in a burst: above the default anonymous budget per IP.
     env = subprocess_env(tmp_path / "data", PCG_RATE_LIMIT_ANONYMOUS="10000")
