@@ -21,6 +21,8 @@ log = logging.getLogger("pcg.apq")
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MEMORY_ENTRIES = 10_000
+# Documents can be 100,000 characters: the count alone would let a client park a gigabyte.
+MEMORY_CHARS = 16_000_000
 REDIS_TTL_SECONDS = 7 * 24 * 3600
 
 
@@ -35,6 +37,7 @@ class PersistedQueries:
     def __init__(self, broadcast_url: str, max_chars: int) -> None:
         self.max_chars = max_chars
         self.memory: OrderedDict[str, str] = OrderedDict()
+        self.memory_chars = 0
         self.redis = None
         if urlparse(broadcast_url).scheme in ("redis", "rediss"):
             import redis.asyncio as redis
@@ -71,10 +74,7 @@ class PersistedQueries:
         return found
 
     async def _store(self, digest: str, query: str) -> None:
-        self.memory[digest] = query
-        self.memory.move_to_end(digest)
-        while len(self.memory) > MEMORY_ENTRIES:
-            self.memory.popitem(last=False)
+        self._remember(digest, query)
         if self.redis is not None:
             try:
                 await self.redis.set(f"pcg:apq:{digest}", query, ex=REDIS_TTL_SECONDS)
@@ -98,5 +98,15 @@ class PersistedQueries:
         query = raw.decode()
         if sha256(query) != digest:  # a foreign or corrupted entry
             return None
-        self.memory[digest] = query
+        self._remember(digest, query)
         return query
+
+    def _remember(self, digest: str, query: str) -> None:
+        if digest in self.memory:
+            self.memory.move_to_end(digest)
+            return
+        self.memory[digest] = query
+        self.memory_chars += len(query)
+        while len(self.memory) > MEMORY_ENTRIES or self.memory_chars > MEMORY_CHARS:
+            _, dropped = self.memory.popitem(last=False)
+            self.memory_chars -= len(dropped)

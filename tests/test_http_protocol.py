@@ -166,3 +166,15 @@ async def test_a_query_gets_json_when_the_client_only_also_accepts_streams(clien
     response = await client.get("/graphql", params={"query": "{ __typename }"}, headers={"accept": accept})
     assert response.status_code == 200 and response.headers["content-type"].startswith(GRAPHQL_RESPONSE)
     assert response.json()["data"] == {"__typename": "Query"} and response.headers["etag"]
+
+
+async def test_the_persisted_query_memory_is_bounded_in_characters_too():
+    from server.persisted import MEMORY_CHARS, PersistedQueries
+
+    store = PersistedQueries("memory://", 100_000)
+    big = "{ __typename }" + " " * 99_000
+    for i in range(MEMORY_CHARS // 99_000 + 50):
+        document = big + "#" * (i % 7) + str(i)
+        await store.resolve(document, {"persistedQuery": {"version": 1, "sha256Hash": _sha(document)}})
+    assert store.memory_chars <= MEMORY_CHARS
+    assert store.memory_chars == sum(len(q) for q in store.memory.values())
