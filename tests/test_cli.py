@@ -94,6 +94,11 @@ def test_serve_demo_seeds_once_and_the_printed_token_works(tmp_path):
         assert f"http://127.0.0.1:{port}/graphql" in output
         first_token = bearer(output)
         data = post(port, first_token, COUNTS)
+        # The first query it tells a newcomer to run runs (within the default limits).
+        printed = output[output.index("query Demo {"):]
+        printed = printed[:printed.index("\n}") + 2]
+        demo = post(port, first_token, printed)
+        assert {p["name"] for p in demo["organization"]["projects"]["nodes"]} >= {"Website relaunch"}
 
     assert data["viewer"]["user"]["email"] == "ada@demo.pcg"
     first = summary(data)
