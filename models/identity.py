@@ -1,7 +1,7 @@
 from tortoise import fields
 from tortoise.models import Model
 
-from models.enums import OrgRole
+from models.org import OrgRole
 
 
 class User(Model):

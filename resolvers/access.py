@@ -15,9 +15,10 @@ from tortoise.queryset import QuerySet
 from models import (
     ApiKey,
     AuditEntry,
-    Conversation,
+    Comment,
     Label,
-    Message,
+    NoraConversation,
+    NoraMessage,
     Organization,
     OrganizationMember,
     OrgRole,
@@ -25,7 +26,6 @@ from models import (
     Project,
     ProjectRole,
     Task,
-    TaskComment,
     User,
 )
 from resolvers.auth import Principal
@@ -253,9 +253,9 @@ class Viewer:
         await self.load()
         return Task.filter(self.project_scope("project__"))
 
-    async def comments(self) -> QuerySet[TaskComment]:
+    async def comments(self) -> QuerySet[Comment]:
         await self.load()
-        return TaskComment.filter(self.project_scope("task__project__"))
+        return Comment.filter(self.project_scope("task__project__"))
 
     async def labels(self) -> QuerySet[Label]:
         await self.load()
@@ -283,19 +283,19 @@ class Viewer:
             Q(id=self.user_id) | Q(org_memberships__organization_id__in=self.org_ids() or [0])
         ).distinct()
 
-    async def nora_conversations(self) -> QuerySet[Conversation]:
+    async def nora_conversations(self) -> QuerySet[NoraConversation]:
         """The viewer's own NORA conversations, in organizations it still belongs to, about
         no project or one it can still read. Nobody else's, whatever their role."""
         await self.load()
-        return Conversation.filter(
+        return NoraConversation.filter(
             Q(project_id__isnull=True) | self.project_scope("project__"),
             user_id=self.user_id,
             organization_id__in=self.org_ids() or [0],
         )
 
-    async def nora_messages(self) -> QuerySet[Message]:
+    async def nora_messages(self) -> QuerySet[NoraMessage]:
         conversations = (await self.nora_conversations()).values("id")
-        return Message.filter(conversation_id__in=Subquery(conversations))
+        return NoraMessage.filter(conversation_id__in=Subquery(conversations))
 
     # -- single objects -----------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models import Task, TaskComment
+from models import Comment, Task
 from resolvers import validation
 from resolvers.access import Permission
 from resolvers.errors import BadInput
@@ -10,7 +10,7 @@ from resolvers.tasks import writable_task
 from resolvers.writes import transaction
 
 
-def snapshot(comment: TaskComment) -> dict:
+def snapshot(comment: Comment) -> dict:
     return {
         "id": comment.id,
         "taskId": comment.task_id,
@@ -21,14 +21,14 @@ def snapshot(comment: TaskComment) -> dict:
     }
 
 
-async def add_comment(ctx, task_id: int, body: str) -> tuple[TaskComment, Task]:
+async def add_comment(ctx, task_id: int, body: str) -> tuple[Comment, Task]:
     task = await writable_task(ctx, task_id, Permission.COMMENT)
     if task.archived_at is not None:
         raise BadInput("The task is archived; unarchive it to comment", field="taskId")
     body = validation.text(body, "body", max_len=validation.COMMENT_MAX)
     async with transaction(ctx) as tx:
         await tx.lock_project(task.project_id)
-        comment = await TaskComment.create(task_id=task.id, author_id=ctx.viewer.user_id, body=body)
+        comment = await Comment.create(task_id=task.id, author_id=ctx.viewer.user_id, body=body)
         after = snapshot(comment)
         await tx.audit(
             "comment.create",

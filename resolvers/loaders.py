@@ -23,6 +23,7 @@ from tortoise.queryset import QuerySet
 
 from models import (
     ApiKey,
+    Comment,
     CustomFieldDefinition,
     Label,
     Organization,
@@ -30,7 +31,6 @@ from models import (
     Project,
     ProjectMember,
     Task,
-    TaskComment,
     TaskLabel,
     User,
 )
@@ -210,7 +210,7 @@ _BATCHES: dict[str, Callable] = {
     "task": _by_id(Task),
     "api_key": _by_id(ApiKey),
     "labels_by_task": _labels_by_task,
-    "comment_count_by_task": _counted(lambda ids: TaskComment.filter(task_id__in=ids), "task_id"),
+    "comment_count_by_task": _counted(lambda ids: Comment.filter(task_id__in=ids), "task_id"),
     "subtask_count_by_task": _counted(
         lambda ids: Task.filter(parent_id__in=ids, archived_at__isnull=True), "parent_id"
     ),

@@ -17,16 +17,16 @@ from tortoise import timezone
 from tortoise.expressions import F, Q, Subquery
 
 from models import (
+    Comment,
     Label,
     OrganizationMember,
     Project,
     Task,
-    TaskComment,
     TaskLabel,
     TaskPriority,
     TaskStatus,
 )
-from models.enums import PRIORITY_RANK
+from models.task import PRIORITY_RANK
 from resolvers import custom_fields, plans, validation
 from resolvers.access import Permission
 from resolvers.errors import BadInput, Conflict, NotFound
@@ -132,7 +132,7 @@ async def _open_subtasks(ctx, variant):
 
 
 async def _all_comments(ctx, variant):
-    return TaskComment.all()
+    return Comment.all()
 
 
 PROJECT_TASKS = PageSpec(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Generic, TypeVar
 import strawberry
 from strawberry.types import Info
 
-from models import enums
+import models as enums
 from resolvers.ids import to_global_id
 from resolvers.pagination import Page
 

@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry.types import Info
 
+import models as enums
 from models import BoardEvent as EventModel
+from models import Comment as CommentModel
 from models import CustomFieldDefinition as FieldModel
 from models import Label as LabelModel
 from models import Project as ProjectModel
 from models import Task as TaskModel
-from models import TaskComment as CommentModel
-from models import enums
 from resolvers import streams
 from resolvers.ids import decode_id, to_global_id
 from resolvers.loaders import Loaders

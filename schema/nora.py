@@ -11,10 +11,10 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from models import Conversation as ConversationModel
-from models import Message as MessageModel
-from models import MessageStatus as MessageStatusEnum
+from models import NoraConversation as ConversationModel
 from models import NoraEvent as EventModel
+from models import NoraMessage as MessageModel
+from models import NoraMessageStatus as MessageStatusEnum
 from models import NoraRole as NoraRoleEnum
 from resolvers import streams
 from resolvers.ids import decode_id, decode_optional, to_global_id

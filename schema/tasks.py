@@ -10,9 +10,9 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
+from models import Comment as CommentModel
 from models import Label as LabelModel
 from models import Task as TaskModel
-from models import TaskComment as CommentModel
 from resolvers import comments as comment_resolvers
 from resolvers import custom_fields as field_resolvers
 from resolvers import labels as label_resolvers

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 import pytest
 
 from models import (
+    Comment,
     CustomFieldDefinition,
     CustomFieldType,
     Label,
     Task,
-    TaskComment,
 )
 from tests.conftest import gid
 from tests.tasks_support import (
@@ -38,7 +38,7 @@ async def test_add_comment(gql, factory):
         ADD_COMMENT, {"i": {"taskId": tid(task), "body": "  Looks good\n"}}, token=t.editor.token
     )
     out = data["addComment"]
-    [row] = await TaskComment.filter(task_id=task.id)
+    [row] = await Comment.filter(task_id=task.id)
     assert (row.body, row.author_id) == ("Looks good", t.editor.user.id)
     assert out["comment"] == {
         "id": gid("Comment", row.id),
@@ -71,7 +71,7 @@ async def test_add_comment(gql, factory):
 
     longest = "x" * 10_000
     await gql.ok(ADD_COMMENT, {"i": {"taskId": tid(task), "body": longest}}, token=t.admin.token)
-    assert await TaskComment.filter(task_id=task.id, body=longest).exists()
+    assert await Comment.filter(task_id=task.id, body=longest).exists()
     assert_dense(await events(t.project))
 
 

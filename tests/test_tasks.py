@@ -8,13 +8,13 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from models import (
+    Comment,
     CustomFieldDefinition,
     CustomFieldType,
     Label,
     OrgRole,
     Project,
     Task,
-    TaskComment,
     TaskLabel,
     TaskPriority,
     TaskStatus,
@@ -468,16 +468,16 @@ async def test_delete_task_cascades_and_detaches_subtasks(gql, factory):
     task = await make_task(t.project, t.owner, "doomed", labels=[label])
     sub = await make_task(t.project, t.owner, "sub", parent=task)
     other = await make_task(t.project, t.owner, "other", labels=[label])
-    await TaskComment.create(task=task, author=t.owner.user, body="hi")
-    await TaskComment.create(task=other, author=t.owner.user, body="stays")
+    await Comment.create(task=task, author=t.owner.user, body="hi")
+    await Comment.create(task=other, author=t.owner.user, body="stays")
 
     data = await gql.ok(DELETE, {"i": {"id": tid(task)}}, token=t.admin.token)
     assert data["deleteTask"]["deletedTaskId"] == tid(task)
 
     assert not await Task.exists(id=task.id)
-    assert await TaskComment.filter(task_id=task.id).count() == 0
+    assert await Comment.filter(task_id=task.id).count() == 0
     assert await TaskLabel.filter(task_id=task.id).count() == 0
-    assert await TaskComment.filter(task_id=other.id).count() == 1
+    assert await Comment.filter(task_id=other.id).count() == 1
     assert await TaskLabel.filter(task_id=other.id).count() == 1
     assert await Label.exists(id=label.id)
     sub_row = await Task.get(id=sub.id)
@@ -547,7 +547,7 @@ async def test_task_read_resolves_every_relation(gql, factory):
         t.project, t.owner, "archived sub", parent=task, archived_at=datetime.now(UTC)
     )
     comments = [
-        await TaskComment.create(task=task, author=t.viewer.user, body=f"c{i}") for i in range(3)
+        await Comment.create(task=task, author=t.viewer.user, body=f"c{i}") for i in range(3)
     ]
 
     out = (await gql.ok(TASK_READ, {"id": tid(task)}, token=t.viewer.token))["task"]

@@ -14,7 +14,7 @@ from tortoise.expressions import Subquery
 from tortoise.functions import Count
 
 from models import (
-    Conversation,
+    NoraConversation,
     OrganizationMember,
     Project,
     Task,
@@ -110,7 +110,7 @@ SCHEMAS = [
 NAMES = frozenset(s["function"]["name"] for s in SCHEMAS)
 
 
-async def run(ctx, conversation: Conversation, name: str, args: dict) -> dict:
+async def run(ctx, conversation: NoraConversation, name: str, args: dict) -> dict:
     if name not in NAMES:
         raise BadInput(f"There is no tool called {name!r}", field="name")
     if not isinstance(args, dict):
@@ -163,7 +163,7 @@ def _due(value) -> date | None:
 # -- lookups, all through the viewer ------------------------------------------------------------
 
 
-async def _tasks_here(ctx, conversation: Conversation):
+async def _tasks_here(ctx, conversation: NoraConversation):
     qs = (await ctx.viewer.tasks()).filter(
         project__organization_id=conversation.organization_id,
         project__archived_at__isnull=True,
@@ -174,7 +174,7 @@ async def _tasks_here(ctx, conversation: Conversation):
     return qs
 
 
-async def _find_task(ctx, conversation: Conversation, ref: str) -> Task:
+async def _find_task(ctx, conversation: NoraConversation, ref: str) -> Task:
     try:
         type_name, pk = parse_global_id(ref)
     except BadInput:
@@ -197,7 +197,7 @@ async def _find_task(ctx, conversation: Conversation, ref: str) -> Task:
     return matches[0]
 
 
-async def _find_user(ctx, conversation: Conversation, who: str) -> int | None:
+async def _find_user(ctx, conversation: NoraConversation, who: str) -> int | None:
     word = who.strip().lower()
     if word in ("me", "myself", "i"):
         return ctx.viewer.user_id
@@ -218,14 +218,14 @@ async def _find_user(ctx, conversation: Conversation, who: str) -> int | None:
     raise BadInput(f"Nobody called \"{who}\" is a member of this organization", field="assignee")
 
 
-async def _projects_here(ctx, conversation: Conversation) -> list[Project]:
+async def _projects_here(ctx, conversation: NoraConversation) -> list[Project]:
     qs = (await ctx.viewer.projects()).filter(
         organization_id=conversation.organization_id, archived_at__isnull=True
     )
     return list(await qs.order_by("name", "id"))
 
 
-async def _project(ctx, conversation: Conversation, ref: str | None) -> Project:
+async def _project(ctx, conversation: NoraConversation, ref: str | None) -> Project:
     if ref is None and conversation.project_id is not None:
         return await ctx.viewer.project(conversation.project_id)
     projects = await _projects_here(ctx, conversation)
@@ -262,7 +262,7 @@ async def _describe(task: Task) -> dict:
 # -- the tools ----------------------------------------------------------------------------------
 
 
-async def search_tasks(ctx, conversation: Conversation, args: dict) -> dict:
+async def search_tasks(ctx, conversation: NoraConversation, args: dict) -> dict:
     qs = await _tasks_here(ctx, conversation)
     if query := _text(args, "query", max_len=200):
         qs = qs.filter(title__icontains=query)
@@ -292,7 +292,7 @@ async def search_tasks(ctx, conversation: Conversation, args: dict) -> dict:
     return {"tasks": tasks, "total": total}
 
 
-async def get_task(ctx, conversation: Conversation, args: dict) -> dict:
+async def get_task(ctx, conversation: NoraConversation, args: dict) -> dict:
     task = await _find_task(ctx, conversation, _text(args, "task", required=True))
     data = await _describe(task)
     labels = await TaskLabel.filter(task_id=task.id).select_related("label").order_by("label__name")
@@ -302,7 +302,7 @@ async def get_task(ctx, conversation: Conversation, args: dict) -> dict:
     return {"task": data}
 
 
-async def create_task(ctx, conversation: Conversation, args: dict) -> dict:
+async def create_task(ctx, conversation: NoraConversation, args: dict) -> dict:
     title = _text(args, "title", required=True, max_len=10_000)
     project = await _project(ctx, conversation, _text(args, "project", max_len=200))
     assignee = _text(args, "assignee")
@@ -319,7 +319,7 @@ async def create_task(ctx, conversation: Conversation, args: dict) -> dict:
     return {"task": await _describe(task)}
 
 
-async def update_task(ctx, conversation: Conversation, args: dict) -> dict:
+async def update_task(ctx, conversation: NoraConversation, args: dict) -> dict:
     task = await _find_task(ctx, conversation, _text(args, "task", required=True))
     changes: dict = {}
     if status := _enum(TaskStatus, args, "status"):
@@ -339,7 +339,7 @@ async def update_task(ctx, conversation: Conversation, args: dict) -> dict:
     return {"task": await _describe(updated), "changed": changed}
 
 
-async def add_comment(ctx, conversation: Conversation, args: dict) -> dict:
+async def add_comment(ctx, conversation: NoraConversation, args: dict) -> dict:
     task = await _find_task(ctx, conversation, _text(args, "task", required=True))
     comment, task = await comment_resolvers.add_comment(
         ctx, task.id, _text(args, "body", required=True, max_len=10_000)
@@ -347,7 +347,7 @@ async def add_comment(ctx, conversation: Conversation, args: dict) -> dict:
     return {"commentId": to_global_id("Comment", comment.id), "task": await _describe(task)}
 
 
-async def summarize_board(ctx, conversation: Conversation, args: dict) -> dict:
+async def summarize_board(ctx, conversation: NoraConversation, args: dict) -> dict:
     ref = _text(args, "project", max_len=200)
     if ref is not None or conversation.project_id is not None:
         projects = [await _project(ctx, conversation, ref)]
@@ -375,7 +375,7 @@ async def summarize_board(ctx, conversation: Conversation, args: dict) -> dict:
     return {"projects": summaries}
 
 
-async def list_members(ctx, conversation: Conversation, args: dict) -> dict:
+async def list_members(ctx, conversation: NoraConversation, args: dict) -> dict:
     members = (await ctx.viewer.org_scoped(OrganizationMember)).filter(
         organization_id=conversation.organization_id
     )
