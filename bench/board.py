@@ -59,7 +59,7 @@ from models import (
     User,
 )
 from models.task import PRIORITY_RANK
-from resolvers.auth import issue_access_token
+from resolvers.identity.auth import issue_access_token
 from resolvers.ids import to_global_id
 from server.app import create_app
 from server.db import migrate

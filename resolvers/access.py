@@ -28,8 +28,8 @@ from models import (
     Task,
     User,
 )
-from resolvers.auth import Principal
 from resolvers.errors import Forbidden, NotFound, Unauthenticated
+from resolvers.identity.auth import Principal
 
 
 class Permission(Enum):
@@ -160,6 +160,12 @@ class Viewer:
     @property
     def api_key(self) -> ApiKey | None:
         return self.principal.api_key if self.principal else None
+
+    def is_leaving(self, user_id: int) -> bool:
+        """Whether removing `user_id` is the caller leaving. Leaving needs no role, but only a
+        person leaves: an API key acting as its creator is held to the role checks, or a
+        member-capped key could remove its owner-creator."""
+        return user_id == self.user_id and self.api_key is None
 
     # -- memberships, loaded once per request -------------------------------------------------
 

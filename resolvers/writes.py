@@ -17,7 +17,8 @@ from contextlib import asynccontextmanager
 from tortoise.transactions import in_transaction
 
 from models import AuditEntry, BoardEvent, Project
-from resolvers import audit, events
+from resolvers import audit
+from resolvers.event import log as events
 
 
 class Transaction:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from strawberry.extensions import SchemaExtension
 
 from resolvers.access import Viewer
-from resolvers.auth import authenticate
 from resolvers.errors import Unauthenticated
+from resolvers.identity.auth import authenticate
 from resolvers.loaders import Loaders
 
 

@@ -16,7 +16,7 @@ from models import CustomFieldDefinition as FieldModel
 from models import Label as LabelModel
 from models import Project as ProjectModel
 from models import Task as TaskModel
-from resolvers import streams
+from resolvers.event import streams
 from resolvers.ids import decode_id, to_global_id
 from resolvers.loaders import Loaders
 from schema import sharing

@@ -16,7 +16,7 @@ from models import NoraEvent as EventModel
 from models import NoraMessage as MessageModel
 from models import NoraMessageStatus as MessageStatusEnum
 from models import NoraRole as NoraRoleEnum
-from resolvers import streams
+from resolvers.event import streams
 from resolvers.ids import decode_id, decode_optional, to_global_id
 from resolvers.nora import conversations as nora
 from resolvers.nora.events import NORA_LOG

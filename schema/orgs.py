@@ -12,13 +12,13 @@ from models import ApiKey as ApiKeyModel
 from models import Invite as InviteModel
 from models import Organization as OrganizationModel
 from models import OrganizationMember as OrganizationMemberModel
-from resolvers import api_keys as api_key_resolvers
 from resolvers import audit as audit_resolvers
-from resolvers import invites as invite_resolvers
-from resolvers import members as member_resolvers
-from resolvers import orgs as org_resolvers
-from resolvers import projects as project_resolvers
+from resolvers.identity import api_keys as api_key_resolvers
 from resolvers.ids import decode_id, to_global_id
+from resolvers.org import invites as invite_resolvers
+from resolvers.org import members as member_resolvers
+from resolvers.org import organizations as org_resolvers
+from resolvers.project import projects as project_resolvers
 from schema.common import (
     After,
     Before,

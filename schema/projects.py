@@ -14,12 +14,12 @@ from models import CustomFieldDefinition as FieldModel
 from models import Project as ProjectModel
 from models import ProjectMember as ProjectMemberModel
 from models import TaskStatus as TaskStatusModel
-from resolvers import members as member_resolvers
-from resolvers import projects as project_resolvers
-from resolvers import tasks as task_resolvers
+from resolvers.event.streams import encode_cursor as encode_board_cursor
 from resolvers.ids import decode_id, to_global_id
-from resolvers.streams import encode_cursor as encode_board_cursor
-from resolvers.tasks import ORDERS
+from resolvers.project import members as member_resolvers
+from resolvers.project import projects as project_resolvers
+from resolvers.task import tasks as task_resolvers
+from resolvers.task.tasks import ORDERS
 from schema.common import (
     After,
     Before,

@@ -14,11 +14,11 @@ from strawberry.types import Info
 from tortoise.models import Model
 
 from resolvers import nodes as node_resolvers
-from resolvers import orgs as org_resolvers
-from resolvers import projects as project_resolvers
-from resolvers import tasks as task_resolvers
 from resolvers.errors import NotFound
 from resolvers.ids import decode_id
+from resolvers.org import organizations as org_resolvers
+from resolvers.project import projects as project_resolvers
+from resolvers.task import tasks as task_resolvers
 from schema import sharing
 from schema.authentication import Authentication
 from schema.common import After, Before, First, IncludeArchived, Last, Node, ProjectSearch, ctx

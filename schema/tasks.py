@@ -13,12 +13,12 @@ from strawberry.types import Info
 from models import Comment as CommentModel
 from models import Label as LabelModel
 from models import Task as TaskModel
-from resolvers import comments as comment_resolvers
-from resolvers import custom_fields as field_resolvers
-from resolvers import labels as label_resolvers
-from resolvers import tasks as task_resolvers
 from resolvers.ids import decode_id, decode_optional, to_global_id
-from resolvers.tasks import TaskFilter as TaskFilterData
+from resolvers.project import custom_fields as field_resolvers
+from resolvers.project import labels as label_resolvers
+from resolvers.task import comments as comment_resolvers
+from resolvers.task import tasks as task_resolvers
+from resolvers.task.tasks import TaskFilter as TaskFilterData
 from schema.common import (
     After,
     Before,

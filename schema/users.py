@@ -9,8 +9,8 @@ import strawberry
 from strawberry.types import Info
 
 from models import User as UserModel
-from resolvers import orgs as org_resolvers
-from resolvers import users as user_resolvers
+from resolvers.identity import users as user_resolvers
+from resolvers.org import organizations as org_resolvers
 from schema.common import Node, ctx, model_type_check, node_id
 
 if TYPE_CHECKING:

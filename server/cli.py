@@ -240,10 +240,10 @@ async def create_api_key(
     """Create a key through the same resolver as the createApiKey mutation, acting as
     `email` (default: the org's first owner), so the rules and the audit entry are the same."""
     from models import Organization, OrganizationMember, OrgRole
-    from resolvers import api_keys
     from resolvers.access import Viewer
-    from resolvers.auth import Principal
     from resolvers.errors import AppError
+    from resolvers.identity import api_keys
+    from resolvers.identity.auth import Principal
     from server.context import Context
 
     org = await Organization.get_or_none(slug=org_slug)
@@ -329,8 +329,8 @@ async def set_plan(settings: Settings, org_slug: str, plan: str) -> tuple[str, s
     """The operator's plan change: the same write as setOrganizationPlan, audited as
     org.set_plan with no actor (the entry's request id starts with "cli-")."""
     from models import Organization, Plan
-    from resolvers import orgs
     from resolvers.access import Viewer
+    from resolvers.org import organizations as orgs
     from server.context import Context
 
     org = await Organization.get_or_none(slug=org_slug)

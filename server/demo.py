@@ -36,7 +36,7 @@ from models import (
     User,
 )
 from models.task import PRIORITY_RANK
-from resolvers.auth import hash_password, issue_access_token
+from resolvers.identity.auth import hash_password, issue_access_token
 from server.settings import Settings
 
 DEMO_SLUG = "demo"

@@ -20,9 +20,9 @@ from strawberry.subscriptions import (
 )
 
 from resolvers.access import Viewer
-from resolvers.auth import authenticate
 from resolvers.documents import TrustedDocuments
 from resolvers.errors import ServiceUnavailable, Unauthenticated
+from resolvers.identity.auth import authenticate
 from schema.errors import UNAVAILABLE, convert
 from server import graphiql
 from server.context import Context

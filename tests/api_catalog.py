@@ -34,7 +34,7 @@ from models import (
     TaskLabel,
     TaskStatus,
 )
-from resolvers.auth import hash_secret, new_api_key
+from resolvers.identity.auth import hash_secret, new_api_key
 from resolvers.ids import to_global_id
 from tests.conftest import Actor, Factory
 

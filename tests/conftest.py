@@ -24,7 +24,7 @@ from models import (
     ProjectRole,
     User,
 )
-from resolvers.auth import hash_password, issue_access_token
+from resolvers.identity.auth import hash_password, issue_access_token
 from resolvers.ids import to_global_id
 from schema.limits import Limits
 from server.app import create_app

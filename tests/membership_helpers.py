@@ -17,7 +17,7 @@ from models import (
     ProjectMember,
     User,
 )
-from resolvers.auth import hash_secret, new_api_key
+from resolvers.identity.auth import hash_secret, new_api_key
 
 CLIENT_IP = "203.0.113.7"
 # Every table a mutation of ours may touch: a failed mutation must leave all of them as they were.

@@ -4,7 +4,7 @@ revocation, and the admin-only list."""
 from datetime import UTC, datetime, timedelta
 
 from models import ApiKey, AuditEntry, Invite, OrgRole
-from resolvers.auth import hash_secret
+from resolvers.identity.auth import hash_secret
 from tests.conftest import gid
 from tests.membership_helpers import (
     assert_audit,

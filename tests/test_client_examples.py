@@ -19,9 +19,9 @@ import httpx
 import pytest
 
 from models import BoardEvent, NoraConversation, NoraMessage, Project, Task, TaskStatus, User
-from resolvers.events import prune
+from resolvers.event.log import prune
+from resolvers.event.streams import decode_cursor
 from resolvers.ids import decode_id, to_global_id
-from resolvers.streams import decode_cursor
 from server.demo import DEMO_PASSWORD, seed_demo
 from server.settings import PROJECT_ROOT
 from tests.browser import chromium, unavailable

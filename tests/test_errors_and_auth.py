@@ -191,7 +191,7 @@ async def test_sign_up_rules(gql, factory):
 
 async def test_unexpected_errors_are_masked(gql, factory, monkeypatch):
     """A bug in a resolver must not leak its message or a trace to the client."""
-    from resolvers import orgs
+    from resolvers.org import organizations as orgs
 
     async def broken(ctx, slug):
         raise RuntimeError("secret internals: /etc/passwd")

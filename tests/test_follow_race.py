@@ -12,7 +12,7 @@ import contextlib
 
 import pytest
 
-from resolvers.events import BOARD
+from resolvers.event.log import BOARD
 from tests.conftest import gid
 from tests.wsclient import LEGACY_WS, TRANSPORT_WS, GraphQLWS
 

@@ -13,7 +13,7 @@ from models import (
     ProjectMember,
     ProjectRole,
 )
-from resolvers.events import access_channel
+from resolvers.event.log import access_channel
 from tests.conftest import gid
 from tests.membership_helpers import (
     assert_audit,

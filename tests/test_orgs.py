@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from models import Invite, OrgRole, ProjectRole
-from resolvers.auth import hash_secret
+from resolvers.identity.auth import hash_secret
 from tests.conftest import gid
 from tests.membership_helpers import (
     assert_audit,

@@ -24,7 +24,7 @@ from models import (
     TaskPriority,
     TaskStatus,
 )
-from resolvers.plans import LIMITS
+from resolvers.org.plans import LIMITS
 from server.cli import main
 from server.settings import Settings
 from tests.conftest import gid

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from models import BoardEvent, OrgRole, ProjectRole
-from resolvers.auth import issue_access_token
+from resolvers.identity.auth import issue_access_token
 from tests.conftest import SECRET, gid
 from tests.wsclient import LEGACY_WS, TRANSPORT_WS, Closed, GraphQLWS
 
@@ -80,7 +80,7 @@ async def test_bad_credentials_close_with_4403(live, team, factory, protocol, cr
         from datetime import UTC, datetime
 
         from models import ApiKey
-        from resolvers.auth import new_api_key
+        from resolvers.identity.auth import new_api_key
 
         key, prefix, digest = new_api_key()
         await ApiKey.create(organization=team["org"], created_by=team["owner"].user, name="k", prefix=prefix,
@@ -233,7 +233,7 @@ async def test_subscribing_while_events_are_written_has_no_gap_or_duplicate(live
 
 async def test_replay_from_zero_while_writing(live, gql, team):
     """Resume from the very start (cursor of seq 0) during a write loop: every seq once."""
-    from resolvers.streams import encode_cursor
+    from resolvers.event.streams import encode_cursor
 
     total = 40
 
@@ -254,7 +254,7 @@ async def test_replay_from_zero_while_writing(live, gql, team):
 
 
 async def test_cursor_older_than_the_log_gets_resync_required(live, gql, team):
-    from resolvers.streams import encode_cursor
+    from resolvers.event.streams import encode_cursor
 
     for i in range(5):
         await create_task(gql, team, f"old {i}")
@@ -274,7 +274,7 @@ async def test_cursor_older_than_the_log_gets_resync_required(live, gql, team):
 
 
 async def test_malformed_or_foreign_cursor(live, team, factory):
-    from resolvers.streams import encode_cursor
+    from resolvers.event.streams import encode_cursor
 
     ws = await GraphQLWS.connect(f"ws://{live}/graphql", token=team["owner"].token)
     try:
@@ -324,7 +324,7 @@ async def test_rolled_back_write_publishes_nothing(live, gql, team, monkeypatch)
     """A write that fails inside its transaction, after its row, audit entry and board event
     were written, commits none of them and publishes nothing."""
     from models import AuditEntry, BoardEvent, Task
-    from resolvers import events
+    from resolvers.event import log as events
 
     append = events.append
 

@@ -24,11 +24,11 @@ from models import (
 from resolvers import audit, validation
 from resolvers.access import OrgPermission
 from resolvers.errors import BadInput, Conflict, NotFound
+from resolvers.event.streams import credential_still_valid, follow
 from resolvers.nora import engine
 from resolvers.nora.events import NORA_LOG, writing
 from resolvers.nora.limits import UsageReport, check_quota, check_rate, usage_today
 from resolvers.pagination import Order, paginate
-from resolvers.streams import credential_still_valid, follow
 
 CONTENT_MAX = 10_000
 TITLE_MAX = 200

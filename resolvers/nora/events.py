@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from tortoise.transactions import in_transaction
 
 from models import NoraConversation, NoraEvent
-from resolvers.events import EventLog
+from resolvers.event.log import EventLog
 
 
 def channel(conversation_id: int) -> str:

@@ -22,10 +22,10 @@ from models import (
     TaskPriority,
     TaskStatus,
 )
-from resolvers import comments as comment_resolvers
-from resolvers import tasks as task_resolvers
 from resolvers.errors import AppError, BadInput, NotFound
 from resolvers.ids import parse_global_id, to_global_id
+from resolvers.task import comments as comment_resolvers
+from resolvers.task import tasks as task_resolvers
 
 OPEN = (TaskStatus.TODO, TaskStatus.INPROGRESS, TaskStatus.INREVIEW)
 BLOCKED_LABEL = "blocked"

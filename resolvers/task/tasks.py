@@ -27,12 +27,14 @@ from models import (
     TaskStatus,
 )
 from models.task import PRIORITY_RANK
-from resolvers import custom_fields, plans, validation
+from resolvers import validation
 from resolvers.access import Permission
 from resolvers.errors import BadInput, Conflict, NotFound
 from resolvers.loaders import PageSpec, prime_task_counts, task_count_columns
+from resolvers.org import plans
 from resolvers.pagination import Order
-from resolvers.projects import require as require_project
+from resolvers.project import custom_fields
+from resolvers.project.projects import require as require_project
 from resolvers.writes import transaction
 
 ORDERS = {

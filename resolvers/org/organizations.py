@@ -5,10 +5,11 @@ from __future__ import annotations
 from tortoise.exceptions import IntegrityError
 
 from models import Organization, OrganizationMember, OrgRole, Plan
-from resolvers import plans, validation
+from resolvers import validation
 from resolvers.access import OrgPermission
 from resolvers.errors import Conflict, Forbidden
 from resolvers.loaders import PageSpec
+from resolvers.org import plans
 from resolvers.pagination import Order
 from resolvers.writes import transaction
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from models import Organization, Project, ProjectMember, ProjectRole, Task, TaskStatus
-from resolvers import plans, validation
+from resolvers import validation
 from resolvers.access import OrgPermission, Permission
 from resolvers.errors import BadInput
 from resolvers.loaders import PageSpec, prime_task_counts, task_count_columns
+from resolvers.org import plans
 from resolvers.pagination import Order, paginate
 from resolvers.writes import transaction
 

@@ -6,8 +6,8 @@ from tortoise.exceptions import IntegrityError
 
 from models import User
 from resolvers import ratelimit, validation
-from resolvers.auth import hash_password_async, issue_access_token, verify_password_async
 from resolvers.errors import BadInput, Conflict, RateLimited, Unauthenticated
+from resolvers.identity.auth import hash_password_async, issue_access_token, verify_password_async
 from resolvers.ratelimit import LOGIN_WINDOW, SIGNUP_WINDOW
 from resolvers.writes import transaction
 

@@ -8,7 +8,7 @@ from models import Label
 from resolvers import validation
 from resolvers.access import Permission
 from resolvers.errors import BadInput, Conflict
-from resolvers.projects import require as require_project
+from resolvers.project.projects import require as require_project
 from resolvers.writes import transaction
 
 LABEL_NAME_MAX = 50

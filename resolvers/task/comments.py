@@ -6,7 +6,7 @@ from models import Comment, Task
 from resolvers import validation
 from resolvers.access import Permission
 from resolvers.errors import BadInput
-from resolvers.tasks import writable_task
+from resolvers.task.tasks import writable_task
 from resolvers.writes import transaction
 
 

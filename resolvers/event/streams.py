@@ -25,7 +25,7 @@ from models import ApiKey, BoardEvent
 from resolvers import metrics
 from resolvers.broadcast import GAP
 from resolvers.errors import BadInput, Forbidden, NotFound
-from resolvers.events import BOARD, REFILL_BATCH, EventLog, access_channel
+from resolvers.event.log import BOARD, REFILL_BATCH, EventLog, access_channel
 
 # Re-check read access at least this often even without a membership signal.
 ACCESS_RECHECK_SECONDS = 30.0

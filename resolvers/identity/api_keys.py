@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from models import ApiKey, Organization, OrgRole
 from resolvers import validation
 from resolvers.access import OrgPermission
-from resolvers.auth import new_api_key
 from resolvers.errors import BadInput, Forbidden, NotFound
+from resolvers.identity.auth import new_api_key
 from resolvers.loaders import PageSpec
 from resolvers.pagination import Order
 from resolvers.writes import transaction

@@ -8,12 +8,13 @@ from datetime import UTC, datetime, timedelta
 from tortoise.exceptions import IntegrityError
 
 from models import Invite, Organization, OrganizationMember, OrgRole, User
-from resolvers import plans, validation
+from resolvers import validation
 from resolvers.access import OrgPermission, invitable_roles
-from resolvers.auth import hash_secret
 from resolvers.errors import BadInput, Conflict, Forbidden, NotFound
+from resolvers.identity.auth import hash_secret
 from resolvers.loaders import PageSpec
-from resolvers.members import member_snapshot
+from resolvers.org import plans
+from resolvers.org.members import member_snapshot
 from resolvers.pagination import Order
 from resolvers.writes import transaction
 

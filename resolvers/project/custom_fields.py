@@ -19,7 +19,7 @@ from resolvers import validation
 from resolvers.access import Permission
 from resolvers.errors import BadInput, Conflict
 from resolvers.ids import to_global_id
-from resolvers.projects import require as require_project
+from resolvers.project.projects import require as require_project
 from resolvers.writes import transaction
 
 MAX_TEXT = 2_000
