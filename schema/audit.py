@@ -16,11 +16,10 @@ from resolvers.audit import AuditFilter
 from schema.common import Connection, Node, ctx, model_type_check, node_id
 
 if TYPE_CHECKING:
-    from schema.orgs import ApiKey
-    from schema.users import User
+    from schema.identity import ApiKey, User
 
-UserRef = Annotated["User", strawberry.lazy("schema.users")]
-ApiKeyRef = Annotated["ApiKey", strawberry.lazy("schema.orgs")]
+UserRef = Annotated["User", strawberry.lazy("schema.identity")]
+ApiKeyRef = Annotated["ApiKey", strawberry.lazy("schema.identity")]
 
 
 @strawberry.type(

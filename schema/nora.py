@@ -37,13 +37,13 @@ from schema.common import (
 )
 
 if TYPE_CHECKING:
-    from schema.orgs import Organization
-    from schema.projects import Project
-    from schema.users import User
+    from schema.identity import User
+    from schema.org import Organization
+    from schema.project import Project
 
-OrganizationRef = Annotated["Organization", strawberry.lazy("schema.orgs")]
-ProjectRef = Annotated["Project", strawberry.lazy("schema.projects")]
-UserRef = Annotated["User", strawberry.lazy("schema.users")]
+OrganizationRef = Annotated["Organization", strawberry.lazy("schema.org")]
+ProjectRef = Annotated["Project", strawberry.lazy("schema.project")]
+UserRef = Annotated["User", strawberry.lazy("schema.identity")]
 
 NoraRole = described_enum(
     NoraRoleEnum,

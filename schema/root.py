@@ -23,7 +23,8 @@ from schema import sharing
 from schema.authentication import Authentication
 from schema.common import After, Before, First, IncludeArchived, Last, Node, ProjectSearch, ctx
 from schema.errors import ErrorCodes, is_expected
-from schema.events import EVENT_TYPES, ResyncRequired, Subscription
+from schema.event import EVENT_TYPES, ResyncRequired, Subscription
+from schema.identity import ApiKeyMutations, UserMutations, Viewer
 from schema.limits import RequestLimits
 from schema.metrics import OperationMetrics
 from schema.nora import (
@@ -33,12 +34,11 @@ from schema.nora import (
     NoraResyncRequired,
     NoraSubscription,
 )
-from schema.orgs import Organization, OrgMutations
-from schema.projects import Project, ProjectConnection, ProjectMutations
+from schema.org import Organization, OrgMutations
+from schema.project import LabelMutations, Project, ProjectConnection, ProjectMutations
 from schema.ratelimit import RateLimitExtension, RateLimitQueries
 from schema.scalars import SCALAR_OVERRIDES
-from schema.tasks import Task, TaskMutations
-from schema.users import UserMutations, Viewer
+from schema.task import Task, TaskMutations
 
 log = logging.getLogger("pcg.errors")
 
@@ -121,7 +121,7 @@ Mutation = _root(
     "Mutation",
     "Writes. Each takes one `input` object and returns a payload; a refused write changes "
     "nothing and says why in `extensions.code`.",
-    (UserMutations, OrgMutations, ProjectMutations, TaskMutations, NoraMutations),
+    (UserMutations, OrgMutations, ApiKeyMutations, ProjectMutations, TaskMutations, LabelMutations, NoraMutations),
 )
 Subscription = _root(
     "Subscription",

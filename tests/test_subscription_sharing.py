@@ -25,11 +25,11 @@ from strawberry.types import Info
 
 from models import OrgRole, ProjectRole
 from schema import sharing
-from schema.events import EVENT_TYPES, ResyncRequired, TaskCreated
+from schema.event import EVENT_TYPES, ResyncRequired, TaskCreated
+from schema.identity import User
 from schema.nora import NORA_EVENT_TYPES, NoraResyncRequired
 from schema.root import Query, Subscription
 from schema.root import schema as app_schema
-from schema.users import User
 from tests.conftest import gid
 from tests.wsclient import GraphQLWS
 

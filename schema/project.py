@@ -11,11 +11,14 @@ from strawberry.types import Info
 from strawberry.types.nodes import SelectedField
 
 from models import CustomFieldDefinition as FieldModel
+from models import Label as LabelModel
 from models import Project as ProjectModel
 from models import ProjectMember as ProjectMemberModel
 from models import TaskStatus as TaskStatusModel
 from resolvers.event.streams import encode_cursor as encode_board_cursor
 from resolvers.ids import decode_id, to_global_id
+from resolvers.project import custom_fields as field_resolvers
+from resolvers.project import labels as label_resolvers
 from resolvers.project import members as member_resolvers
 from resolvers.project import projects as project_resolvers
 from resolvers.task import tasks as task_resolvers
@@ -36,16 +39,15 @@ from schema.common import (
 )
 
 if TYPE_CHECKING:
-    from schema.orgs import Organization
-    from schema.tasks import Label, TaskConnection, TaskFilter, TaskOrder
-    from schema.users import User
+    from schema.identity import User
+    from schema.org import Organization
+    from schema.task import TaskConnection, TaskFilter, TaskOrder
 
-OrganizationRef = Annotated["Organization", strawberry.lazy("schema.orgs")]
-UserRef = Annotated["User", strawberry.lazy("schema.users")]
-LabelRef = Annotated["Label", strawberry.lazy("schema.tasks")]
-TaskConnectionRef = Annotated["TaskConnection", strawberry.lazy("schema.tasks")]
-TaskFilterRef = Annotated["TaskFilter", strawberry.lazy("schema.tasks")]
-TaskOrderRef = Annotated["TaskOrder", strawberry.lazy("schema.tasks")]
+OrganizationRef = Annotated["Organization", strawberry.lazy("schema.org")]
+UserRef = Annotated["User", strawberry.lazy("schema.identity")]
+TaskConnectionRef = Annotated["TaskConnection", strawberry.lazy("schema.task")]
+TaskFilterRef = Annotated["TaskFilter", strawberry.lazy("schema.task")]
+TaskOrderRef = Annotated["TaskOrder", strawberry.lazy("schema.task")]
 
 
 # GraphQL field of Task -> the relation a list resolver can load for a whole page at once.
@@ -75,7 +77,7 @@ def task_relations_asked(info: Info) -> set[str]:
 
 
 def _task_connection():
-    from schema.tasks import TaskConnection
+    from schema.task import TaskConnection
 
     return TaskConnection
 
@@ -253,7 +255,7 @@ class Project(Node):
         return loaders.ready(loaders.member_count_by_project, self.id)
 
     @strawberry.field(description="The project's labels, by name.")
-    def labels(self, info: Info) -> list[LabelRef]:
+    def labels(self, info: Info) -> list[Label]:
         loaders = ctx(info).loaders
         return loaders.ready(loaders.labels_by_project, self.id)
 
@@ -430,3 +432,86 @@ class ProjectMutations:
 
 
 __all__ = ["JSON"]
+
+
+@strawberry.type(description="A label that can be put on tasks of one project.")
+class Label(Node):
+    is_type_of = model_type_check(LabelModel)
+    name: str = strawberry.field(description="1 to 50 characters, unique in the project.")
+    color: str = strawberry.field(description="Hex color, lowercase, like #1f6feb.")
+    created_at: datetime = strawberry.field(description="When the label was created.")
+
+    id: strawberry.ID = node_id("Label")
+
+    @strawberry.field(description="The project the label belongs to.")
+    def project(self, info: Info) -> Project:
+        loaders = ctx(info).loaders
+        return loaders.ready(loaders.project, self.project_id)
+
+
+@strawberry.input(description="A new label.")
+class CreateLabelInput:
+    project_id: strawberry.ID = strawberry.field(description="The project; not archived.")
+    name: str = strawberry.field(description="1 to 50 characters, unique in the project.")
+    color: str = strawberry.field(description="A hex color like #1f6feb.")
+
+
+@strawberry.input(description="A new custom field of a project.")
+class DefineCustomFieldInput:
+    project_id: strawberry.ID = strawberry.field(description="The project; not archived.")
+    key: str = strawberry.field(
+        description="Property key: a-z, 0-9 and _, starting with a letter; unique in the project."
+    )
+    name: str = strawberry.field(description="Display name, 1 to 200 characters.")
+    type: CustomFieldType = strawberry.field(description="The type every value must have.")
+    options: list[str] | None = strawberry.field(
+        default=None, description="Required for SELECT and MULTI_SELECT (1-100 unique values)."
+    )
+    required: bool = strawberry.field(
+        default=False, description="Only allowed while the project has no tasks."
+    )
+
+
+@strawberry.type(description="The result of createLabel.")
+class LabelPayload:
+    label: Label | None = strawberry.field(description="The new label.")
+
+
+@strawberry.type(description="The result of defineCustomField.")
+class CustomFieldDefinitionPayload:
+    field: CustomFieldDefinition | None = strawberry.field(description="The new field.")
+
+
+@strawberry.type(description="Label and custom-field mutations.")
+class LabelMutations:
+    @strawberry.mutation(description="Create a label in a project. Editors and up.")
+    async def create_label(
+        self,
+        info: Info,
+        input: Annotated[CreateLabelInput, strawberry.argument(description="The label to create.")],
+    ) -> LabelPayload:
+        label = await label_resolvers.create_label(
+            ctx(info), decode_id(input.project_id, "Project", "projectId"), input.name, input.color
+        )
+        return LabelPayload(label=label)
+
+    @strawberry.mutation(
+        description="Define a custom task property for a project. Project admins and owners."
+    )
+    async def define_custom_field(
+        self,
+        info: Info,
+        input: Annotated[
+            DefineCustomFieldInput, strawberry.argument(description="The field to define.")
+        ],
+    ) -> CustomFieldDefinitionPayload:
+        definition = await field_resolvers.define_field(
+            ctx(info),
+            decode_id(input.project_id, "Project", "projectId"),
+            key=input.key,
+            name=input.name,
+            type=input.type,
+            options=input.options,
+            required=input.required,
+        )
+        return CustomFieldDefinitionPayload(field=definition)

@@ -1,4 +1,4 @@
-"""Tasks, comments and labels: types, inputs and task mutations."""
+"""Tasks and their comments: types, inputs and mutations."""
 
 from __future__ import annotations
 
@@ -11,11 +11,8 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from models import Comment as CommentModel
-from models import Label as LabelModel
 from models import Task as TaskModel
 from resolvers.ids import decode_id, decode_optional, to_global_id
-from resolvers.project import custom_fields as field_resolvers
-from resolvers.project import labels as label_resolvers
 from resolvers.task import comments as comment_resolvers
 from resolvers.task import tasks as task_resolvers
 from resolvers.task.tasks import TaskFilter as TaskFilterData
@@ -23,7 +20,6 @@ from schema.common import (
     After,
     Before,
     Connection,
-    CustomFieldType,
     First,
     Last,
     Node,
@@ -35,27 +31,14 @@ from schema.common import (
 )
 
 if TYPE_CHECKING:
-    from schema.projects import CustomFieldDefinition, Project
-    from schema.users import User
+    from schema.identity import User
+    from schema.project import Label, Project
 
-ProjectRef = Annotated["Project", strawberry.lazy("schema.projects")]
-CustomFieldDefinitionRef = Annotated["CustomFieldDefinition", strawberry.lazy("schema.projects")]
-UserRef = Annotated["User", strawberry.lazy("schema.users")]
+ProjectRef = Annotated["Project", strawberry.lazy("schema.project")]
+LabelRef = Annotated["Label", strawberry.lazy("schema.project")]
+UserRef = Annotated["User", strawberry.lazy("schema.identity")]
 
 
-@strawberry.type(description="A label that can be put on tasks of one project.")
-class Label(Node):
-    is_type_of = model_type_check(LabelModel)
-    name: str = strawberry.field(description="1 to 50 characters, unique in the project.")
-    color: str = strawberry.field(description="Hex color, lowercase, like #1f6feb.")
-    created_at: datetime = strawberry.field(description="When the label was created.")
-
-    id: strawberry.ID = node_id("Label")
-
-    @strawberry.field(description="The project the label belongs to.")
-    def project(self, info: Info) -> ProjectRef:
-        loaders = ctx(info).loaders
-        return loaders.ready(loaders.project, self.project_id)
 
 
 @strawberry.type(description="A comment on a task.")
@@ -134,7 +117,7 @@ class Task(Node):
         return loaders.ready(loaders.task, self.parent_id)
 
     @strawberry.field(description="The labels on the task, by name.")
-    def labels(self, info: Info) -> list[Label]:
+    def labels(self, info: Info) -> list[LabelRef]:
         loaders = ctx(info).loaders
         return loaders.ready(loaders.labels_by_task, self.id)
 
@@ -400,27 +383,8 @@ class AddCommentInput:
     body: str = strawberry.field(description="1 to 10,000 characters.")
 
 
-@strawberry.input(description="A new label.")
-class CreateLabelInput:
-    project_id: strawberry.ID = strawberry.field(description="The project; not archived.")
-    name: str = strawberry.field(description="1 to 50 characters, unique in the project.")
-    color: str = strawberry.field(description="A hex color like #1f6feb.")
 
 
-@strawberry.input(description="A new custom field of a project.")
-class DefineCustomFieldInput:
-    project_id: strawberry.ID = strawberry.field(description="The project; not archived.")
-    key: str = strawberry.field(
-        description="Property key: a-z, 0-9 and _, starting with a letter; unique in the project."
-    )
-    name: str = strawberry.field(description="Display name, 1 to 200 characters.")
-    type: CustomFieldType = strawberry.field(description="The type every value must have.")
-    options: list[str] | None = strawberry.field(
-        default=None, description="Required for SELECT and MULTI_SELECT (1-100 unique values)."
-    )
-    required: bool = strawberry.field(
-        default=False, description="Only allowed while the project has no tasks."
-    )
 
 
 @strawberry.type(description="The result of a task mutation.")
@@ -441,17 +405,11 @@ class AddCommentPayload:
     task: Task | None = strawberry.field(description="The task, with its new commentCount.")
 
 
-@strawberry.type(description="The result of createLabel.")
-class LabelPayload:
-    label: Label | None = strawberry.field(description="The new label.")
 
 
-@strawberry.type(description="The result of defineCustomField.")
-class CustomFieldDefinitionPayload:
-    field: CustomFieldDefinitionRef | None = strawberry.field(description="The new field.")
 
 
-@strawberry.type(description="Task, comment, label and custom-field mutations.")
+@strawberry.type(description="Task and comment mutations.")
 class TaskMutations:
     @strawberry.mutation(
         description="Create a task at the bottom of its status column. Editors and up."
@@ -561,34 +519,4 @@ class TaskMutations:
         )
         return AddCommentPayload(comment=comment, task=task)
 
-    @strawberry.mutation(description="Create a label in a project. Editors and up.")
-    async def create_label(
-        self,
-        info: Info,
-        input: Annotated[CreateLabelInput, strawberry.argument(description="The label to create.")],
-    ) -> LabelPayload:
-        label = await label_resolvers.create_label(
-            ctx(info), decode_id(input.project_id, "Project", "projectId"), input.name, input.color
-        )
-        return LabelPayload(label=label)
 
-    @strawberry.mutation(
-        description="Define a custom task property for a project. Project admins and owners."
-    )
-    async def define_custom_field(
-        self,
-        info: Info,
-        input: Annotated[
-            DefineCustomFieldInput, strawberry.argument(description="The field to define.")
-        ],
-    ) -> CustomFieldDefinitionPayload:
-        definition = await field_resolvers.define_field(
-            ctx(info),
-            decode_id(input.project_id, "Project", "projectId"),
-            key=input.key,
-            name=input.name,
-            type=input.type,
-            options=input.options,
-            required=input.required,
-        )
-        return CustomFieldDefinitionPayload(field=definition)

@@ -1,4 +1,4 @@
-"""Organizations and their members."""
+"""Org: organizations, their members, invites, plan and usage."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry.types import Info
 
-from models import ApiKey as ApiKeyModel
 from models import Invite as InviteModel
 from models import Organization as OrganizationModel
 from models import OrganizationMember as OrganizationMemberModel
@@ -34,14 +33,15 @@ from schema.common import (
     model_type_check,
     node_id,
 )
+from schema.identity import ApiKeyConnection
 
 if TYPE_CHECKING:
     from schema.audit import AuditEntryConnection, AuditEntryFilter, AuditEntryOrder
-    from schema.projects import ProjectConnection
-    from schema.users import User
+    from schema.identity import User
+    from schema.project import ProjectConnection
 
-UserRef = Annotated["User", strawberry.lazy("schema.users")]
-ProjectConnectionRef = Annotated["ProjectConnection", strawberry.lazy("schema.projects")]
+UserRef = Annotated["User", strawberry.lazy("schema.identity")]
+ProjectConnectionRef = Annotated["ProjectConnection", strawberry.lazy("schema.project")]
 AuditEntryConnectionRef = Annotated["AuditEntryConnection", strawberry.lazy("schema.audit")]
 AuditEntryFilterRef = Annotated["AuditEntryFilter", strawberry.lazy("schema.audit")]
 AuditEntryOrderRef = Annotated["AuditEntryOrder", strawberry.lazy("schema.audit")]
@@ -101,41 +101,8 @@ class InviteConnection(Connection[Invite]):
     pass
 
 
-@strawberry.type(
-    description="An organization API key. It acts as its creator, capped at `role`; "
-    "the secret itself is shown only once, at creation."
-)
-class ApiKey(Node):
-    is_type_of = model_type_check(ApiKeyModel)
-    name: str = strawberry.field(description="What the key is for, as given at creation.")
-    prefix: str = strawberry.field(description="The key's first characters, to recognise it.")
-    role: OrgRole = strawberry.field(
-        description="The most the key may do; it never exceeds its creator's current role."
-    )
-    created_at: datetime = strawberry.field(description="When the key was created.")
-    last_used_at: datetime | None = strawberry.field(
-        description="Reserved for when the key last authenticated a request; not recorded "
-        "yet, so always null."
-    )
-    expires_at: datetime | None = strawberry.field(
-        description="When the key stops working; null for never."
-    )
-    revoked_at: datetime | None = strawberry.field(description="When it was revoked, if it was.")
-
-    id: strawberry.ID = node_id("ApiKey")
-
-    @strawberry.field(description="The user the key acts as.")
-    async def created_by(self, info: Info) -> UserRef:
-        return await ctx(info).loaders.user.load(self.created_by_id)
-
-    @strawberry.field(description="The organization the key belongs to and is limited to.")
-    async def organization(self, info: Info) -> Organization:
-        return await ctx(info).loaders.organization.load(self.organization_id)
 
 
-@strawberry.type(description="A page of API keys, oldest first.")
-class ApiKeyConnection(Connection[ApiKey]):
-    pass
 
 
 @strawberry.type(description="What a plan allows; null means unlimited.")
@@ -211,7 +178,7 @@ class Organization(Node):
         include_archived: IncludeArchived = False,
         search: ProjectSearch = None,
     ) -> ProjectConnectionRef:
-        from schema.projects import ProjectConnection
+        from schema.project import ProjectConnection
 
         page = await project_resolvers.projects(
             ctx(info),
@@ -390,32 +357,12 @@ class RemoveMemberPayload:
     )
 
 
-@strawberry.input(description="A new API key.")
-class CreateApiKeyInput:
-    organization_id: strawberry.ID = strawberry.field(description="The organization it works in.")
-    name: str = strawberry.field(description="What the key is for, 1 to 200 characters.")
-    role: OrgRole = strawberry.field(description="The most it may do; at most the creator's role.")
-    expires_at: datetime | None = strawberry.field(
-        default=None, description="When it stops working, in the future; never if omitted."
-    )
 
 
-@strawberry.type(description="The result of createApiKey.")
-class CreateApiKeyPayload:
-    api_key: ApiKey | None = strawberry.field(description="The new key, without its secret.")
-    key: str = strawberry.field(
-        description="The secret, shown only once: send it as `Authorization: Bearer <key>`."
-    )
 
 
-@strawberry.input(description="The API key to revoke.")
-class RevokeApiKeyInput:
-    api_key_id: strawberry.ID = strawberry.field(description="An ApiKey ID.")
 
 
-@strawberry.type(description="The result of revokeApiKey.")
-class ApiKeyPayload:
-    api_key: ApiKey | None = strawberry.field(description="The key, now revoked.")
 
 
 @strawberry.type(description="Organization, membership, invite and API key mutations.")
@@ -524,28 +471,4 @@ class OrgMutations:
             removed_member_id=strawberry.ID(to_global_id("OrganizationMember", member_id))
         )
 
-    @strawberry.mutation(description="Create an API key; its secret is returned only here. Admins and owners, with a user session.")
-    async def create_api_key(
-        self,
-        info: Info,
-        input: Annotated[CreateApiKeyInput, strawberry.argument(description="The key to create.")],
-    ) -> CreateApiKeyPayload:
-        api_key, key = await api_key_resolvers.create_api_key(
-            ctx(info),
-            decode_id(input.organization_id, "Organization", "organizationId"),
-            input.name,
-            input.role,
-            input.expires_at,
-        )
-        return CreateApiKeyPayload(api_key=api_key, key=key)
 
-    @strawberry.mutation(description="Revoke an API key; it stops working at once. Admins and owners.")
-    async def revoke_api_key(
-        self,
-        info: Info,
-        input: Annotated[RevokeApiKeyInput, strawberry.argument(description="The key to revoke.")],
-    ) -> ApiKeyPayload:
-        api_key = await api_key_resolvers.revoke_api_key(
-            ctx(info), decode_id(input.api_key_id, "ApiKey", "apiKeyId")
-        )
-        return ApiKeyPayload(api_key=api_key)

@@ -1,4 +1,4 @@
-"""Live updates: typed board events and the subscriptions that stream them."""
+"""Event: typed board events and the subscriptions that stream them."""
 
 from __future__ import annotations
 
@@ -23,16 +23,16 @@ from schema import sharing
 from schema.common import ProjectRole, TaskStatus, ctx
 
 if TYPE_CHECKING:
-    from schema.projects import CustomFieldDefinition, Project
-    from schema.tasks import Comment, Label, Task
-    from schema.users import User
+    from schema.identity import User
+    from schema.project import CustomFieldDefinition, Label, Project
+    from schema.task import Comment, Task
 
-UserRef = Annotated["User", strawberry.lazy("schema.users")]
-TaskRef = Annotated["Task", strawberry.lazy("schema.tasks")]
-CommentRef = Annotated["Comment", strawberry.lazy("schema.tasks")]
-LabelRef = Annotated["Label", strawberry.lazy("schema.tasks")]
-ProjectRef = Annotated["Project", strawberry.lazy("schema.projects")]
-FieldRef = Annotated["CustomFieldDefinition", strawberry.lazy("schema.projects")]
+UserRef = Annotated["User", strawberry.lazy("schema.identity")]
+TaskRef = Annotated["Task", strawberry.lazy("schema.task")]
+CommentRef = Annotated["Comment", strawberry.lazy("schema.task")]
+LabelRef = Annotated["Label", strawberry.lazy("schema.project")]
+ProjectRef = Annotated["Project", strawberry.lazy("schema.project")]
+FieldRef = Annotated["CustomFieldDefinition", strawberry.lazy("schema.project")]
 
 
 @strawberry.interface(description="Something that changed on a board. Resume with `after: cursor`.")
