@@ -132,7 +132,7 @@ async def _memberships(user_id: int, organization_id: int | None) -> list[tuple]
     return [(r["org_id"], r["project_id"], r["role"], r["plan"]) for r in rows]
 
 
-class Viewer:
+class Access:
     def __init__(self, principal: Principal | None) -> None:
         self.principal = principal
         self._loaded = False
@@ -169,7 +169,7 @@ class Viewer:
 
     # -- memberships, loaded once per request -------------------------------------------------
 
-    async def load(self) -> Viewer:
+    async def load(self) -> Access:
         if self._loaded:
             return self
         key = self.api_key
@@ -191,7 +191,7 @@ class Viewer:
         key = self.api_key
         return key.role if key is not None and key.role.rank < role.rank else role
 
-    async def reload(self) -> Viewer:
+    async def reload(self) -> Access:
         """Reload memberships after a write that changed them."""
         self._loaded = False
         self._org_roles.clear()

@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
-from strawberry.types import Info
 
 import models as enums
 from models import BoardEvent as EventModel
@@ -20,7 +19,7 @@ from resolvers.event import streams
 from resolvers.ids import decode_id, to_global_id
 from resolvers.loaders import Loaders
 from schema import sharing
-from schema.common import ProjectRole, TaskStatus, ctx
+from schema.common import Info, ProjectRole, TaskStatus, ctx
 
 if TYPE_CHECKING:
     from schema.identity import User
@@ -237,7 +236,7 @@ TASK_EVENTS = frozenset(
 
 
 def _typed(item) -> BoardEvent | None:
-    if isinstance(item, streams.ResyncRequired):
+    if isinstance(item, streams.LogGap):
         marker = EventModel(
             project_id=item.project_id, seq=item.seq, type="ResyncRequired", payload={},
             actor_id=None, created_at=item.occurred_at,
@@ -283,7 +282,7 @@ class Subscription:
         ] = None,
     ) -> AsyncGenerator[BoardEvent, None]:
         pid = decode_id(project_id, "Project", "projectId")
-        viewer = ctx(info).viewer
+        viewer = ctx(info).access
         project = await viewer.project(pid)
         async for item in streams.board_events(ctx(info), pid, after):
             typed = _typed(item)
@@ -307,13 +306,13 @@ class Subscription:
             ),
         ] = None,
     ) -> AsyncGenerator[BoardEvent, None]:
-        task = await ctx(info).viewer.task(decode_id(id, "Task"))
+        task = await ctx(info).access.task(decode_id(id, "Task"))
         project = task.project
         async for item in streams.board_events(ctx(info), task.project_id, after):
-            resync = isinstance(item, streams.ResyncRequired)
+            resync = isinstance(item, streams.LogGap)
             if not resync and not (item.type in TASK_EVENTS and item.payload.get("taskId") == task.id):
                 continue
             await _fresh_loaders(info)
-            yield _shared(_typed(item), ctx(info).viewer, project)
+            yield _shared(_typed(item), ctx(info).access, project)
             if not resync and item.type == "TaskDeleted":
                 return

@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
-from strawberry.types import Info
 
 from models import ApiKey as ApiKeyModel
 from models import User as UserModel
@@ -14,7 +13,7 @@ from resolvers.identity import api_keys as api_key_resolvers
 from resolvers.identity import users as user_resolvers
 from resolvers.ids import decode_id
 from resolvers.org import organizations as org_resolvers
-from schema.common import Connection, Node, OrgRole, ctx, model_type_check, node_id
+from schema.common import Connection, Info, Node, OrgRole, ctx, model_type_check, node_id
 
 if TYPE_CHECKING:
     from schema.org import Organization, OrganizationMember

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry.scalars import JSON
-from strawberry.types import Info
 
 from models import NoraConversation as ConversationModel
 from models import NoraEvent as EventModel
@@ -27,6 +26,7 @@ from schema.common import (
     Before,
     Connection,
     First,
+    Info,
     Last,
     Node,
     Plan,
@@ -376,7 +376,7 @@ NORA_EVENT_TYPES: dict[str, type[NoraEvent]] = {
 
 
 def _typed(item) -> NoraEvent | None:
-    if isinstance(item, streams.ResyncRequired):
+    if isinstance(item, streams.LogGap):
         marker = EventModel(
             conversation_id=item.key, seq=item.seq, type="NoraResyncRequired", payload={},
             created_at=item.occurred_at,
@@ -564,4 +564,4 @@ class NoraSubscription:
                 # No per-event Loaders (unlike boardEvents): every field of a NORA event is
                 # read from the event itself, and building them for each subscriber of each
                 # delta was a quarter of the fan-out cost.
-                yield _shared(typed, ctx(info).viewer)
+                yield _shared(typed, ctx(info).access)

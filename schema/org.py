@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
-from strawberry.types import Info
 
 from models import Invite as InviteModel
 from models import Organization as OrganizationModel
@@ -24,6 +23,7 @@ from schema.common import (
     Connection,
     First,
     IncludeArchived,
+    Info,
     Last,
     Node,
     OrgRole,
@@ -159,7 +159,7 @@ class Organization(Node):
 
     @strawberry.field(description="The viewer's role in this organization.")
     def viewer_role(self, info: Info) -> OrgRole:
-        return ctx(info).viewer.org_role(self.id)
+        return ctx(info).access.org_role(self.id)
 
     @strawberry.field(
         description="Counts against the plan's limits. Members of the organization."

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry.scalars import JSON
-from strawberry.types import Info
 from strawberry.types.nodes import SelectedField
 
 from models import CustomFieldDefinition as FieldModel
@@ -29,6 +28,7 @@ from schema.common import (
     Connection,
     CustomFieldType,
     First,
+    Info,
     Last,
     Node,
     ProjectRole,
@@ -181,7 +181,7 @@ class Project(Node):
 
     @strawberry.field(description="The viewer's effective role in this project.")
     def viewer_role(self, info: Info) -> ProjectRole:
-        return ctx(info).viewer.project_role(self)
+        return ctx(info).access.project_role(self)
 
     @strawberry.field(description="The board: the status columns with their tasks.")
     def board(self) -> Board:

@@ -10,7 +10,6 @@ from graphql.error import GraphQLError
 from strawberry.execution import optimized_is_awaitable
 from strawberry.extensions import ParserCache
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
-from strawberry.types import Info
 from tortoise.models import Model
 
 from resolvers import nodes as node_resolvers
@@ -21,7 +20,7 @@ from resolvers.project import projects as project_resolvers
 from resolvers.task import tasks as task_resolvers
 from schema import sharing
 from schema.authentication import Authentication
-from schema.common import After, Before, First, IncludeArchived, Last, Node, ProjectSearch, ctx
+from schema.common import After, Before, First, IncludeArchived, Info, Last, Node, ProjectSearch, ctx
 from schema.errors import ErrorCodes, is_expected
 from schema.event import EVENT_TYPES, ResyncRequired, Subscription
 from schema.identity import ApiKeyMutations, UserMutations, Viewer
@@ -47,7 +46,7 @@ log = logging.getLogger("pcg.errors")
 class Query:
     @strawberry.field(description="The authenticated caller.")
     async def viewer(self, info: Info) -> Viewer:
-        return Viewer(user=ctx(info).viewer.user)
+        return Viewer(user=ctx(info).access.user)
 
     @strawberry.field(description="Any object by global ID; null if it does not exist or is not visible.")
     async def node(
@@ -96,7 +95,7 @@ class Query:
         self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="A Project ID.")]
     ) -> Project | None:
         try:
-            return await ctx(info).viewer.project(decode_id(id, "Project"))
+            return await ctx(info).access.project(decode_id(id, "Project"))
         except NotFound:
             return None
 

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry.scalars import JSON
-from strawberry.types import Info
 
 from models import Comment as CommentModel
 from models import Task as TaskModel
@@ -21,6 +20,7 @@ from schema.common import (
     Before,
     Connection,
     First,
+    Info,
     Last,
     Node,
     TaskPriority,

@@ -16,7 +16,7 @@ import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from tortoise.expressions import Q
@@ -27,14 +27,18 @@ from resolvers.broadcast import GAP
 from resolvers.errors import BadInput, Forbidden, NotFound
 from resolvers.event.log import BOARD, REFILL_BATCH, EventLog, access_channel
 
+if TYPE_CHECKING:
+    from resolvers.context import Context
+
 # Re-check read access at least this often even without a membership signal.
 ACCESS_RECHECK_SECONDS = 30.0
 ACCESS_EVENTS = frozenset({"MemberRemoved", "MemberRoleChanged"})
 
 
 @dataclass(frozen=True)
-class ResyncRequired:
-    """The cursor is older than the log keeps: refetch, then resubscribe from `seq`."""
+class LogGap:
+    """The cursor is older than the log keeps: the client must refetch, then resubscribe from
+    `seq`. The schema shows it as ResyncRequired (board) or NoraResyncRequired (NORA)."""
 
     key: int
     seq: int
@@ -54,7 +58,7 @@ def decode_cursor(cursor: str, project_id: int) -> int:
 
 
 async def follow(
-    ctx,
+    ctx: Context,
     log: EventLog,
     key: int,
     after: str | None,
@@ -64,10 +68,10 @@ async def follow(
     access_events: frozenset[str] = frozenset(),
 ) -> AsyncIterator[Any]:
     """The gap-free stream of one log. The caller has authorized the first read (step 1)."""
-    viewer = ctx.viewer
+    access = ctx.access
     last = log.decode_cursor(after, key) if after is not None else None
     own_channel = log.channel(key)
-    async with ctx.broadcast.subscribe(own_channel, access_channel(viewer.user_id)) as sub:
+    async with ctx.broadcast.subscribe(own_channel, access_channel(access.user_id)) as sub:
         if last is None:
             last = await log.current_seq(key)
         else:
@@ -81,7 +85,7 @@ async def follow(
                 raise BadInput("Cursor is ahead of this stream", field="after")
             if last + 1 < floor:
                 metrics.resync(log.kind)
-                yield ResyncRequired(key, current, datetime.now().astimezone())
+                yield LogGap(key, current, datetime.now().astimezone())
                 last = current
 
         async def refill(upto: int | None = None):
@@ -142,9 +146,9 @@ def _decoded(log: EventLog, message: str) -> tuple[dict, Any]:
     return data, (log.from_wire(data) if "payload" in data else None)
 
 
-async def credential_still_valid(viewer) -> bool:
+async def credential_still_valid(access) -> bool:
     """A revoked or expired API key ends its streams, not only its next request."""
-    key = viewer.api_key
+    key = access.api_key
     if key is None:
         return True
     return await ApiKey.filter(id=key.id, revoked_at__isnull=True).filter(
@@ -152,26 +156,26 @@ async def credential_still_valid(viewer) -> bool:
     ).exists()
 
 
-async def _still_readable(viewer, project_id: int) -> bool:
-    if not await credential_still_valid(viewer):
+async def _still_readable(access, project_id: int) -> bool:
+    if not await credential_still_valid(access):
         return False
-    await viewer.reload()
+    await access.reload()
     try:
-        await viewer.project(project_id)
+        await access.project(project_id)
         return True
     except NotFound:
         return False
 
 
-async def board_events(ctx, project_id: int, after: str | None) -> AsyncIterator[BoardEvent | ResyncRequired]:
-    viewer = ctx.viewer
-    await viewer.project(project_id)  # NOT_FOUND exactly as for a project that does not exist
+async def board_events(ctx: Context, project_id: int, after: str | None) -> AsyncIterator[BoardEvent | LogGap]:
+    access = ctx.access
+    await access.project(project_id)  # NOT_FOUND exactly as for a project that does not exist
     async for item in follow(
         ctx,
         BOARD,
         project_id,
         after,
-        still_readable=lambda: _still_readable(viewer, project_id),
+        still_readable=lambda: _still_readable(access, project_id),
         lost_access="You no longer have access to this project",
         access_events=ACCESS_EVENTS,
     ):

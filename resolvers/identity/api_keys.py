@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from models import ApiKey, Organization, OrgRole
 from resolvers import validation
@@ -12,6 +13,9 @@ from resolvers.identity.auth import new_api_key
 from resolvers.loaders import PageSpec
 from resolvers.pagination import Order
 from resolvers.writes import transaction
+
+if TYPE_CHECKING:
+    from resolvers.context import Context
 
 NAME_MAX = 100
 
@@ -30,8 +34,8 @@ def snapshot(key: ApiKey) -> dict:
     }
 
 
-async def _keys_of_admin_orgs(ctx, include_revoked: bool):
-    qs = await ctx.viewer.org_scoped(ApiKey, min_role=OrgRole.ADMIN)
+async def _keys_of_admin_orgs(ctx: Context, include_revoked: bool):
+    qs = await ctx.access.org_scoped(ApiKey, min_role=OrgRole.ADMIN)
     return qs if include_revoked else qs.filter(revoked_at__isnull=True)
 
 
@@ -42,9 +46,9 @@ ORG_API_KEYS = PageSpec(
 
 
 async def api_keys(
-    ctx, org: Organization, include_revoked: bool, first, after, last=None, before=None
+    ctx: Context, org: Organization, include_revoked: bool, first, after, last=None, before=None
 ):
-    await ctx.viewer.require_org(OrgPermission.MANAGE_API_KEYS, org.id)
+    await ctx.access.require_org(OrgPermission.MANAGE_API_KEYS, org.id)
     return await ctx.loaders.page(
         ctx, ORG_API_KEYS, (org.id,), variant=include_revoked,
         first=first, after=after, last=last, before=before,
@@ -62,10 +66,10 @@ def _expiry(value: datetime | None) -> datetime | None:
 
 
 async def create_api_key(
-    ctx, organization_id: int, name: str, role: OrgRole, expires_at: datetime | None
+    ctx: Context, organization_id: int, name: str, role: OrgRole, expires_at: datetime | None
 ) -> tuple[ApiKey, str]:
-    creator_role = await ctx.viewer.require_org(OrgPermission.MANAGE_API_KEYS, organization_id)
-    if ctx.viewer.api_key is not None:
+    creator_role = await ctx.access.require_org(OrgPermission.MANAGE_API_KEYS, organization_id)
+    if ctx.access.api_key is not None:
         # Otherwise a leaked key could mint successors and outlive its own revocation.
         raise Forbidden("API keys cannot create API keys; use a user session")
     name = validation.text(name, "name", max_len=NAME_MAX)
@@ -79,7 +83,7 @@ async def create_api_key(
     async with transaction(ctx) as tx:
         key = await ApiKey.create(
             organization_id=organization_id,
-            created_by_id=ctx.viewer.user_id,
+            created_by_id=ctx.access.user_id,
             name=name,
             prefix=prefix,
             key_hash=key_hash,
@@ -93,13 +97,13 @@ async def create_api_key(
     return key, plaintext
 
 
-async def revoke_api_key(ctx, api_key_id: int) -> ApiKey:
+async def revoke_api_key(ctx: Context, api_key_id: int) -> ApiKey:
     # Looked up among the viewer's orgs at any role, so a plain member gets FORBIDDEN
     # (the org is visible to them, the action is not) rather than NOT_FOUND.
-    key = await (await ctx.viewer.org_scoped(ApiKey)).get_or_none(id=api_key_id)
+    key = await (await ctx.access.org_scoped(ApiKey)).get_or_none(id=api_key_id)
     if key is None:
         raise NotFound("ApiKey")
-    await ctx.viewer.require_org(OrgPermission.MANAGE_API_KEYS, key.organization_id)
+    await ctx.access.require_org(OrgPermission.MANAGE_API_KEYS, key.organization_id)
     if key.revoked_at is not None:
         return key  # idempotent: revoking twice writes nothing
     before = snapshot(key)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tortoise.exceptions import IntegrityError
 
 from models import User
@@ -11,6 +13,9 @@ from resolvers.identity.auth import hash_password_async, issue_access_token, ver
 from resolvers.ratelimit import LOGIN_WINDOW, SIGNUP_WINDOW
 from resolvers.writes import transaction
 
+if TYPE_CHECKING:
+    from resolvers.context import Context
+
 EMAIL_MAX = 254
 
 
@@ -18,7 +23,7 @@ def public(user: User) -> dict:
     return {"id": user.id, "email": user.email, "name": user.name}
 
 
-async def sign_up(ctx, email: str, name: str, password: str):
+async def sign_up(ctx: Context, email: str, name: str, password: str):
     email = validation.email(email)
     name = validation.text(name, "name", max_len=validation.NAME_MAX)
     password = validation.password(password)
@@ -43,7 +48,7 @@ async def sign_up(ctx, email: str, name: str, password: str):
     return user, token, expires
 
 
-async def log_in(ctx, email: str, password: str):
+async def log_in(ctx: Context, email: str, password: str):
     if not isinstance(email, str) or not isinstance(password, str) or len(password) > 1024:
         raise BadInput("Email and password are required")
     if len(email) > EMAIL_MAX:
@@ -62,7 +67,7 @@ class _LoginAttempt:
     """An attempt is counted as a failure before the password is checked, so a burst of
     concurrent guesses cannot all pass the check; a success takes it back."""
 
-    def __init__(self, ctx, email: str) -> None:
+    def __init__(self, ctx: Context, email: str) -> None:
         self.ctx = ctx
         self.ip_key = f"login-ip:{ctx.ip or 'unknown'}"
         self.email_key = ratelimit.email_key(email)
@@ -76,7 +81,7 @@ class _LoginAttempt:
             await self.email_limiter.clear(self.email_key, LOGIN_WINDOW)
 
 
-async def _count_attempt(ctx, email: str) -> _LoginAttempt:
+async def _count_attempt(ctx: Context, email: str) -> _LoginAttempt:
     attempt = _LoginAttempt(ctx, email)
     settings = ctx.settings
     attempt.ip_limiter = await ratelimit.attempt(

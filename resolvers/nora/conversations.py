@@ -8,6 +8,7 @@ else is NOT_FOUND, exactly like a conversation that does not exist.
 from __future__ import annotations
 
 import unicodedata
+from typing import TYPE_CHECKING
 
 from tortoise import timezone
 from tortoise.transactions import in_transaction
@@ -29,6 +30,9 @@ from resolvers.nora import engine
 from resolvers.nora.events import NORA_LOG, writing
 from resolvers.nora.limits import UsageReport, check_quota, check_rate, usage_today
 from resolvers.pagination import Order, paginate
+
+if TYPE_CHECKING:
+    from resolvers.context import Context
 
 CONTENT_MAX = 10_000
 TITLE_MAX = 200
@@ -59,39 +63,39 @@ def _title_from(content: str) -> str:
     return line if len(line) <= 60 else line[:59].rstrip() + "…"
 
 
-async def visible_conversation(ctx, conversation_id: int) -> NoraConversation:
-    conversation = await (await ctx.viewer.nora_conversations()).get_or_none(id=conversation_id)
+async def visible_conversation(ctx: Context, conversation_id: int) -> NoraConversation:
+    conversation = await (await ctx.access.nora_conversations()).get_or_none(id=conversation_id)
     if conversation is None:
         raise NotFound("Conversation")
     return conversation
 
 
-async def conversation_or_none(ctx, conversation_id: int) -> NoraConversation | None:
+async def conversation_or_none(ctx: Context, conversation_id: int) -> NoraConversation | None:
     try:
         return await visible_conversation(ctx, conversation_id)
     except NotFound:
         return None
 
 
-async def visible_message(ctx, message_id: int) -> NoraMessage:
-    message = await (await ctx.viewer.nora_messages()).get_or_none(id=message_id)
+async def visible_message(ctx: Context, message_id: int) -> NoraMessage:
+    message = await (await ctx.access.nora_messages()).get_or_none(id=message_id)
     if message is None:
         raise NotFound("NoraMessage")
     return message
 
 
-async def conversations(ctx, organization_id: int, **page):
-    await ctx.viewer.require_org(OrgPermission.USE_NORA, organization_id)
-    qs = (await ctx.viewer.nora_conversations()).filter(organization_id=organization_id)
+async def conversations(ctx: Context, organization_id: int, **page):
+    await ctx.access.require_org(OrgPermission.USE_NORA, organization_id)
+    qs = (await ctx.access.nora_conversations()).filter(organization_id=organization_id)
     return await paginate(qs, CONVERSATION_ORDER, **page)
 
 
-async def messages(ctx, conversation: NoraConversation, **page):
+async def messages(ctx: Context, conversation: NoraConversation, **page):
     return await paginate(NoraMessage.filter(conversation_id=conversation.id), MESSAGE_ORDER, **page)
 
 
-async def usage(ctx, organization_id: int) -> UsageReport:
-    await ctx.viewer.require_org(OrgPermission.READ, organization_id)
+async def usage(ctx: Context, organization_id: int) -> UsageReport:
+    await ctx.access.require_org(OrgPermission.READ, organization_id)
     organization = await Organization.get(id=organization_id)
     return await usage_today(ctx.settings, organization)
 
@@ -105,16 +109,16 @@ def _conversation_snapshot(conversation: NoraConversation) -> dict:
     }
 
 
-async def start_conversation(ctx, organization_id: int, project_id: int | None, title: str | None) -> NoraConversation:
-    await ctx.viewer.require_org(OrgPermission.USE_NORA, organization_id)
+async def start_conversation(ctx: Context, organization_id: int, project_id: int | None, title: str | None) -> NoraConversation:
+    await ctx.access.require_org(OrgPermission.USE_NORA, organization_id)
     if project_id is not None:
-        project = await ctx.viewer.project(project_id)
+        project = await ctx.access.project(project_id)
         if project.organization_id != organization_id:
             raise BadInput("The project must belong to the organization", field="projectId")
     title = validation.text(title or "", "title", max_len=TITLE_MAX, required=False).strip()
     async with in_transaction():
         conversation = await NoraConversation.create(
-            organization_id=organization_id, project_id=project_id, user_id=ctx.viewer.user_id, title=title
+            organization_id=organization_id, project_id=project_id, user_id=ctx.access.user_id, title=title
         )
         await audit.record(
             ctx, "nora.conversation.start", "NoraConversation", conversation.id,
@@ -123,12 +127,12 @@ async def start_conversation(ctx, organization_id: int, project_id: int | None, 
     return conversation
 
 
-async def send_message(ctx, conversation_id: int, content: str) -> tuple[NoraConversation, NoraMessage, NoraMessage]:
+async def send_message(ctx: Context, conversation_id: int, content: str) -> tuple[NoraConversation, NoraMessage, NoraMessage]:
     """Store the user's message and an empty STREAMING reply, start the reply, return at once."""
     content = message_content(content)
     conversation = await visible_conversation(ctx, conversation_id)
     runtime = ctx.nora
-    await check_rate(runtime.limiter, ctx.viewer.user_id)
+    await check_rate(runtime.limiter, ctx.access.user_id)
     await check_quota(ctx.settings, conversation.organization_id)
     if await NoraMessage.exists(
         conversation_id=conversation.id, role=NoraRole.ASSISTANT, status=NoraMessageStatus.STREAMING
@@ -149,7 +153,7 @@ async def send_message(ctx, conversation_id: int, content: str) -> tuple[NoraCon
             owner_instance=runtime.instance_id, heartbeat_at=now,
         )
         await NoraUsageEntry.create(
-            organization_id=conversation.organization_id, user_id=ctx.viewer.user_id,
+            organization_id=conversation.organization_id, user_id=ctx.access.user_id,
             message_id=asked.id, kind=UsageKind.MESSAGES, amount=1,
         )
         changes = {"updated_at": now}
@@ -168,7 +172,7 @@ async def send_message(ctx, conversation_id: int, content: str) -> tuple[NoraCon
     return conversation, asked, reply
 
 
-async def cancel_message(ctx, message_id: int) -> NoraMessage:
+async def cancel_message(ctx: Context, message_id: int) -> NoraMessage:
     """Stop a reply, wherever it is being generated; it ends CANCELLED with what was written.
     Cancelling a reply that has already ended changes nothing."""
     message = await visible_message(ctx, message_id)
@@ -195,14 +199,14 @@ async def cancel_message(ctx, message_id: int) -> NoraMessage:
     return await NoraMessage.get(id=message.id)
 
 
-async def conversation_events(ctx, conversation_id: int, after: str | None):
+async def conversation_events(ctx: Context, conversation_id: int, after: str | None):
     """The conversation's gap-free stream (the board's algorithm, on NORA's log)."""
     await visible_conversation(ctx, conversation_id)  # NOT_FOUND like a missing one
 
     async def still_readable() -> bool:
-        if not await credential_still_valid(ctx.viewer):
+        if not await credential_still_valid(ctx.access):
             return False
-        await ctx.viewer.reload()
+        await ctx.access.reload()
         return await conversation_or_none(ctx, conversation_id) is not None
 
     async for item in follow(

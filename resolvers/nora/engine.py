@@ -33,6 +33,7 @@ import secrets
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import orjson
 from tortoise import timezone
@@ -50,7 +51,7 @@ from models import (
     UsageKind,
 )
 from resolvers import metrics
-from resolvers.access import Viewer
+from resolvers.access import Access
 from resolvers.errors import AppError, BadInput, QuotaExceeded
 from resolvers.loaders import Loaders
 from resolvers.nora import tools
@@ -64,6 +65,9 @@ from resolvers.nora.providers import (
     estimate_tokens,
     make_provider,
 )
+
+if TYPE_CHECKING:
+    from resolvers.context import Context
 
 log = logging.getLogger("pcg.nora")
 
@@ -178,12 +182,12 @@ class NoraRuntime:
             await asyncio.gather(*pending, return_exceptions=True)
         await self.limiter.close()
 
-    def launch(self, ctx, conversation: NoraConversation, user_message: NoraMessage, reply: NoraMessage) -> Generation:
+    def launch(self, ctx: Context, conversation: NoraConversation, user_message: NoraMessage, reply: NoraMessage) -> Generation:
         # The request's context ends with the request: the reply gets its own, acting as the
         # same principal (API key caps included) with fresh memberships and loaders.
         base = dataclasses.replace(
             ctx, request=None, response=None, connection_params=None,
-            request_id=f"nora-{reply.id}", viewer=Viewer(ctx.viewer.principal), loaders=Loaders(),
+            request_id=f"nora-{reply.id}", access=Access(ctx.access.principal), loaders=Loaders(),
         )
         generation = Generation(self, base, conversation, user_message, reply)
         self.running[reply.id] = generation
@@ -460,7 +464,7 @@ class ReplyWriter:
 
 
 class Generation:
-    def __init__(self, runtime: NoraRuntime, ctx, conversation: NoraConversation, user_message: NoraMessage, reply: NoraMessage) -> None:
+    def __init__(self, runtime: NoraRuntime, ctx: Context, conversation: NoraConversation, user_message: NoraMessage, reply: NoraMessage) -> None:
         self.runtime = runtime
         self.ctx = ctx
         self.conversation = conversation
@@ -528,7 +532,7 @@ class Generation:
             log.warning("NORA cancel listener for %s failed", self.reply.id, exc_info=True)
 
     async def _generate(self, writer: ReplyWriter) -> None:
-        chat = await build_chat(self.conversation, self.reply, self.ctx.viewer.user)
+        chat = await build_chat(self.conversation, self.reply, self.ctx.access.user)
         for round_ in range(MAX_TOOL_ROUNDS + 1):
             self._check()
             await writer.check()
@@ -619,7 +623,7 @@ class Generation:
             args = None
         tool = await writer.tool_started(call, args)
         # Each call sees the user's current memberships and fresh loaders.
-        ctx = dataclasses.replace(self.ctx, viewer=Viewer(self.ctx.viewer.principal), loaders=Loaders())
+        ctx = dataclasses.replace(self.ctx, access=Access(self.ctx.access.principal), loaders=Loaders())
         try:
             if args is None:
                 raise BadInput("The tool arguments were not valid JSON", field="arguments")

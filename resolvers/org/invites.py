@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from tortoise.exceptions import IntegrityError
 
@@ -17,6 +18,9 @@ from resolvers.org import plans
 from resolvers.org.members import member_snapshot
 from resolvers.pagination import Order
 from resolvers.writes import transaction
+
+if TYPE_CHECKING:
+    from resolvers.context import Context
 
 INVITE_TTL = timedelta(days=7)
 TOKEN_MAX = 200
@@ -39,8 +43,8 @@ def pending(qs, now: datetime):
     return qs.filter(accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=now)
 
 
-async def _pending_in_admin_orgs(ctx, variant):
-    return pending(await ctx.viewer.org_scoped(Invite, min_role=OrgRole.ADMIN), datetime.now(UTC))
+async def _pending_in_admin_orgs(ctx: Context, variant):
+    return pending(await ctx.access.org_scoped(Invite, min_role=OrgRole.ADMIN), datetime.now(UTC))
 
 
 # First pages of the invite lists of every organization in a response share one statement.
@@ -49,8 +53,8 @@ ORG_INVITES = PageSpec(
 )
 
 
-async def pending_invites(ctx, org: Organization, first, after, last=None, before=None):
-    await ctx.viewer.require_org(OrgPermission.MANAGE_MEMBERS, org.id)
+async def pending_invites(ctx: Context, org: Organization, first, after, last=None, before=None):
+    await ctx.access.require_org(OrgPermission.MANAGE_MEMBERS, org.id)
     return await ctx.loaders.page(
         ctx, ORG_INVITES, (org.id,), first=first, after=after, last=last, before=before
     )
@@ -65,20 +69,20 @@ def _require_invitable(actor_role: OrgRole | None, role: OrgRole) -> None:
     raise Forbidden("Your organization role does not allow inviting", requiredRole=needed.value)
 
 
-async def _inviter_role(ctx, organization_id: int) -> OrgRole | None:
+async def _inviter_role(ctx: Context, organization_id: int) -> OrgRole | None:
     """The caller's role, read under a lock on its membership row. A demotion or removal
     writes that row before it revokes the sender's invites, so it either waits for this
     invite to commit (and revokes it) or commits first (and this check sees the new role)."""
     row = await (
-        OrganizationMember.filter(organization_id=organization_id, user_id=ctx.viewer.user_id)
+        OrganizationMember.filter(organization_id=organization_id, user_id=ctx.access.user_id)
         .select_for_update()
         .first()
     )
-    return ctx.viewer.capped(row.role) if row is not None else None
+    return ctx.access.capped(row.role) if row is not None else None
 
 
-async def invite_member(ctx, organization_id: int, email: str, role: OrgRole) -> tuple[Invite, str]:
-    actor_role = await ctx.viewer.require_org(OrgPermission.MANAGE_MEMBERS, organization_id)
+async def invite_member(ctx: Context, organization_id: int, email: str, role: OrgRole) -> tuple[Invite, str]:
+    actor_role = await ctx.access.require_org(OrgPermission.MANAGE_MEMBERS, organization_id)
     email = validation.email(email)
     _require_invitable(actor_role, role)
     if await OrganizationMember.exists(organization_id=organization_id, user__email=email):
@@ -99,7 +103,7 @@ async def invite_member(ctx, organization_id: int, email: str, role: OrgRole) ->
             email=email,
             role=role,
             token_hash=hash_secret(token),
-            invited_by_id=ctx.viewer.user_id,
+            invited_by_id=ctx.access.user_id,
             expires_at=now + INVITE_TTL,
         )
         await tx.audit(
@@ -109,10 +113,10 @@ async def invite_member(ctx, organization_id: int, email: str, role: OrgRole) ->
     return invite, token
 
 
-async def accept_invite(ctx, token: str) -> tuple[Organization, OrganizationMember]:
-    viewer = ctx.viewer
-    user: User = viewer.user
-    if viewer.api_key is not None:
+async def accept_invite(ctx: Context, token: str) -> tuple[Organization, OrganizationMember]:
+    access = ctx.access
+    user: User = access.user
+    if access.api_key is not None:
         # A key acts inside its own organization only; joining another one needs the person.
         raise Forbidden("Accept invites with a user session, not an API key")
     if not isinstance(token, str) or not 0 < len(token) <= TOKEN_MAX:
@@ -149,15 +153,15 @@ async def accept_invite(ctx, token: str) -> tuple[Organization, OrganizationMemb
             )
     except IntegrityError:
         raise Conflict("You are already a member of this organization") from None
-    await viewer.reload()
+    await access.reload()
     return await Organization.get(id=invite.organization_id), member
 
 
-async def revoke_invite(ctx, invite_id: int) -> Invite:
-    invite = await (await ctx.viewer.org_scoped(Invite)).get_or_none(id=invite_id)
+async def revoke_invite(ctx: Context, invite_id: int) -> Invite:
+    invite = await (await ctx.access.org_scoped(Invite)).get_or_none(id=invite_id)
     if invite is None:
         raise NotFound("Invite")
-    actor_role = await ctx.viewer.require_org(OrgPermission.MANAGE_MEMBERS, invite.organization_id)
+    actor_role = await ctx.access.require_org(OrgPermission.MANAGE_MEMBERS, invite.organization_id)
     if invite.role is OrgRole.OWNER and actor_role is not OrgRole.OWNER:
         raise Forbidden("Only owners can revoke an invite for an owner",
                         requiredRole=OrgRole.OWNER.value)

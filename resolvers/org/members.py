@@ -10,6 +10,7 @@ writes are serial anyway).
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from models import (
     ApiKey,
@@ -24,6 +25,9 @@ from resolvers.errors import Forbidden, NotFound, last_owner
 from resolvers.project.members import member_event, project_member_snapshot
 from resolvers.writes import transaction
 
+if TYPE_CHECKING:
+    from resolvers.context import Context
+
 
 def member_snapshot(member: OrganizationMember) -> dict:
     return {
@@ -37,8 +41,8 @@ def member_snapshot(member: OrganizationMember) -> dict:
 # -- organization members ---------------------------------------------------------------------
 
 
-async def _org_member(ctx, member_id: int) -> OrganizationMember:
-    member = await (await ctx.viewer.org_scoped(OrganizationMember)).get_or_none(id=member_id)
+async def _org_member(ctx: Context, member_id: int) -> OrganizationMember:
+    member = await (await ctx.access.org_scoped(OrganizationMember)).get_or_none(id=member_id)
     if member is None:
         raise NotFound("OrganizationMember")
     return member
@@ -77,9 +81,9 @@ async def _revoke_unissuable_invites(
 _LAST_OWNER_LEAVES = "The last owner cannot leave or be removed; make someone else owner first"
 
 
-async def update_member_role(ctx, member_id: int, role: OrgRole) -> OrganizationMember:
+async def update_member_role(ctx: Context, member_id: int, role: OrgRole) -> OrganizationMember:
     member = await _org_member(ctx, member_id)
-    actor_role = await ctx.viewer.require_org(OrgPermission.MANAGE_MEMBERS, member.organization_id)
+    actor_role = await ctx.access.require_org(OrgPermission.MANAGE_MEMBERS, member.organization_id)
     if OrgRole.OWNER in (member.role, role) and actor_role is not OrgRole.OWNER:
         raise Forbidden("Only owners can make or change an owner", requiredRole="owner")
     if member.role is role:
@@ -105,18 +109,18 @@ async def update_member_role(ctx, member_id: int, role: OrgRole) -> Organization
         )
         # An org role implies project roles: open board streams must re-check.
         tx.access_changed_for(member.user_id)
-    if member.user_id == ctx.viewer.user_id:
-        await ctx.viewer.reload()
+    if member.user_id == ctx.access.user_id:
+        await ctx.access.reload()
     return member
 
 
-async def remove_member(ctx, member_id: int) -> int:
+async def remove_member(ctx: Context, member_id: int) -> int:
     """Remove someone from an organization (or leave it), with their project memberships."""
     member = await _org_member(ctx, member_id)
     org_id = member.organization_id
-    leaving = ctx.viewer.is_leaving(member.user_id)
+    leaving = ctx.access.is_leaving(member.user_id)
     if not leaving:
-        actor_role = await ctx.viewer.require_org(OrgPermission.MANAGE_MEMBERS, org_id)
+        actor_role = await ctx.access.require_org(OrgPermission.MANAGE_MEMBERS, org_id)
         if member.role is OrgRole.OWNER and actor_role is not OrgRole.OWNER:
             raise Forbidden("Only owners can remove an owner", requiredRole="owner")
     is_owner = member.role is OrgRole.OWNER
@@ -154,5 +158,5 @@ async def remove_member(ctx, member_id: int) -> int:
         # Also for projects seen only through the org role, which emit no event.
         tx.access_changed_for(member.user_id)
     if leaving:
-        await ctx.viewer.reload()
+        await ctx.access.reload()
     return member_id

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tortoise.exceptions import IntegrityError
 
 from models import Organization, OrganizationMember, OrgRole, Plan
@@ -13,31 +15,34 @@ from resolvers.org import plans
 from resolvers.pagination import Order
 from resolvers.writes import transaction
 
+if TYPE_CHECKING:
+    from resolvers.context import Context
+
 
 def snapshot(org: Organization) -> dict:
     return {"id": org.id, "slug": org.slug, "name": org.name, "plan": org.plan.value}
 
 
-async def organization_by_slug(ctx, slug: str) -> Organization | None:
+async def organization_by_slug(ctx: Context, slug: str) -> Organization | None:
     if not isinstance(slug, str) or len(slug) > 64:
         return None
-    return await (await ctx.viewer.organizations()).get_or_none(slug=slug)
+    return await (await ctx.access.organizations()).get_or_none(slug=slug)
 
 
-async def viewer_memberships(ctx) -> list[OrganizationMember]:
+async def viewer_memberships(ctx: Context) -> list[OrganizationMember]:
     """The viewer's memberships, each with the role the viewer acts with there: an API key
     sees its own organization only (Viewer.load), at the key's role when that is lower."""
-    viewer = await ctx.viewer.load()
+    access = await ctx.access.load()
     rows = await OrganizationMember.filter(
-        user_id=viewer.user_id, organization_id__in=viewer.org_ids() or [0]
+        user_id=access.user_id, organization_id__in=access.org_ids() or [0]
     ).order_by("created_at", "id")
     for row in rows:  # rows of this call only, never saved: the stored role is unchanged
-        row.role = viewer.org_role(row.organization_id)
+        row.role = access.org_role(row.organization_id)
     return rows
 
 
-async def _members_of_visible_orgs(ctx, variant):
-    return await ctx.viewer.org_scoped(OrganizationMember)
+async def _members_of_visible_orgs(ctx: Context, variant):
+    return await ctx.access.org_scoped(OrganizationMember)
 
 
 # First pages of the member lists of every organization in a response share one statement.
@@ -46,16 +51,16 @@ ORG_MEMBERS = PageSpec(
 )
 
 
-async def members(ctx, org: Organization, first, after, last=None, before=None):
-    await ctx.viewer.require_org(OrgPermission.READ, org.id)
+async def members(ctx: Context, org: Organization, first, after, last=None, before=None):
+    await ctx.access.require_org(OrgPermission.READ, org.id)
     return await ctx.loaders.page(
         ctx, ORG_MEMBERS, (org.id,), first=first, after=after, last=last, before=before
     )
 
 
-async def create_organization(ctx, slug: str, name: str) -> Organization:
-    user = ctx.viewer.user
-    if ctx.viewer.api_key is not None:
+async def create_organization(ctx: Context, slug: str, name: str) -> Organization:
+    user = ctx.access.user
+    if ctx.access.api_key is not None:
         # A key acts inside its own organization only; a new one needs the person.
         raise Forbidden("Create organizations with a user session, not an API key")
     slug = validation.slug(slug)
@@ -73,24 +78,24 @@ async def create_organization(ctx, slug: str, name: str) -> Organization:
             )
     except IntegrityError:
         raise Conflict("This slug is taken", field="slug") from None
-    await ctx.viewer.reload()
+    await ctx.access.reload()
     return org
 
 
 
-async def usage(ctx, org: Organization) -> plans.Usage:
-    await ctx.viewer.require_org(OrgPermission.READ, org.id)
+async def usage(ctx: Context, org: Organization) -> plans.Usage:
+    await ctx.access.require_org(OrgPermission.READ, org.id)
     return await plans.usage(org.id)
 
 
-async def set_plan(ctx, organization_id: int, plan: Plan) -> Organization:
+async def set_plan(ctx: Context, organization_id: int, plan: Plan) -> Organization:
     """Owners only (the top admins of an organization). Lowering the plan below what the
     organization holds is allowed: its data stays, writes that would add more are refused."""
-    await ctx.viewer.require_org(OrgPermission.MANAGE_OWNERS, organization_id)
+    await ctx.access.require_org(OrgPermission.MANAGE_OWNERS, organization_id)
     return await write_plan(ctx, await Organization.get(id=organization_id), plan)
 
 
-async def write_plan(ctx, org: Organization, plan: Plan) -> Organization:
+async def write_plan(ctx: Context, org: Organization, plan: Plan) -> Organization:
     """The write itself, shared by the mutation and `pcg set-plan`; an unchanged plan writes
     nothing."""
     if org.plan is plan:
@@ -104,7 +109,7 @@ async def write_plan(ctx, org: Organization, plan: Plan) -> Organization:
             "org.set_plan", "Organization", org.id, organization_id=org.id,
             before=before, after=snapshot(org),
         )
-    if ctx.viewer.is_authenticated:
+    if ctx.access.is_authenticated:
         # The viewer caches each organization's plan (rate-limit budgets): read it afresh.
-        await ctx.viewer.reload()
+        await ctx.access.reload()
     return org

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import date
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from tortoise.exceptions import IntegrityError
@@ -21,6 +22,9 @@ from resolvers.errors import BadInput, Conflict
 from resolvers.ids import to_global_id
 from resolvers.project.projects import require as require_project
 from resolvers.writes import transaction
+
+if TYPE_CHECKING:
+    from resolvers.context import Context
 
 MAX_TEXT = 2_000
 # NUMBER values: any finite float64, and integers whose magnitude is at most 2**53, so that
@@ -170,7 +174,7 @@ def _taken(key: str) -> Conflict:
 
 
 async def define_field(
-    ctx,
+    ctx: Context,
     project_id: int,
     *,
     key: str,

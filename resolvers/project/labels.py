@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tortoise.exceptions import IntegrityError
 
 from models import Label
@@ -10,6 +12,9 @@ from resolvers.access import Permission
 from resolvers.errors import BadInput, Conflict
 from resolvers.project.projects import require as require_project
 from resolvers.writes import transaction
+
+if TYPE_CHECKING:
+    from resolvers.context import Context
 
 LABEL_NAME_MAX = 50
 
@@ -28,7 +33,7 @@ def _taken(name: str) -> Conflict:
     return Conflict(f"This project already has a label named {name!r}", field="name")
 
 
-async def create_label(ctx, project_id: int, name: str, color: str) -> Label:
+async def create_label(ctx: Context, project_id: int, name: str, color: str) -> Label:
     project = await require_project(ctx, project_id, Permission.MANAGE_LABELS)
     if project.archived_at is not None:
         raise BadInput("The project is archived", field="projectId")

@@ -4,12 +4,17 @@ owner stays; checked before the write and again under the project row's lock."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tortoise.exceptions import IntegrityError
 
 from models import OrganizationMember, Project, ProjectMember, ProjectRole
 from resolvers.access import Permission
 from resolvers.errors import BadInput, Conflict, Forbidden, NotFound, last_owner
 from resolvers.writes import transaction
+
+if TYPE_CHECKING:
+    from resolvers.context import Context
 
 
 def project_member_snapshot(member: ProjectMember) -> dict:
@@ -30,8 +35,8 @@ def member_event(member: ProjectMember, **extra) -> dict:
     }
 
 
-async def _project_member(ctx, member_id: int) -> tuple[ProjectMember, Project]:
-    qs = await ctx.viewer.scoped(ProjectMember, "project__")
+async def _project_member(ctx: Context, member_id: int) -> tuple[ProjectMember, Project]:
+    qs = await ctx.access.scoped(ProjectMember, "project__")
     member = await qs.get_or_none(id=member_id).select_related("project")
     if member is None:
         raise NotFound("ProjectMember")
@@ -45,10 +50,10 @@ async def _project_owner_count(project_id: int, *, lock: bool = False) -> int:
 
 
 async def add_project_member(
-    ctx, project_id: int, user_id: int, role: ProjectRole
+    ctx: Context, project_id: int, user_id: int, role: ProjectRole
 ) -> ProjectMember:
-    project = await ctx.viewer.project(project_id)
-    actor_role = await ctx.viewer.require(Permission.MANAGE_MEMBERS, project)
+    project = await ctx.access.project(project_id)
+    actor_role = await ctx.access.require(Permission.MANAGE_MEMBERS, project)
     if role is ProjectRole.OWNER and actor_role is not ProjectRole.OWNER:
         raise Forbidden("Only project owners can add an owner", requiredRole="owner")
     # Asked of the org, not of the User table, so that whether an outsider exists stays hidden.
@@ -67,14 +72,14 @@ async def add_project_member(
             await tx.event(project.id, "MemberAdded", member_event(member))
     except IntegrityError:
         raise Conflict("This user is already a member of the project", field="userId") from None
-    if user_id == ctx.viewer.user_id:
-        await ctx.viewer.reload()
+    if user_id == ctx.access.user_id:
+        await ctx.access.reload()
     return member
 
 
-async def update_project_member_role(ctx, member_id: int, role: ProjectRole) -> ProjectMember:
+async def update_project_member_role(ctx: Context, member_id: int, role: ProjectRole) -> ProjectMember:
     member, project = await _project_member(ctx, member_id)
-    actor_role = await ctx.viewer.require(Permission.MANAGE_MEMBERS, project)
+    actor_role = await ctx.access.require(Permission.MANAGE_MEMBERS, project)
     if ProjectRole.OWNER in (member.role, role) and actor_role is not ProjectRole.OWNER:
         raise Forbidden("Only project owners can grant or revoke ownership", requiredRole="owner")
     if member.role is role:
@@ -98,16 +103,16 @@ async def update_project_member_role(ctx, member_id: int, role: ProjectRole) -> 
             project.id, "MemberRoleChanged", member_event(member, previousRole=before["role"])
         )
         tx.access_changed_for(member.user_id)
-    if member.user_id == ctx.viewer.user_id:
-        await ctx.viewer.reload()
+    if member.user_id == ctx.access.user_id:
+        await ctx.access.reload()
     return member
 
 
-async def remove_project_member(ctx, member_id: int) -> int:
+async def remove_project_member(ctx: Context, member_id: int) -> int:
     member, project = await _project_member(ctx, member_id)
-    leaving = ctx.viewer.is_leaving(member.user_id)
+    leaving = ctx.access.is_leaving(member.user_id)
     if not leaving:
-        actor_role = await ctx.viewer.require(Permission.MANAGE_MEMBERS, project)
+        actor_role = await ctx.access.require(Permission.MANAGE_MEMBERS, project)
         if member.role is ProjectRole.OWNER and actor_role is not ProjectRole.OWNER:
             raise Forbidden("Only project owners can remove an owner", requiredRole="owner")
     is_owner = member.role is ProjectRole.OWNER
@@ -126,5 +131,5 @@ async def remove_project_member(ctx, member_id: int) -> int:
         await tx.event(project.id, "MemberRemoved", member_event(member))
         tx.access_changed_for(member.user_id)
     if leaving:
-        await ctx.viewer.reload()
+        await ctx.access.reload()
     return member_id

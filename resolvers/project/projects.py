@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from models import Organization, Project, ProjectMember, ProjectRole, Task, TaskStatus
 from resolvers import validation
@@ -12,6 +13,9 @@ from resolvers.loaders import PageSpec, prime_task_counts, task_count_columns
 from resolvers.org import plans
 from resolvers.pagination import Order, paginate
 from resolvers.writes import transaction
+
+if TYPE_CHECKING:
+    from resolvers.context import Context
 
 BOARD_ORDER = Order((("position", False),))
 PROJECT_ORDER = Order((("name", False),))
@@ -30,9 +34,9 @@ def snapshot(project: Project) -> dict:
     }
 
 
-async def _visible_projects(ctx, variant: tuple[bool, str | None]):
+async def _visible_projects(ctx: Context, variant: tuple[bool, str | None]):
     include_archived, search = variant
-    qs = await ctx.viewer.projects()
+    qs = await ctx.access.projects()
     if not include_archived:
         qs = qs.filter(archived_at__isnull=True)
     if search:
@@ -40,11 +44,11 @@ async def _visible_projects(ctx, variant: tuple[bool, str | None]):
     return qs
 
 
-async def _all_members(ctx, variant):
+async def _all_members(ctx: Context, variant):
     return ProjectMember.all()
 
 
-async def _open_tasks(ctx, variant):
+async def _open_tasks(ctx: Context, variant):
     return Task.filter(archived_at__isnull=True)
 
 
@@ -61,7 +65,7 @@ BOARD_COLUMN = PageSpec(
 
 
 async def projects(
-    ctx,
+    ctx: Context,
     *,
     organization: Organization | None = None,
     include_archived: bool = False,
@@ -81,14 +85,14 @@ async def projects(
     return await paginate(qs, PROJECT_ORDER, first=first, after=after, last=last, before=before)
 
 
-async def project_members(ctx, project: Project, first, after, last=None, before=None):
+async def project_members(ctx: Context, project: Project, first, after, last=None, before=None):
     return await ctx.loaders.page(
         ctx, PROJECT_MEMBERS, (project.id,), first=first, after=after, last=last, before=before
     )
 
 
 async def column_tasks(
-    ctx, project: Project, status: TaskStatus, first, after, last=None, before=None, *, load=()
+    ctx: Context, project: Project, status: TaskStatus, first, after, last=None, before=None, *, load=()
 ):
     """A board column's open tasks. The first pages of every column of every board in the
     request come from one statement, with comment and subtask counts and column totals;
@@ -100,8 +104,8 @@ async def column_tasks(
     return page
 
 
-async def create_project(ctx, organization_id: int, name: str, description: str | None) -> Project:
-    await ctx.viewer.require_org(OrgPermission.CREATE_PROJECT, organization_id)
+async def create_project(ctx: Context, organization_id: int, name: str, description: str | None) -> Project:
+    await ctx.access.require_org(OrgPermission.CREATE_PROJECT, organization_id)
     name = validation.text(name, "name", max_len=validation.NAME_MAX)
     description = validation.text(
         description or "", "description", max_len=validation.DESCRIPTION_MAX, required=False
@@ -112,26 +116,26 @@ async def create_project(ctx, organization_id: int, name: str, description: str 
             organization_id=organization_id,
             name=name,
             description=description,
-            created_by_id=ctx.viewer.user_id,
+            created_by_id=ctx.access.user_id,
         )
-        await ProjectMember.create(project=project, user_id=ctx.viewer.user_id, role=ProjectRole.OWNER)
+        await ProjectMember.create(project=project, user_id=ctx.access.user_id, role=ProjectRole.OWNER)
         await tx.audit(
             "project.create", "Project", project.id, organization_id=organization_id,
             after=snapshot(project),
         )
-    await ctx.viewer.reload()
+    await ctx.access.reload()
     return project
 
 
-async def require(ctx, project_id: int, permission: Permission) -> Project:
+async def require(ctx: Context, project_id: int, permission: Permission) -> Project:
     """Load a project the viewer can see (else NOT_FOUND) and check `permission`."""
-    project = await ctx.viewer.project(project_id)
-    await ctx.viewer.require(permission, project)
+    project = await ctx.access.project(project_id)
+    await ctx.access.require(permission, project)
     return project
 
 
 async def update_project(
-    ctx, project_id: int, *, name: str | None = None, description: str | None = None
+    ctx: Context, project_id: int, *, name: str | None = None, description: str | None = None
 ) -> Project:
     """Rename or re-describe a project; an omitted (null) field stays as it is."""
     project = await require(ctx, project_id, Permission.MANAGE_PROJECT)
@@ -160,7 +164,7 @@ async def update_project(
     return project
 
 
-async def archive_project(ctx, project_id: int) -> Project:
+async def archive_project(ctx: Context, project_id: int) -> Project:
     """Archive a project. Idempotent: archiving an archived project writes nothing."""
     project = await require(ctx, project_id, Permission.ARCHIVE_PROJECT)
     if project.archived_at is not None:

@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING
 
 from fractional_indexing import FIError, generate_key_between
 from tortoise import timezone
@@ -36,6 +37,9 @@ from resolvers.pagination import Order
 from resolvers.project import custom_fields
 from resolvers.project.projects import require as require_project
 from resolvers.writes import transaction
+
+if TYPE_CHECKING:
+    from resolvers.context import Context
 
 ORDERS = {
     "POSITION": "position",
@@ -123,17 +127,17 @@ def _freeze(flt: TaskFilter | None) -> tuple:
     )
 
 
-async def _filtered_tasks(ctx, variant):
+async def _filtered_tasks(ctx: Context, variant):
     frozen, _, _ = variant
     flt = TaskFilter(**{k: list(v) if isinstance(v, tuple) else v for k, v in frozen})
     return apply_filter(Task.all(), flt)
 
 
-async def _open_subtasks(ctx, variant):
+async def _open_subtasks(ctx: Context, variant):
     return Task.filter(archived_at__isnull=True)
 
 
-async def _all_comments(ctx, variant):
+async def _all_comments(ctx: Context, variant):
     return Comment.all()
 
 
@@ -149,7 +153,7 @@ TASK_COMMENTS = PageSpec(group=("task_id",), source=_all_comments, order=CREATED
 
 
 async def project_tasks(
-    ctx, project: Project, flt, order_by: str, descending: bool, *, load=(), **page
+    ctx: Context, project: Project, flt, order_by: str, descending: bool, *, load=(), **page
 ):
     """A project's tasks; the relations named in `load` are loaded for the page at once."""
     variant = (_freeze(flt), order_by, descending)
@@ -158,11 +162,11 @@ async def project_tasks(
     return result
 
 
-async def subtasks(ctx, task: Task, **page):
+async def subtasks(ctx: Context, task: Task, **page):
     return await ctx.loaders.page(ctx, SUBTASKS, (task.id,), **page)
 
 
-async def comments(ctx, task: Task, **page):
+async def comments(ctx: Context, task: Task, **page):
     return await ctx.loaders.page(ctx, TASK_COMMENTS, (task.id,), **page)
 
 
@@ -213,7 +217,7 @@ async def last_position(
 
 
 async def create_task(
-    ctx,
+    ctx: Context,
     project_id: int,
     *,
     title: str,
@@ -252,7 +256,7 @@ async def create_task(
             priority_rank=PRIORITY_RANK[priority],
             position=position,
             assignee_id=assignee_id,
-            created_by_id=ctx.viewer.user_id,
+            created_by_id=ctx.access.user_id,
             parent_id=parent_id,
             due_date=due_date,
             custom_properties=props,
@@ -267,9 +271,9 @@ async def create_task(
     return task
 
 
-async def get_task_or_none(ctx, task_id: int) -> Task | None:
+async def get_task_or_none(ctx: Context, task_id: int) -> Task | None:
     try:
-        return await ctx.viewer.task(task_id)
+        return await ctx.access.task(task_id)
     except NotFound:
         return None
 
@@ -322,10 +326,10 @@ async def label_ids_of(task_id: int) -> list[int]:
     return sorted(await TaskLabel.filter(task_id=task_id).values_list("label_id", flat=True))
 
 
-async def writable_task(ctx, task_id: int, permission: Permission) -> Task:
+async def writable_task(ctx: Context, task_id: int, permission: Permission) -> Task:
     """A task the viewer may see (else NOT_FOUND) and holds `permission` on, in an open project."""
-    task = await ctx.viewer.task(task_id)
-    await ctx.viewer.require(permission, task.project)
+    task = await ctx.access.task(task_id)
+    await ctx.access.require(permission, task.project)
     if task.project.archived_at is not None:
         raise BadInput("The project is archived; its tasks are read-only")
     return task
@@ -335,7 +339,7 @@ Plan = Callable[[Task, list[int]], Awaitable[_Write | None]]
 
 
 async def _versioned_write(
-    ctx, task_id: int, expected_version: int | None, permission: Permission, plan: Plan
+    ctx: Context, task_id: int, expected_version: int | None, permission: Permission, plan: Plan
 ) -> Task:
     """Read, plan, then write only if nobody wrote in between.
 
@@ -362,7 +366,7 @@ async def _versioned_write(
     raise Conflict("The task kept changing while saving; try again")
 
 
-async def _commit(ctx, task: Task, labels_before: list[int], write: _Write) -> Task:
+async def _commit(ctx: Context, task: Task, labels_before: list[int], write: _Write) -> Task:
     project = task.project
     async with transaction(ctx) as tx:
         await tx.lock_project(project.id)
@@ -414,7 +418,7 @@ async def check_no_cycle(task_id: int, parent_id: int | None, field: str = "pare
         current = await Task.filter(id=current).first().values_list("parent_id", flat=True)
 
 
-async def update_task(ctx, task_id: int, *, expected_version: int | None = None, **changes) -> Task:
+async def update_task(ctx: Context, task_id: int, *, expected_version: int | None = None, **changes) -> Task:
     """Change exactly the fields in `changes` (the ones the client sent; None means null)."""
     if unknown := set(changes) - UPDATABLE.keys():
         raise TypeError(f"not updatable: {sorted(unknown)}")
@@ -498,7 +502,7 @@ async def _plan_update(task: Task, labels: list[int], changes: dict) -> _Write |
 
 
 async def move_task(
-    ctx,
+    ctx: Context,
     task_id: int,
     *,
     status: TaskStatus,
@@ -579,7 +583,7 @@ async def _slot(task: Task, status: TaskStatus, after_id: int | None, before_id:
         raise BadInput("These neighbours leave no room for the task", field="afterId") from None
 
 
-async def archive_task(ctx, task_id: int, expected_version: int | None = None) -> Task:
+async def archive_task(ctx: Context, task_id: int, expected_version: int | None = None) -> Task:
     """Take a task off the board; archiving an archived task changes nothing."""
 
     async def plan(task: Task, labels: list[int]) -> _Write | None:
@@ -590,7 +594,7 @@ async def archive_task(ctx, task_id: int, expected_version: int | None = None) -
     return await _versioned_write(ctx, task_id, expected_version, Permission.WRITE_TASKS, plan)
 
 
-async def unarchive_task(ctx, task_id: int, expected_version: int | None = None) -> Task:
+async def unarchive_task(ctx: Context, task_id: int, expected_version: int | None = None) -> Task:
     """Put an archived task back on the board at the rank it had."""
 
     async def plan(task: Task, labels: list[int]) -> _Write | None:
@@ -601,7 +605,7 @@ async def unarchive_task(ctx, task_id: int, expected_version: int | None = None)
     return await _versioned_write(ctx, task_id, expected_version, Permission.WRITE_TASKS, plan)
 
 
-async def delete_task(ctx, task_id: int) -> int:
+async def delete_task(ctx: Context, task_id: int) -> int:
     """Delete a task with its comments and label links; its subtasks become top-level tasks."""
     task = await writable_task(ctx, task_id, Permission.DELETE_TASKS)
     before = snapshot(task) | {"labelIds": await label_ids_of(task.id)}
