@@ -94,7 +94,7 @@ _ORG_RIGHTS = {
 def invitable_roles(role: OrgRole | None) -> frozenset[OrgRole]:
     """The roles a member holding `role` may invite people as: admins invite admins and
     members, only owners invite owners. An invite lives only as long as its sender keeps the
-    right to issue it (see resolvers/members.py)."""
+    right to issue it (see resolvers/org/members.py)."""
     if role is None or role.rank < OrgPermission.MANAGE_MEMBERS.role.rank:
         return frozenset()
     if role is OrgRole.OWNER:

@@ -230,7 +230,7 @@ class Factory:
         slug = slug or f"org-{next(_counter)}"
         # Enterprise (no plan limits): many tests hold more members or projects in one org
         # than the free plan allows. Orgs made through createOrganization start free, and
-        # tests/test_plan_limits.py sets the plan it tests.
+        # tests/test_org_plan_limits.py sets the plan it tests.
         org = await Organization.create(slug=slug, name=slug.title(), plan=plan)
         await OrganizationMember.create(organization=org, user=owner.user, role=OrgRole.OWNER)
         return org

@@ -1,7 +1,7 @@
 """Gap-free event streams: subscribe, replay from the log, then go live.
 
 One implementation for every log (the board's BoardEvents, NORA's NoraEvents), each
-described by an `EventLog` (resolvers/events.py):
+described by an `EventLog` (resolvers/event/log.py):
 
 1. authorize; 2. subscribe to the channel (before reading, so nothing published meanwhile is
 missed); 3. replay logged events after the cursor; 4. stream live events, dropping any seq

@@ -1,4 +1,4 @@
-"""Plan limits (resolvers/plans.py): each limit refused at, not under, its value with
+"""Plan limits (resolvers/org/plans.py): each limit refused at, not under, its value with
 PLAN_LIMIT_REACHED; `organization.usage`; setOrganizationPlan and `pcg set-plan`; and two
 writers racing for the last slot on both databases."""
 
