@@ -1,13 +1,14 @@
 """Tortoise models, one module a domain (identity, org, project, task, event, audit, nora,
 document). No GraphQL and no business rules live here."""
 
-from models.audit import AuditEntry
+from models.audit import AuditAction, AuditEntry
 from models.document import TrustedDocument
-from models.event import BoardEvent
+from models.event import BoardEvent, BoardEventType
 from models.identity import ApiKey, User
 from models.nora import (
     NoraConversation,
     NoraEvent,
+    NoraEventType,
     NoraMessage,
     NoraMessageStatus,
     NoraRole,
@@ -32,8 +33,10 @@ MODEL_MODULES = [
 __all__ = [
     "PRIORITY_RANK",
     "ApiKey",
+    "AuditAction",
     "AuditEntry",
     "BoardEvent",
+    "BoardEventType",
     "Comment",
     "CustomFieldDefinition",
     "CustomFieldType",
@@ -42,6 +45,7 @@ __all__ = [
     "MODEL_MODULES",
     "NoraConversation",
     "NoraEvent",
+    "NoraEventType",
     "NoraMessage",
     "NoraMessageStatus",
     "NoraRole",

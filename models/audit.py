@@ -1,5 +1,54 @@
+"""The audit domain: one entry per write, and the catalogue of what a write can be."""
+
+from enum import Enum
+
 from tortoise import fields
 from tortoise.models import Model
+
+
+class AuditAction(str, Enum):
+    """Every action an audit entry can record, with the type of the resource it names.
+
+    The value is what the API shows (`AuditEntry.action`, the CSV export, filters); it is
+    stored as text, so an entry written by a newer release still reads."""
+
+    resource_type: str
+
+    def __new__(cls, value: str, resource_type: str) -> "AuditAction":
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.resource_type = resource_type
+        return member
+
+    USER_SIGN_UP = ("user.sign_up", "User")
+    ORGANIZATION_CREATE = ("organization.create", "Organization")
+    ORGANIZATION_SET_PLAN = ("organization.set_plan", "Organization")
+    MEMBER_UPDATE_ROLE = ("member.update_role", "OrganizationMember")
+    MEMBER_REMOVE = ("member.remove", "OrganizationMember")
+    INVITE_CREATE = ("invite.create", "Invite")
+    INVITE_ACCEPT = ("invite.accept", "Invite")
+    INVITE_REVOKE = ("invite.revoke", "Invite")
+    API_KEY_CREATE = ("api_key.create", "ApiKey")
+    API_KEY_REVOKE = ("api_key.revoke", "ApiKey")
+    PROJECT_CREATE = ("project.create", "Project")
+    PROJECT_UPDATE = ("project.update", "Project")
+    PROJECT_ARCHIVE = ("project.archive", "Project")
+    PROJECT_MEMBER_ADD = ("project_member.add", "ProjectMember")
+    PROJECT_MEMBER_UPDATE_ROLE = ("project_member.update_role", "ProjectMember")
+    PROJECT_MEMBER_REMOVE = ("project_member.remove", "ProjectMember")
+    LABEL_CREATE = ("label.create", "Label")
+    CUSTOM_FIELD_CREATE = ("custom_field.create", "CustomFieldDefinition")
+    TASK_CREATE = ("task.create", "Task")
+    TASK_UPDATE = ("task.update", "Task")
+    TASK_MOVE = ("task.move", "Task")
+    TASK_ARCHIVE = ("task.archive", "Task")
+    TASK_UNARCHIVE = ("task.unarchive", "Task")
+    TASK_DELETE = ("task.delete", "Task")
+    COMMENT_CREATE = ("comment.create", "Comment")
+    AUDIT_EXPORT = ("audit.export", "Organization")
+    NORA_CONVERSATION_START = ("nora.conversation.start", "NoraConversation")
+    NORA_MESSAGE_SEND = ("nora.message.send", "NoraMessage")
+    NORA_MESSAGE_CANCEL = ("nora.message.cancel", "NoraMessage")
 
 
 class AuditEntry(Model):
@@ -7,6 +56,7 @@ class AuditEntry(Model):
     organization = fields.ForeignKeyField("models.Organization", related_name="audit", null=True)
     actor = fields.ForeignKeyField("models.User", related_name="audit_entries", null=True)
     api_key = fields.ForeignKeyField("models.ApiKey", related_name="audit_entries", null=True)
+    # An AuditAction's value.
     action = fields.CharField(max_length=64)
     resource_type = fields.CharField(max_length=64)
     resource_id = fields.CharField(max_length=64)

@@ -1,5 +1,29 @@
+"""The event domain: the board's durable event log and the catalogue of its event types."""
+
+from enum import Enum
+
 from tortoise import fields
 from tortoise.models import Model
+
+
+class BoardEventType(str, Enum):
+    """What a board event says happened. The value is the GraphQL type that shows it
+    (schema/event.py maps each member to its type explicitly; a test checks both ways)."""
+
+    TASK_CREATED = "TaskCreated"
+    TASK_UPDATED = "TaskUpdated"
+    TASK_MOVED = "TaskMoved"
+    TASK_ARCHIVED = "TaskArchived"
+    TASK_UNARCHIVED = "TaskUnarchived"
+    TASK_DELETED = "TaskDeleted"
+    COMMENT_ADDED = "CommentAdded"
+    LABEL_CREATED = "LabelCreated"
+    CUSTOM_FIELD_DEFINED = "CustomFieldDefined"
+    PROJECT_UPDATED = "ProjectUpdated"
+    PROJECT_ARCHIVED = "ProjectArchived"
+    MEMBER_ADDED = "MemberAdded"
+    MEMBER_REMOVED = "MemberRemoved"
+    MEMBER_ROLE_CHANGED = "MemberRoleChanged"
 
 
 class BoardEvent(Model):
@@ -8,6 +32,7 @@ class BoardEvent(Model):
     id = fields.BigIntField(primary_key=True)
     project = fields.ForeignKeyField("models.Project", related_name="events")
     seq = fields.BigIntField()
+    # A BoardEventType's value; text, so an event written by a newer release still reads.
     type = fields.CharField(max_length=64)
     payload = fields.JSONField(default=dict)
     actor = fields.ForeignKeyField("models.User", related_name="board_events", null=True)

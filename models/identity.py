@@ -1,3 +1,5 @@
+from typing import ClassVar
+
 from tortoise import fields
 from tortoise.models import Model
 
@@ -5,6 +7,8 @@ from models.org import OrgRole
 
 
 class User(Model):
+    # What audit entries and events show of it (models/snapshot.py); never a secret.
+    snapshot_fields: ClassVar[tuple[str, ...]] = ("id", "email", "name")
     id = fields.IntField(primary_key=True)
     email = fields.CharField(max_length=254, unique=True)
     name = fields.CharField(max_length=200)
@@ -24,6 +28,8 @@ class ApiKey(Model):
     buy nothing and cost every request.
     """
 
+    # What audit entries and events show of it (models/snapshot.py); never a secret.
+    snapshot_fields: ClassVar[tuple[str, ...]] = ("id", "organization_id", "name", "prefix", "role", "created_by_id", "expires_at", "revoked_at")
     id = fields.IntField(primary_key=True)
     organization = fields.ForeignKeyField("models.Organization", related_name="api_keys")
     created_by = fields.ForeignKeyField("models.User", related_name="api_keys")

@@ -1,6 +1,7 @@
 """NORA, the assistant: conversations, their messages and event log, and the usage ledger."""
 
 from enum import Enum
+from typing import ClassVar
 
 from tortoise import fields
 from tortoise.models import Model
@@ -25,6 +26,8 @@ class UsageKind(str, Enum):
 
 
 class NoraConversation(Model):
+    # What audit entries and events show of it (models/snapshot.py); never a secret.
+    snapshot_fields: ClassVar[tuple[str, ...]] = ("id", "organization_id", "project_id", "title")
     id = fields.IntField(primary_key=True)
     organization = fields.ForeignKeyField("models.Organization", related_name="nora_conversations")
     project = fields.ForeignKeyField(
@@ -45,6 +48,8 @@ class NoraConversation(Model):
 class NoraMessage(Model):
     """One turn: the user's text, NORA's (streamed) reply, or one tool call NORA made."""
 
+    # What audit entries and events show of it (models/snapshot.py); never a secret.
+    snapshot_fields: ClassVar[tuple[str, ...]] = ("id", "conversation_id", "role", "content", "status", "reply_to_id", "tool_call_id", "tool_name", "tool_arguments", "tool_result", "tokens_in", "tokens_out", "model", "provider", "latency_ms", "error_code", "error_message", "created_at", "updated_at", "completed_at")
     id = fields.BigIntField(primary_key=True)
     conversation = fields.ForeignKeyField("models.NoraConversation", related_name="messages")
     role = fields.CharEnumField(NoraRole, max_length=16)
@@ -81,6 +86,19 @@ class NoraMessage(Model):
     class Meta:
         table = "nora_message"
         indexes = (("conversation", "created_at"), ("status", "updated_at"))
+
+
+class NoraEventType(str, Enum):
+    """What a NORA event says happened; the value is the GraphQL type that shows it
+    (schema/nora.py maps each member to its type explicitly; a test checks both ways)."""
+
+    MESSAGE_STARTED = "MessageStarted"
+    TEXT_DELTA = "TextDelta"
+    TOOL_CALL_STARTED = "ToolCallStarted"
+    TOOL_CALL_FINISHED = "ToolCallFinished"
+    MESSAGE_COMPLETED = "MessageCompleted"
+    MESSAGE_FAILED = "MessageFailed"
+    MESSAGE_CANCELLED = "MessageCancelled"
 
 
 class NoraEvent(Model):

@@ -1,6 +1,7 @@
 """The org domain: organizations, their members and invites, plans and org roles."""
 
 from enum import Enum
+from typing import ClassVar
 
 from tortoise import fields
 from tortoise.models import Model
@@ -26,6 +27,8 @@ _ORG_RANK = {OrgRole.MEMBER: 1, OrgRole.ADMIN: 2, OrgRole.OWNER: 3}
 
 
 class Organization(Model):
+    # What audit entries and events show of it (models/snapshot.py); never a secret.
+    snapshot_fields: ClassVar[tuple[str, ...]] = ("id", "slug", "name", "plan")
     id = fields.IntField(primary_key=True)
     slug = fields.CharField(max_length=64, unique=True)
     name = fields.CharField(max_length=200)
@@ -38,6 +41,8 @@ class Organization(Model):
 
 
 class OrganizationMember(Model):
+    # What audit entries and events show of it (models/snapshot.py); never a secret.
+    snapshot_fields: ClassVar[tuple[str, ...]] = ("id", "organization_id", "user_id", "role")
     id = fields.IntField(primary_key=True)
     organization = fields.ForeignKeyField("models.Organization", related_name="members")
     user = fields.ForeignKeyField("models.User", related_name="org_memberships")
@@ -52,6 +57,8 @@ class OrganizationMember(Model):
 class Invite(Model):
     """An invitation to an organization, redeemed with a one-time token by the invited email."""
 
+    # What audit entries and events show of it (models/snapshot.py); never a secret.
+    snapshot_fields: ClassVar[tuple[str, ...]] = ("id", "organization_id", "email", "role", "expires_at", "accepted_at", "revoked_at")
     id = fields.IntField(primary_key=True)
     organization = fields.ForeignKeyField("models.Organization", related_name="invites")
     email = fields.CharField(max_length=254)

@@ -1,6 +1,7 @@
 """The project domain: projects, project members, labels and custom field definitions."""
 
 from enum import Enum
+from typing import ClassVar
 
 from tortoise import fields
 from tortoise.models import Model
@@ -38,6 +39,8 @@ class CustomFieldType(str, Enum):
 
 
 class Project(Model):
+    # What audit entries and events show of it (models/snapshot.py); never a secret.
+    snapshot_fields: ClassVar[tuple[str, ...]] = ("id", "organization_id", "name", "description", "archived_at", "created_at", "updated_at")
     id = fields.IntField(primary_key=True)
     organization = fields.ForeignKeyField("models.Organization", related_name="projects")
     name = fields.CharField(max_length=200)
@@ -54,6 +57,8 @@ class Project(Model):
 
 
 class ProjectMember(Model):
+    # What audit entries and events show of it (models/snapshot.py); never a secret.
+    snapshot_fields: ClassVar[tuple[str, ...]] = ("id", "project_id", "user_id", "role")
     id = fields.IntField(primary_key=True)
     project = fields.ForeignKeyField("models.Project", related_name="members")
     user = fields.ForeignKeyField("models.User", related_name="project_memberships")
@@ -66,6 +71,8 @@ class ProjectMember(Model):
 
 
 class Label(Model):
+    # What audit entries and events show of it (models/snapshot.py); never a secret.
+    snapshot_fields: ClassVar[tuple[str, ...]] = ("id", "project_id", "name", "color", "created_at")
     id = fields.IntField(primary_key=True)
     project = fields.ForeignKeyField("models.Project", related_name="labels")
     name = fields.CharField(max_length=50)
@@ -78,6 +85,8 @@ class Label(Model):
 
 
 class CustomFieldDefinition(Model):
+    # What audit entries and events show of it (models/snapshot.py); never a secret.
+    snapshot_fields: ClassVar[tuple[str, ...]] = ("id", "project_id", "key", "name", "type", "options", "required", "created_at")
     id = fields.IntField(primary_key=True)
     project = fields.ForeignKeyField("models.Project", related_name="custom_fields")
     key = fields.CharField(max_length=64)

@@ -1,6 +1,7 @@
 """The task domain: tasks, their comments and label links."""
 
 from enum import Enum
+from typing import ClassVar
 
 from tortoise import fields
 from tortoise.models import Model
@@ -33,6 +34,8 @@ PRIORITY_RANK = {
 
 
 class Task(Model):
+    # What audit entries and events show of it (models/snapshot.py); never a secret.
+    snapshot_fields: ClassVar[tuple[str, ...]] = ("id", "project_id", "title", "description", "status", "priority", "position", "assignee_id", "parent_id", "due_date", "custom_properties", "version", "archived_at", "created_by_id", "created_at", "updated_at")
     id = fields.IntField(primary_key=True)
     project = fields.ForeignKeyField("models.Project", related_name="tasks")
     title = fields.CharField(max_length=500)
@@ -63,6 +66,8 @@ class Task(Model):
 
 
 class Comment(Model):
+    # What audit entries and events show of it (models/snapshot.py); never a secret.
+    snapshot_fields: ClassVar[tuple[str, ...]] = ("id", "task_id", "author_id", "body", "created_at", "updated_at")
     id = fields.IntField(primary_key=True)
     task = fields.ForeignKeyField("models.Task", related_name="comments")
     author = fields.ForeignKeyField("models.User", related_name="comments")

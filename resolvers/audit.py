@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING
 from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 
-from models import AuditEntry, Organization
+from models import AuditAction, AuditEntry, Organization
 from resolvers import validation
 from resolvers.access import OrgPermission
 from resolvers.ids import decode_id
 from resolvers.pagination import Order, Page, paginate
+from resolvers.unit_of_work import unit_of_work
 
 if TYPE_CHECKING:
     from resolvers.context import Context
@@ -25,32 +26,6 @@ NEWEST_FIRST = Order((("created_at", True),))
 OLDEST_FIRST = Order((("created_at", False),))
 EXPORT_BATCH = 1000
 _TEXT_MAX = 64  # every filtered column is varchar(64)
-
-
-async def record(
-    ctx: Context,
-    action: str,
-    resource_type: str,
-    resource_id: int | str,
-    *,
-    organization_id: int | None,
-    before: dict | None = None,
-    after: dict | None = None,
-    actor_id: int | None = None,
-) -> AuditEntry:
-    principal = ctx.access.principal
-    return await AuditEntry.create(
-        organization_id=organization_id,
-        actor_id=actor_id if actor_id is not None else (principal.user.id if principal else None),
-        api_key_id=principal.api_key.id if principal and principal.api_key else None,
-        action=action,
-        resource_type=resource_type,
-        resource_id=str(resource_id),
-        before=before,
-        after=after,
-        ip=ctx.ip,
-        request_id=ctx.request_id,
-    )
 
 
 @dataclass(frozen=True)
@@ -139,11 +114,10 @@ async def start_export(ctx: Context, qs: QuerySet, org: Organization, flt: Audit
     """Record the export (committed before the first row leaves), then return the entries
     newest first as an iterator of keyset batches: memory stays constant in the log's length
     and no statement holds the table for the whole export."""
-    from resolvers.writes import transaction  # writes imports this module
 
-    async with transaction(ctx) as tx:
-        await tx.audit(
-            "audit.export", "Organization", org.id, organization_id=org.id,
+    async with unit_of_work(ctx) as work:
+        await work.audit(
+            AuditAction.AUDIT_EXPORT, org.id, organization_id=org.id,
             after={"filter": _describe(flt)},
         )
     return _batches(qs)

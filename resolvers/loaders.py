@@ -43,9 +43,31 @@ from resolvers.pagination import (
     encode_cursor,
     paginate,
 )
+from resolvers.unit_of_work import writing
 
 if TYPE_CHECKING:
     from resolvers.context import Context
+
+
+class LoaderInWrite(RuntimeError):
+    """A loader was asked for a value inside a unit of work's transaction."""
+
+
+class _Loader(DataLoader):
+    """A DataLoader that refuses to load inside a write's transaction: its batch would run on
+    another connection than the transaction's and, on SQLite (one connection), wait for the
+    transaction forever. Read what a write needs with plain queries; loaders serve the
+    payload after the commit (resolvers/unit_of_work.py)."""
+
+    def load(self, key: Any) -> Any:
+        if writing():
+            raise LoaderInWrite("a dataloader was used inside a write's transaction")
+        return super().load(key)
+
+    def load_many(self, keys: Iterable[Any]) -> Any:
+        if writing():
+            raise LoaderInWrite("a dataloader was used inside a write's transaction")
+        return super().load_many(keys)
 
 
 def _by_id(model) -> Callable:
@@ -272,7 +294,7 @@ class Loaders:
         return loader
 
     def _make(self, batch: Callable) -> DataLoader:
-        loader = DataLoader(batch_load_fn=batch)
+        loader = _Loader(batch_load_fn=batch)
         self._all.append(loader)
         return loader
 

@@ -10,6 +10,7 @@ import strawberry
 
 import models as enums
 from models import BoardEvent as EventModel
+from models import BoardEventType, snapshot
 from models import Comment as CommentModel
 from models import CustomFieldDefinition as FieldModel
 from models import Label as LabelModel
@@ -68,7 +69,7 @@ class BoardEvent:
 
 
 def _task(event: BoardEvent) -> TaskModel:
-    return streams.materialize(TaskModel, event.payload.get("task"))
+    return snapshot.load(TaskModel, event.payload.get("task"))
 
 
 @strawberry.type(description="A task was created.")
@@ -144,28 +145,28 @@ class CommentAdded(BoardEvent):
 
     @strawberry.field(description="The new comment.")
     def comment(self) -> CommentRef:
-        return streams.materialize(CommentModel, self.payload["comment"])
+        return snapshot.load(CommentModel, self.payload["comment"])
 
 
 @strawberry.type(description="A label was created in the project.")
 class LabelCreated(BoardEvent):
     @strawberry.field(description="The new label.")
     def label(self) -> LabelRef:
-        return streams.materialize(LabelModel, self.payload["label"])
+        return snapshot.load(LabelModel, self.payload["label"])
 
 
 @strawberry.type(description="A custom field was defined for the project.")
 class CustomFieldDefined(BoardEvent):
     @strawberry.field(description="The new field.")
     def field(self) -> FieldRef:
-        return streams.materialize(FieldModel, self.payload["field"])
+        return snapshot.load(FieldModel, self.payload["field"])
 
 
 @strawberry.type(description="The project's name or description changed.")
 class ProjectUpdated(BoardEvent):
     @strawberry.field(description="The project as of this event.")
     def project(self) -> ProjectRef:
-        return streams.materialize(ProjectModel, self.payload["project"])
+        return snapshot.load(ProjectModel, self.payload["project"])
 
     @strawberry.field(description="Names of the fields that changed (API names, e.g. name).")
     def changed_fields(self) -> list[str]:
@@ -176,7 +177,7 @@ class ProjectUpdated(BoardEvent):
 class ProjectArchived(BoardEvent):
     @strawberry.field(description="The project as of this event.")
     def project(self) -> ProjectRef:
-        return streams.materialize(ProjectModel, self.payload["project"])
+        return snapshot.load(ProjectModel, self.payload["project"])
 
 
 @strawberry.interface(description="A change of project membership.")
@@ -222,16 +223,33 @@ class ResyncRequired(BoardEvent):
         return "The requested cursor is older than the retained event log"
 
 
-EVENT_TYPES: dict[str, type[BoardEvent]] = {
-    cls.__name__: cls
-    for cls in (
-        TaskCreated, TaskUpdated, TaskMoved, TaskArchived, TaskUnarchived, TaskDeleted,
-        CommentAdded, LabelCreated, CustomFieldDefined, ProjectUpdated, ProjectArchived,
-        MemberAdded, MemberRemoved, MemberRoleChanged,
-    )
+# Each stored event type and the GraphQL type that shows it, spelled out: a renamed class
+# cannot drop events silently (tests/test_event_types.py checks both directions).
+EVENT_TYPES: dict[BoardEventType, type[BoardEvent]] = {
+    BoardEventType.TASK_CREATED: TaskCreated,
+    BoardEventType.TASK_UPDATED: TaskUpdated,
+    BoardEventType.TASK_MOVED: TaskMoved,
+    BoardEventType.TASK_ARCHIVED: TaskArchived,
+    BoardEventType.TASK_UNARCHIVED: TaskUnarchived,
+    BoardEventType.TASK_DELETED: TaskDeleted,
+    BoardEventType.COMMENT_ADDED: CommentAdded,
+    BoardEventType.LABEL_CREATED: LabelCreated,
+    BoardEventType.CUSTOM_FIELD_DEFINED: CustomFieldDefined,
+    BoardEventType.PROJECT_UPDATED: ProjectUpdated,
+    BoardEventType.PROJECT_ARCHIVED: ProjectArchived,
+    BoardEventType.MEMBER_ADDED: MemberAdded,
+    BoardEventType.MEMBER_REMOVED: MemberRemoved,
+    BoardEventType.MEMBER_ROLE_CHANGED: MemberRoleChanged,
 }
+_BY_STORED = {member.value: cls for member, cls in EVENT_TYPES.items()}
+# The events taskChanged(id) delivers: those about one task.
 TASK_EVENTS = frozenset(
-    {"TaskCreated", "TaskUpdated", "TaskMoved", "TaskArchived", "TaskUnarchived", "TaskDeleted", "CommentAdded"}
+    member.value
+    for member in (
+        BoardEventType.TASK_CREATED, BoardEventType.TASK_UPDATED, BoardEventType.TASK_MOVED,
+        BoardEventType.TASK_ARCHIVED, BoardEventType.TASK_UNARCHIVED, BoardEventType.TASK_DELETED,
+        BoardEventType.COMMENT_ADDED,
+    )
 )
 
 
@@ -242,7 +260,7 @@ def _typed(item) -> BoardEvent | None:
             actor_id=None, created_at=item.occurred_at,
         )
         return ResyncRequired(_e=marker)
-    cls = EVENT_TYPES.get(item.type)
+    cls = _BY_STORED.get(item.type)
     return cls(_e=item) if cls else None
 
 

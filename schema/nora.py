@@ -12,6 +12,7 @@ from strawberry.scalars import JSON
 
 from models import NoraConversation as ConversationModel
 from models import NoraEvent as EventModel
+from models import NoraEventType, snapshot
 from models import NoraMessage as MessageModel
 from models import NoraMessageStatus as MessageStatusEnum
 from models import NoraRole as NoraRoleEnum
@@ -237,7 +238,7 @@ class NoraEvent:
 
 
 def _message(event: NoraEvent, key: str = "message") -> MessageModel | None:
-    return streams.materialize(MessageModel, event.payload.get(key))
+    return snapshot.load(MessageModel, event.payload.get(key))
 
 
 @strawberry.type(description="NORA started a reply (status STREAMING).")
@@ -366,13 +367,18 @@ def _extra(event: EventModel) -> dict:
     return {}
 
 
-NORA_EVENT_TYPES: dict[str, type[NoraEvent]] = {
-    cls.__name__: cls
-    for cls in (
-        MessageStarted, TextDelta, ToolCallStarted, ToolCallFinished, MessageCompleted,
-        MessageFailed, MessageCancelled,
-    )
+# Each stored event type and the GraphQL type that shows it, spelled out (checked both ways by
+# tests/test_event_types.py).
+NORA_EVENT_TYPES: dict[NoraEventType, type[NoraEvent]] = {
+    NoraEventType.MESSAGE_STARTED: MessageStarted,
+    NoraEventType.TEXT_DELTA: TextDelta,
+    NoraEventType.TOOL_CALL_STARTED: ToolCallStarted,
+    NoraEventType.TOOL_CALL_FINISHED: ToolCallFinished,
+    NoraEventType.MESSAGE_COMPLETED: MessageCompleted,
+    NoraEventType.MESSAGE_FAILED: MessageFailed,
+    NoraEventType.MESSAGE_CANCELLED: MessageCancelled,
 }
+_BY_STORED = {member.value: cls for member, cls in NORA_EVENT_TYPES.items()}
 
 
 def _typed(item) -> NoraEvent | None:
@@ -385,7 +391,7 @@ def _typed(item) -> NoraEvent | None:
     # A live event is one instance shared by every subscriber here: type it once.
     typed = getattr(item, "_pcg_typed", None)
     if typed is None:
-        cls = NORA_EVENT_TYPES.get(item.type)
+        cls = _BY_STORED.get(item.type)
         if cls is None:
             return None
         typed = cls(**_fields(item), **_extra(item))

@@ -381,7 +381,7 @@ class OrgMutations:
     @strawberry.mutation(
         description="Change an organization's plan (no billing provider: the platform's own "
         "decision). Owners only: they are the organization's top admins. Audited as "
-        "org.set_plan; an unchanged plan writes nothing."
+        "organization.set_plan; an unchanged plan writes nothing."
     )
     async def set_organization_plan(
         self,

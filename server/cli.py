@@ -327,7 +327,7 @@ def cmd_documents(args: argparse.Namespace) -> int:
 
 async def set_plan(settings: Settings, org_slug: str, plan: str) -> tuple[str, str]:
     """The operator's plan change: the same write as setOrganizationPlan, audited as
-    org.set_plan with no actor (the entry's request id starts with "cli-")."""
+    organization.set_plan with no actor (the entry's request id starts with "cli-")."""
     from models import Organization, Plan
     from resolvers.access import Access
     from resolvers.context import Context

@@ -324,9 +324,9 @@ async def test_rolled_back_write_publishes_nothing(live, gql, team, monkeypatch)
     """A write that fails inside its transaction, after its row, audit entry and board event
     were written, commits none of them and publishes nothing."""
     from models import AuditEntry, BoardEvent, Task
-    from resolvers.event import log as events
+    from resolvers.unit_of_work import UnitOfWork
 
-    append = events.append
+    append = UnitOfWork.event
 
     async def append_then_fail(*args, **kwargs):
         await append(*args, **kwargs)  # the event row is written, in the transaction
@@ -336,11 +336,11 @@ async def test_rolled_back_write_publishes_nothing(live, gql, team, monkeypatch)
     try:
         await ws.subscribe(BOARD, {"p": team["pid"]})
         await asyncio.sleep(0.1)
-        monkeypatch.setattr(events, "append", append_then_fail)
+        monkeypatch.setattr(UnitOfWork, "event", append_then_fail)
         error = await gql.error(CREATE, {"i": {"projectId": team["pid"], "title": "rolled back"}},
                                 token=team["owner"].token)
         assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
-        monkeypatch.setattr(events, "append", append)
+        monkeypatch.setattr(UnitOfWork, "event", append)
         assert not await Task.filter(title="rolled back").exists()
         assert not await AuditEntry.filter(action="task.create").exists()
         assert not await BoardEvent.exists()

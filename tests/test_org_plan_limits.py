@@ -286,17 +286,17 @@ async def test_only_owners_set_the_plan_and_it_is_audited(gql, factory, acme):
     await factory.org(stranger)
     assert await gql.code(SET_PLAN, {"o": o, "p": "FREE"}, stranger.token) == "NOT_FOUND"
     assert (await Organization.get(id=org.id)).plan is Plan.ENTERPRISE
-    assert not await AuditEntry.exists(action="org.set_plan")
+    assert not await AuditEntry.exists(action="organization.set_plan")
 
     data = await gql.ok(SET_PLAN, {"o": o, "p": "FREE"}, owner.token)
     assert data["setOrganizationPlan"]["organization"]["plan"] == "FREE"
-    [entry] = await AuditEntry.filter(action="org.set_plan")
+    [entry] = await AuditEntry.filter(action="organization.set_plan")
     assert entry.actor_id == owner.user.id and entry.organization_id == org.id
     assert (entry.before["plan"], entry.after["plan"]) == ("enterprise", "free")
 
     # An unchanged plan writes nothing.
     await gql.ok(SET_PLAN, {"o": o, "p": "FREE"}, owner.token)
-    assert await AuditEntry.filter(action="org.set_plan").count() == 1
+    assert await AuditEntry.filter(action="organization.set_plan").count() == 1
 
 
 async def test_downgrade_keeps_data_and_refuses_writes_beyond(gql, factory):
@@ -340,6 +340,6 @@ async def _check_cli_plan() -> None:
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver"):
             org = await Organization.get(slug="demo")
             assert org.plan is Plan.ENTERPRISE
-            [entry] = await AuditEntry.filter(action="org.set_plan")
+            [entry] = await AuditEntry.filter(action="organization.set_plan")
             assert entry.actor_id is None and entry.request_id.startswith("cli-")
             assert (entry.before["plan"], entry.after["plan"]) == ("pro", "enterprise")

@@ -207,7 +207,7 @@ EFFECTS: dict[str, tuple[str, str | None, Callable[[World], dict]]] = {
     "revokeApiKey": ("api_key.revoke", None, lambda w: {"api_key": {"updated": [w.api_key.id]}}),
     "revokeInvite": ("invite.revoke", None, lambda w: {"invite": {"updated": [w.invite.id]}}),
     "setOrganizationPlan": (
-        "org.set_plan", None, lambda w: {"organization": {"updated": [w.org.id]}}
+        "organization.set_plan", None, lambda w: {"organization": {"updated": [w.org.id]}}
     ),
     "revokeInvite(of an OWNER invite)": (
         "invite.revoke", None, lambda w: {"invite": {"updated": [w.owner_invite.id]}}

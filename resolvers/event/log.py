@@ -149,15 +149,6 @@ BOARD = EventLog(
 )
 
 
-async def append(project_id: int, type_: str, payload: dict, actor_id: int | None) -> BoardEvent:
-    return await BOARD.append(project_id, type_, payload, actor_id=actor_id)
-
-
-async def publish(broadcast, events: list[BoardEvent], access_user_ids=()) -> None:
-    nudges = [(access_channel(uid), "{}") for uid in sorted(set(access_user_ids))]
-    await BOARD.publish(broadcast, events, nudges)
-
-
 PRUNE_EVERY_SECONDS = 3600
 
 

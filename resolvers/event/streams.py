@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from tortoise.expressions import Q
 
-from models import ApiKey, BoardEvent
+from models import ApiKey, BoardEvent, BoardEventType
 from resolvers import metrics
 from resolvers.broadcast import GAP
 from resolvers.errors import BadInput, Forbidden, NotFound
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 # Re-check read access at least this often even without a membership signal.
 ACCESS_RECHECK_SECONDS = 30.0
-ACCESS_EVENTS = frozenset({"MemberRemoved", "MemberRoleChanged"})
+ACCESS_EVENTS = frozenset({BoardEventType.MEMBER_REMOVED.value, BoardEventType.MEMBER_ROLE_CHANGED.value})
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ async def follow(
 @functools.lru_cache(maxsize=1024)
 def _decoded(log: EventLog, message: str) -> tuple[dict, Any]:
     """A broadcast reaches every subscriber of this process as the same string: decode it
-    and build its event once for all of them (shared, so read-only; `materialize` caches
+    and build its event once for all of them (shared, so read-only; `models.snapshot.load` caches
     on its payload). A stub (no payload) gives no event: subscribers refill from the log."""
     data = orjson.loads(message)
     return data, (log.from_wire(data) if "payload" in data else None)
@@ -180,42 +180,3 @@ async def board_events(ctx: Context, project_id: int, after: str | None) -> Asyn
         access_events=ACCESS_EVENTS,
     ):
         yield item
-
-
-def _snake(name: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
-
-
-def materialize(model, snapshot: dict | None):
-    """A read-only model instance from an event snapshot (camelCase keys, ISO dates).
-
-    Cached on the snapshot dict, which one event shares between all its subscribers."""
-    if snapshot is None:
-        return None
-    cache_key = f"__pcg_{model.__name__}"
-    if cache_key in snapshot:
-        return snapshot[cache_key]
-    from datetime import date
-
-    from tortoise.fields import DateField, DatetimeField
-    from tortoise.fields.data import CharEnumFieldInstance
-
-    fields = model._meta.fields_map
-    values = {}
-    for key, value in snapshot.items():
-        name = _snake(key)
-        field = fields.get(name)
-        if field is None:
-            continue
-        if value is not None:
-            if isinstance(field, DatetimeField):
-                value = datetime.fromisoformat(value)
-            elif isinstance(field, DateField):
-                value = date.fromisoformat(value)
-            elif isinstance(field, CharEnumFieldInstance):
-                value = field.enum_type(value)
-        values[name] = value
-    instance = model(**values)
-    instance._saved_in_db = True
-    snapshot[cache_key] = instance
-    return instance

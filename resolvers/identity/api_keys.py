@@ -5,33 +5,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from models import ApiKey, Organization, OrgRole
+from models import ApiKey, AuditAction, Organization, OrgRole
+from models.snapshot import dump
 from resolvers import validation
 from resolvers.access import OrgPermission
 from resolvers.errors import BadInput, Forbidden, NotFound
 from resolvers.identity.auth import new_api_key
 from resolvers.loaders import PageSpec
 from resolvers.pagination import Order
-from resolvers.writes import transaction
+from resolvers.unit_of_work import unit_of_work
 
 if TYPE_CHECKING:
     from resolvers.context import Context
 
 NAME_MAX = 100
-
-
-def snapshot(key: ApiKey) -> dict:
-    """What the audit log keeps of a key: never the hash."""
-    return {
-        "id": key.id,
-        "organizationId": key.organization_id,
-        "name": key.name,
-        "prefix": key.prefix,
-        "role": key.role.value,
-        "createdById": key.created_by_id,
-        "expiresAt": key.expires_at.isoformat() if key.expires_at else None,
-        "revokedAt": key.revoked_at.isoformat() if key.revoked_at else None,
-    }
 
 
 async def _keys_of_admin_orgs(ctx: Context, include_revoked: bool):
@@ -80,7 +67,7 @@ async def create_api_key(
             requiredRole=role.value,
         )
     plaintext, prefix, key_hash = new_api_key()
-    async with transaction(ctx) as tx:
+    async with unit_of_work(ctx) as work:
         key = await ApiKey.create(
             organization_id=organization_id,
             created_by_id=ctx.access.user_id,
@@ -90,9 +77,9 @@ async def create_api_key(
             role=role,
             expires_at=expires_at,
         )
-        await tx.audit(
-            "api_key.create", "ApiKey", key.id, organization_id=organization_id,
-            after=snapshot(key),
+        await work.audit(
+            AuditAction.API_KEY_CREATE, key.id, organization_id=organization_id,
+            after=dump(key),
         )
     return key, plaintext
 
@@ -106,13 +93,13 @@ async def revoke_api_key(ctx: Context, api_key_id: int) -> ApiKey:
     await ctx.access.require_org(OrgPermission.MANAGE_API_KEYS, key.organization_id)
     if key.revoked_at is not None:
         return key  # idempotent: revoking twice writes nothing
-    before = snapshot(key)
-    async with transaction(ctx) as tx:
+    before = dump(key)
+    async with unit_of_work(ctx) as work:
         key.revoked_at = datetime.now(UTC)
         await key.save(update_fields=["revoked_at"])
-        await tx.audit(
-            "api_key.revoke", "ApiKey", key.id, organization_id=key.organization_id,
-            before=before, after=snapshot(key),
+        await work.audit(
+            AuditAction.API_KEY_REVOKE, key.id, organization_id=key.organization_id,
+            before=before, after=dump(key),
         )
-        tx.access_changed_for(key.created_by_id)
+        work.access_changed_for(key.created_by_id)
     return key

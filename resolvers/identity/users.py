@@ -6,21 +6,18 @@ from typing import TYPE_CHECKING
 
 from tortoise.exceptions import IntegrityError
 
-from models import User
+from models import AuditAction, User
+from models.snapshot import dump
 from resolvers import ratelimit, validation
 from resolvers.errors import BadInput, Conflict, RateLimited, Unauthenticated
 from resolvers.identity.auth import hash_password_async, issue_access_token, verify_password_async
 from resolvers.ratelimit import LOGIN_WINDOW, SIGNUP_WINDOW
-from resolvers.writes import transaction
+from resolvers.unit_of_work import unit_of_work
 
 if TYPE_CHECKING:
     from resolvers.context import Context
 
 EMAIL_MAX = 254
-
-
-def public(user: User) -> dict:
-    return {"id": user.id, "email": user.email, "name": user.name}
 
 
 async def sign_up(ctx: Context, email: str, name: str, password: str):
@@ -36,10 +33,10 @@ async def sign_up(ctx: Context, email: str, name: str, password: str):
     if await User.exists(email=email):
         raise Conflict("An account with this email already exists", field="email")
     try:
-        async with transaction(ctx) as tx:
+        async with unit_of_work(ctx) as work:
             user = await User.create(email=email, name=name, password_hash=password_hash)
-            await tx.audit(
-                "user.sign_up", "User", user.id, organization_id=None, after=public(user),
+            await work.audit(
+                AuditAction.USER_SIGN_UP, user.id, organization_id=None, after=dump(user),
                 actor_id=user.id,
             )
     except IntegrityError:

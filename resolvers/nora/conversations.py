@@ -11,10 +11,11 @@ import unicodedata
 from typing import TYPE_CHECKING
 
 from tortoise import timezone
-from tortoise.transactions import in_transaction
 
 from models import (
+    AuditAction,
     NoraConversation,
+    NoraEventType,
     NoraMessage,
     NoraMessageStatus,
     NoraRole,
@@ -22,14 +23,16 @@ from models import (
     Organization,
     UsageKind,
 )
-from resolvers import audit, validation
+from models.snapshot import dump
+from resolvers import validation
 from resolvers.access import OrgPermission
 from resolvers.errors import BadInput, Conflict, NotFound
 from resolvers.event.streams import credential_still_valid, follow
 from resolvers.nora import engine
-from resolvers.nora.events import NORA_LOG, writing
+from resolvers.nora.events import NORA_LOG
 from resolvers.nora.limits import UsageReport, check_quota, check_rate, usage_today
 from resolvers.pagination import Order, paginate
+from resolvers.unit_of_work import unit_of_work
 
 if TYPE_CHECKING:
     from resolvers.context import Context
@@ -100,15 +103,6 @@ async def usage(ctx: Context, organization_id: int) -> UsageReport:
     return await usage_today(ctx.settings, organization)
 
 
-def _conversation_snapshot(conversation: NoraConversation) -> dict:
-    return {
-        "id": conversation.id,
-        "organizationId": conversation.organization_id,
-        "projectId": conversation.project_id,
-        "title": conversation.title,
-    }
-
-
 async def start_conversation(ctx: Context, organization_id: int, project_id: int | None, title: str | None) -> NoraConversation:
     await ctx.access.require_org(OrgPermission.USE_NORA, organization_id)
     if project_id is not None:
@@ -116,13 +110,13 @@ async def start_conversation(ctx: Context, organization_id: int, project_id: int
         if project.organization_id != organization_id:
             raise BadInput("The project must belong to the organization", field="projectId")
     title = validation.text(title or "", "title", max_len=TITLE_MAX, required=False).strip()
-    async with in_transaction():
+    async with unit_of_work(ctx) as work:
         conversation = await NoraConversation.create(
             organization_id=organization_id, project_id=project_id, user_id=ctx.access.user_id, title=title
         )
-        await audit.record(
-            ctx, "nora.conversation.start", "NoraConversation", conversation.id,
-            organization_id=organization_id, after=_conversation_snapshot(conversation),
+        await work.audit(
+            AuditAction.NORA_CONVERSATION_START, conversation.id,
+            organization_id=organization_id, after=dump(conversation),
         )
     return conversation
 
@@ -142,7 +136,7 @@ async def send_message(ctx: Context, conversation_id: int, content: str) -> tupl
             reason="REPLY_IN_PROGRESS",
         )
     now = timezone.now()
-    async with writing(ctx.broadcast) as batch:
+    async with unit_of_work(ctx) as work:
         asked = await NoraMessage.create(
             conversation_id=conversation.id, role=NoraRole.USER, status=NoraMessageStatus.COMPLETE,
             content=content, completed_at=now,
@@ -160,12 +154,12 @@ async def send_message(ctx: Context, conversation_id: int, content: str) -> tupl
         if not conversation.title:
             changes["title"] = _title_from(content)
         await NoraConversation.filter(id=conversation.id).update(**changes)
-        await audit.record(
-            ctx, "nora.message.send", "NoraMessage", asked.id, organization_id=conversation.organization_id,
+        await work.audit(
+            AuditAction.NORA_MESSAGE_SEND, asked.id, organization_id=conversation.organization_id,
             after={"conversationId": conversation.id, "replyId": reply.id, "length": len(content)},
         )
-        await batch.event(conversation.id, "MessageStarted", {
-            "messageId": reply.id, "message": engine.snapshot(reply), "replyTo": engine.snapshot(asked),
+        await work.nora_event(conversation.id, NoraEventType.MESSAGE_STARTED, {
+            "messageId": reply.id, "message": dump(reply), "replyTo": dump(asked),
         })
     conversation = await NoraConversation.get(id=conversation.id)
     runtime.launch(ctx, conversation, asked, reply)
@@ -181,11 +175,11 @@ async def cancel_message(ctx: Context, message_id: int) -> NoraMessage:
     if message.status is not NoraMessageStatus.STREAMING:
         return message
     conversation = await NoraConversation.get(id=message.conversation_id)
-    async with in_transaction():
+    async with unit_of_work(ctx) as work:
         flagged = await NoraMessage.filter(id=message.id, status=NoraMessageStatus.STREAMING).update(cancel_requested=True)
         if flagged:
-            await audit.record(
-                ctx, "nora.message.cancel", "NoraMessage", message.id,
+            await work.audit(
+                AuditAction.NORA_MESSAGE_CANCEL, message.id,
                 organization_id=conversation.organization_id, after={"conversationId": conversation.id},
             )
     if flagged:
@@ -195,7 +189,7 @@ async def cancel_message(ctx: Context, message_id: int) -> NoraMessage:
         orphaned = ctx.nora.orphaned(fresh)
         if fresh.status is NoraMessageStatus.STREAMING and orphaned and message.id not in ctx.nora.running:
             # Its instance stopped beating for it: the generator died with its instance.
-            await engine.end_orphan(ctx.broadcast, fresh, NoraMessageStatus.CANCELLED, None, None)
+            await engine.end_orphan(ctx, fresh, NoraMessageStatus.CANCELLED, None, None)
     return await NoraMessage.get(id=message.id)
 
 

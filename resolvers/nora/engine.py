@@ -33,7 +33,6 @@ import secrets
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
 import orjson
 from tortoise import timezone
@@ -42,6 +41,7 @@ from tortoise.expressions import Q
 from models import (
     NoraConversation,
     NoraEvent,
+    NoraEventType,
     NoraMessage,
     NoraMessageStatus,
     NoraRole,
@@ -50,12 +50,14 @@ from models import (
     Project,
     UsageKind,
 )
+from models.snapshot import dump
 from resolvers import metrics
 from resolvers.access import Access
+from resolvers.context import Context
 from resolvers.errors import AppError, BadInput, QuotaExceeded
 from resolvers.loaders import Loaders
 from resolvers.nora import tools
-from resolvers.nora.events import cancel_channel, writing
+from resolvers.nora.events import cancel_channel
 from resolvers.nora.limits import check_quota, make_rate_limiter
 from resolvers.nora.providers import (
     ProviderError,
@@ -65,9 +67,7 @@ from resolvers.nora.providers import (
     estimate_tokens,
     make_provider,
 )
-
-if TYPE_CHECKING:
-    from resolvers.context import Context
+from resolvers.unit_of_work import unit_of_work
 
 log = logging.getLogger("pcg.nora")
 
@@ -90,36 +90,6 @@ HEARTBEAT_SECONDS = 30.0
 
 _END = object()
 _WAKE = object()
-
-
-def snapshot(message: NoraMessage) -> dict:
-    """The camelCase form events carry (materialized again by the schema)."""
-
-    def iso(value):
-        return value.isoformat() if value else None
-
-    return {
-        "id": message.id,
-        "conversationId": message.conversation_id,
-        "role": message.role.value,
-        "content": message.content,
-        "status": message.status.value,
-        "replyToId": message.reply_to_id,
-        "toolCallId": message.tool_call_id,
-        "toolName": message.tool_name,
-        "toolArguments": message.tool_arguments,
-        "toolResult": message.tool_result,
-        "tokensIn": message.tokens_in,
-        "tokensOut": message.tokens_out,
-        "model": message.model,
-        "provider": message.provider,
-        "latencyMs": message.latency_ms,
-        "errorCode": message.error_code,
-        "errorMessage": message.error_message,
-        "createdAt": iso(message.created_at),
-        "updatedAt": iso(message.updated_at),
-        "completedAt": iso(message.completed_at),
-    }
 
 
 class Stop(Exception):
@@ -241,6 +211,10 @@ class NoraRuntime:
             except Exception as exc:  # noqa: BLE001 - the next beat tries again
                 log.warning("NORA heartbeat failed (%s)", exc)
 
+    def system_context(self) -> Context:
+        """The context of this instance's own writes (sweeping orphans): no caller, no request."""
+        return Context(settings=self.settings, access=Access(None), broadcast=self.broadcast, request_id="nora-sweep")
+
     async def sweep(self) -> int:
         """End replies whose generator died (no heartbeat for PCG_NORA_ORPHAN_AFTER):
         crash recovery, at startup and every few seconds on every instance."""
@@ -255,7 +229,7 @@ class NoraRuntime:
             # end_orphan takes only a row still STREAMING: when two instances sweep the
             # same reply, one ends it and the other finds nothing to do.
             if await end_orphan(
-                self.broadcast, message, NoraMessageStatus.FAILED, "INTERRUPTED",
+                self.system_context(), message, NoraMessageStatus.FAILED, "INTERRUPTED",
                 "NORA stopped answering (its server stopped); ask again",
             ):
                 ended += 1
@@ -278,11 +252,11 @@ class NoraRuntime:
                 log.warning("NORA sweep failed", exc_info=True)
 
 
-async def end_orphan(broadcast, message: NoraMessage, status: NoraMessageStatus, code: str | None, text: str | None) -> bool:
+async def end_orphan(ctx: Context, message: NoraMessage, status: NoraMessageStatus, code: str | None, text: str | None) -> bool:
     """End a STREAMING reply that no generator is writing; False if it had already ended."""
     now = timezone.now()
     try:
-        async with writing(broadcast) as batch:
+        async with unit_of_work(ctx) as work:
             changed = await NoraMessage.filter(id=message.id, status=NoraMessageStatus.STREAMING).update(
                 status=status, error_code=code, error_message=text, completed_at=now, updated_at=now
             )
@@ -300,20 +274,20 @@ async def end_orphan(broadcast, message: NoraMessage, status: NoraMessageStatus,
                     message_id=fresh.id, kind=UsageKind.TOKENS, amount=tokens,
                 )
             await NoraConversation.filter(id=conversation.id).update(updated_at=now)
-            await batch.event(conversation.id, *_final_event(fresh, code, text))
+            await work.nora_event(conversation.id, *_final_event(fresh, code, text))
     except _Halted:
         return False
     return True
 
 
-def _final_event(message: NoraMessage, code: str | None, text: str | None) -> tuple[str, dict]:
-    payload = {"messageId": message.id, "message": snapshot(message)}
+def _final_event(message: NoraMessage, code: str | None, text: str | None) -> tuple[NoraEventType, dict]:
+    payload = {"messageId": message.id, "message": dump(message)}
     if message.status is NoraMessageStatus.COMPLETE:
         usage = {"tokensIn": message.tokens_in, "tokensOut": message.tokens_out, "latencyMs": message.latency_ms}
-        return "MessageCompleted", payload | {"usage": usage}
+        return NoraEventType.MESSAGE_COMPLETED, payload | {"usage": usage}
     if message.status is NoraMessageStatus.CANCELLED:
-        return "MessageCancelled", payload
-    return "MessageFailed", payload | {"code": code, "error": text}
+        return NoraEventType.MESSAGE_CANCELLED, payload
+    return NoraEventType.MESSAGE_FAILED, payload | {"code": code, "error": text}
 
 
 # -- one reply ---------------------------------------------------------------------------------
@@ -323,8 +297,8 @@ class ReplyWriter:
     """The reply's rows and events. Every write first checks that the message is still
     STREAMING and not cancelled, so a cancel on another instance stops the generator here."""
 
-    def __init__(self, broadcast, conversation: NoraConversation, reply: NoraMessage) -> None:
-        self.broadcast = broadcast
+    def __init__(self, ctx: Context, conversation: NoraConversation, reply: NoraMessage) -> None:
+        self.ctx = ctx
         self.conversation = conversation
         self.reply = reply
         self.content = ""
@@ -388,9 +362,9 @@ class ReplyWriter:
         if not self.pending:
             return
         try:
-            async with writing(self.broadcast) as batch:
+            async with unit_of_work(self.ctx) as work:
                 await self._still_ours(timezone.now(), content=self.content)
-                await batch.event(self.conversation.id, "TextDelta", self._delta())
+                await work.nora_event(self.conversation.id, NoraEventType.TEXT_DELTA, self._delta())
         except _Halted:
             raise Stop(await self._why()) from None
         self.flushed = len(self.content)
@@ -400,7 +374,7 @@ class ReplyWriter:
     async def tool_started(self, call: ToolCall, args: dict | None) -> NoraMessage:
         await self.flush()  # the text before the call goes out before it
         try:
-            async with writing(self.broadcast) as batch:
+            async with unit_of_work(self.ctx) as work:
                 await self._still_ours(timezone.now())
                 tool = await NoraMessage.create(
                     conversation_id=self.conversation.id, role=NoraRole.TOOL, status=NoraMessageStatus.STREAMING,
@@ -408,7 +382,7 @@ class ReplyWriter:
                     tool_arguments=args if args is not None else {"unparsed": call.arguments[:2000]},
                     provider=self.reply.provider, model=self.reply.model,
                 )
-                await batch.event(self.conversation.id, "ToolCallStarted", {
+                await work.nora_event(self.conversation.id, NoraEventType.TOOL_CALL_STARTED, {
                     "messageId": self.reply.id, "toolCallId": tool.id, "name": tool.tool_name,
                     "arguments": tool.tool_arguments,
                 })
@@ -421,13 +395,13 @@ class ReplyWriter:
         # Recorded even when a cancel arrived meanwhile: the tool did run.
         now = timezone.now()
         ok = bool(result.get("ok"))
-        async with writing(self.broadcast) as batch:
+        async with unit_of_work(self.ctx) as work:
             await NoraMessage.filter(id=tool.id).update(
                 status=NoraMessageStatus.COMPLETE if ok else NoraMessageStatus.FAILED, tool_result=result,
                 completed_at=now, updated_at=now,
             )
             await NoraMessage.filter(id=self.reply.id).update(updated_at=now)
-            await batch.event(self.conversation.id, "ToolCallFinished", {
+            await work.nora_event(self.conversation.id, NoraEventType.TOOL_CALL_FINISHED, {
                 "messageId": self.reply.id, "toolCallId": tool.id, "name": tool.tool_name, "ok": ok,
                 "result": result.get("result"), "error": result.get("error"),
             })
@@ -436,7 +410,7 @@ class ReplyWriter:
     async def finish(self, status: NoraMessageStatus, code: str | None, text: str | None, latency_ms: int) -> None:
         now = timezone.now()
         try:
-            async with writing(self.broadcast) as batch:
+            async with unit_of_work(self.ctx) as work:
                 changed = await NoraMessage.filter(id=self.reply.id, status=NoraMessageStatus.STREAMING).update(
                     status=status, content=self.content, tokens_in=self.tokens_in, tokens_out=self.tokens_out,
                     latency_ms=latency_ms, error_code=code, error_message=text, completed_at=now, updated_at=now,
@@ -449,7 +423,7 @@ class ReplyWriter:
                         tool_result={"ok": False, "error": {"code": code or "CANCELLED", "message": "The reply ended first"}},
                     )
                 if self.pending:
-                    await batch.event(self.conversation.id, "TextDelta", self._delta())
+                    await work.nora_event(self.conversation.id, NoraEventType.TEXT_DELTA, self._delta())
                 if total := self.tokens_in + self.tokens_out:
                     await NoraUsageEntry.create(
                         organization_id=self.conversation.organization_id, user_id=self.conversation.user_id,
@@ -457,7 +431,7 @@ class ReplyWriter:
                     )
                 await NoraConversation.filter(id=self.conversation.id).update(updated_at=now)
                 fresh = await NoraMessage.get(id=self.reply.id)
-                await batch.event(self.conversation.id, *_final_event(fresh, code, text))
+                await work.nora_event(self.conversation.id, *_final_event(fresh, code, text))
         except _Halted:
             return  # ended elsewhere (cancelled while idle, or swept): nothing more to say
         self.flushed = len(self.content)
@@ -490,7 +464,7 @@ class Generation:
 
     async def _run(self) -> None:
         started = time.monotonic()
-        writer = ReplyWriter(self.runtime.broadcast, self.conversation, self.reply)
+        writer = ReplyWriter(self.ctx, self.conversation, self.reply)
         watcher = asyncio.create_task(self._watch_cancel())
         try:
             status, code, text = NoraMessageStatus.COMPLETE, None, None

@@ -1,15 +1,11 @@
 """A conversation's event log: the same gap-free pattern as the board, channel `nora:<id>`.
 
-Events are appended inside a transaction (the conversation row's `event_seq` is bumped
-first, so on PostgreSQL its row lock orders writers) and published only after it commits.
+Events are appended by a unit of work (resolvers/unit_of_work.py) inside its transaction (the
+conversation row's `event_seq` is bumped first, so on PostgreSQL its row lock orders writers)
+and published only after it commits.
 """
 
 from __future__ import annotations
-
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
-from tortoise.transactions import in_transaction
 
 from models import NoraConversation, NoraEvent
 from resolvers.event.log import EventLog
@@ -25,22 +21,3 @@ def cancel_channel(message_id: int) -> str:
 
 
 NORA_LOG = EventLog(kind="nora", model=NoraEvent, owner=NoraConversation, key="conversation_id", channel=channel)
-
-
-class EventBatch:
-    def __init__(self) -> None:
-        self.events: list[NoraEvent] = []
-
-    async def event(self, conversation_id: int, type_: str, payload: dict) -> NoraEvent:
-        event = await NORA_LOG.append(conversation_id, type_, payload)
-        self.events.append(event)
-        return event
-
-
-@asynccontextmanager
-async def writing(broadcast) -> AsyncIterator[EventBatch]:
-    """One transaction for rows and events; the events go out after it commits."""
-    batch = EventBatch()
-    async with in_transaction():
-        yield batch
-    await NORA_LOG.publish(broadcast, batch.events)

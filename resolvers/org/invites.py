@@ -8,35 +8,22 @@ from typing import TYPE_CHECKING
 
 from tortoise.exceptions import IntegrityError
 
-from models import Invite, Organization, OrganizationMember, OrgRole, User
+from models import AuditAction, Invite, Organization, OrganizationMember, OrgRole, User
+from models.snapshot import dump
 from resolvers import validation
 from resolvers.access import OrgPermission, invitable_roles
 from resolvers.errors import BadInput, Conflict, Forbidden, NotFound
 from resolvers.identity.auth import hash_secret
 from resolvers.loaders import PageSpec
 from resolvers.org import plans
-from resolvers.org.members import member_snapshot
 from resolvers.pagination import Order
-from resolvers.writes import transaction
+from resolvers.unit_of_work import unit_of_work
 
 if TYPE_CHECKING:
     from resolvers.context import Context
 
 INVITE_TTL = timedelta(days=7)
 TOKEN_MAX = 200
-
-
-def snapshot(invite: Invite) -> dict:
-    """What the audit log keeps of an invite: never the token hash."""
-    return {
-        "id": invite.id,
-        "organizationId": invite.organization_id,
-        "email": invite.email,
-        "role": invite.role.value,
-        "expiresAt": invite.expires_at.isoformat(),
-        "acceptedAt": invite.accepted_at.isoformat() if invite.accepted_at else None,
-        "revokedAt": invite.revoked_at.isoformat() if invite.revoked_at else None,
-    }
 
 
 def pending(qs, now: datetime):
@@ -89,7 +76,7 @@ async def invite_member(ctx: Context, organization_id: int, email: str, role: Or
         raise Conflict("This person is already a member", field="email")
     token = secrets.token_urlsafe(32)
     now = datetime.now(UTC)
-    async with transaction(ctx) as tx:
+    async with unit_of_work(ctx) as work:
         # The organization row first (the lock order of members.py), then the inviter's row.
         # A pending invite to the same address is superseded below: it frees its seat.
         await plans.check_seat(organization_id, exclude_email=email)
@@ -106,9 +93,9 @@ async def invite_member(ctx: Context, organization_id: int, email: str, role: Or
             invited_by_id=ctx.access.user_id,
             expires_at=now + INVITE_TTL,
         )
-        await tx.audit(
-            "invite.create", "Invite", invite.id, organization_id=organization_id,
-            after=snapshot(invite) | {"supersededInvites": superseded},
+        await work.audit(
+            AuditAction.INVITE_CREATE, invite.id, organization_id=organization_id,
+            after=dump(invite) | {"supersededInvites": superseded},
         )
     return invite, token
 
@@ -132,7 +119,7 @@ async def accept_invite(ctx: Context, token: str) -> tuple[Organization, Organiz
     if await OrganizationMember.exists(organization_id=invite.organization_id, user_id=user.id):
         raise Conflict("You are already a member of this organization")
     try:
-        async with transaction(ctx) as tx:
+        async with unit_of_work(ctx) as work:
             # The invite already holds a seat; after a downgrade the seats may exceed the
             # limit, and then joining is refused (the invite stays pending).
             await plans.check_seat(invite.organization_id, exclude_email=invite.email)
@@ -145,11 +132,11 @@ async def accept_invite(ctx: Context, token: str) -> tuple[Organization, Organiz
             member = await OrganizationMember.create(
                 organization_id=invite.organization_id, user_id=user.id, role=invite.role
             )
-            await tx.audit(
-                "invite.accept", "Invite", invite.id, organization_id=invite.organization_id,
-                before=snapshot(invite),
-                after=snapshot(invite) | {"acceptedAt": now.isoformat(), "acceptedById": user.id,
-                                          "member": member_snapshot(member)},
+            await work.audit(
+                AuditAction.INVITE_ACCEPT, invite.id, organization_id=invite.organization_id,
+                before=dump(invite),
+                after=dump(invite) | {"acceptedAt": now.isoformat(), "acceptedById": user.id,
+                                          "member": dump(member)},
             )
     except IntegrityError:
         raise Conflict("You are already a member of this organization") from None
@@ -169,12 +156,12 @@ async def revoke_invite(ctx: Context, invite_id: int) -> Invite:
         raise Conflict("This invite has already been accepted")
     if invite.revoked_at is not None:
         return invite  # idempotent: revoking twice writes nothing
-    before = snapshot(invite)
-    async with transaction(ctx) as tx:
+    before = dump(invite)
+    async with unit_of_work(ctx) as work:
         invite.revoked_at = datetime.now(UTC)
         await invite.save(update_fields=["revoked_at"])
-        await tx.audit(
-            "invite.revoke", "Invite", invite.id, organization_id=invite.organization_id,
-            before=before, after=snapshot(invite),
+        await work.audit(
+            AuditAction.INVITE_REVOKE, invite.id, organization_id=invite.organization_id,
+            before=before, after=dump(invite),
         )
     return invite

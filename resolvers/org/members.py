@@ -14,28 +14,22 @@ from typing import TYPE_CHECKING
 
 from models import (
     ApiKey,
+    AuditAction,
+    BoardEventType,
     Invite,
     Organization,
     OrganizationMember,
     OrgRole,
     ProjectMember,
 )
+from models.snapshot import dump
 from resolvers.access import OrgPermission, invitable_roles
 from resolvers.errors import Forbidden, NotFound, last_owner
-from resolvers.project.members import member_event, project_member_snapshot
-from resolvers.writes import transaction
+from resolvers.project.members import member_event
+from resolvers.unit_of_work import unit_of_work
 
 if TYPE_CHECKING:
     from resolvers.context import Context
-
-
-def member_snapshot(member: OrganizationMember) -> dict:
-    return {
-        "id": member.id,
-        "organizationId": member.organization_id,
-        "userId": member.user_id,
-        "role": member.role.value,
-    }
 
 
 # -- organization members ---------------------------------------------------------------------
@@ -91,8 +85,8 @@ async def update_member_role(ctx: Context, member_id: int, role: OrgRole) -> Org
     demotes_owner = member.role is OrgRole.OWNER
     if demotes_owner and await _org_owner_count(member.organization_id) <= 1:
         raise last_owner("The last owner cannot be demoted; make someone else owner first")
-    before = member_snapshot(member)
-    async with transaction(ctx) as tx:
+    before = dump(member)
+    async with unit_of_work(ctx) as work:
         if demotes_owner and await _org_owner_count(member.organization_id, lock=True) <= 1:
             raise last_owner("The last owner cannot be demoted; make someone else owner first")
         member.role = role
@@ -100,15 +94,15 @@ async def update_member_role(ctx: Context, member_id: int, role: OrgRole) -> Org
         revoked_invites = await _revoke_unissuable_invites(
             member.organization_id, member.user_id, role, datetime.now(UTC)
         )
-        after = member_snapshot(member)
+        after = dump(member)
         if revoked_invites:
             after["revokedInviteIds"] = revoked_invites
-        await tx.audit(
-            "member.update_role", "OrganizationMember", member.id,
+        await work.audit(
+            AuditAction.MEMBER_UPDATE_ROLE, member.id,
             organization_id=member.organization_id, before=before, after=after,
         )
         # An org role implies project roles: open board streams must re-check.
-        tx.access_changed_for(member.user_id)
+        work.access_changed_for(member.user_id)
     if member.user_id == ctx.access.user_id:
         await ctx.access.reload()
     return member
@@ -127,15 +121,15 @@ async def remove_member(ctx: Context, member_id: int) -> int:
     if is_owner and await _org_owner_count(org_id) <= 1:
         raise last_owner(_LAST_OWNER_LEAVES)
     now = datetime.now(UTC)
-    async with transaction(ctx) as tx:
+    async with unit_of_work(ctx) as work:
         if is_owner and await _org_owner_count(org_id, lock=True) <= 1:
             raise last_owner(_LAST_OWNER_LEAVES)
         # Read under the lock so that a project membership added meanwhile goes too.
         project_rows = await ProjectMember.filter(
             user_id=member.user_id, project__organization_id=org_id
         ).order_by("project_id")
-        before = member_snapshot(member) | {
-            "projectMembers": [project_member_snapshot(pm) for pm in project_rows],
+        before = dump(member) | {
+            "projectMembers": [dump(pm) for pm in project_rows],
         }
         await ProjectMember.filter(id__in=[pm.id for pm in project_rows] or [0]).delete()
         # Keys act as their creator; one who left must not come back to live keys if re-added.
@@ -149,14 +143,14 @@ async def remove_member(ctx: Context, member_id: int) -> int:
         after = {"revokedApiKeyIds": sorted(revoked_keys)}
         if revoked_invites:
             after["revokedInviteIds"] = revoked_invites
-        await tx.audit(
-            "member.remove", "OrganizationMember", member_id, organization_id=org_id,
+        await work.audit(
+            AuditAction.MEMBER_REMOVE, member_id, organization_id=org_id,
             before=before, after=after,
         )
         for pm in project_rows:
-            await tx.event(pm.project_id, "MemberRemoved", member_event(pm))
+            await work.event(pm.project_id, BoardEventType.MEMBER_REMOVED, member_event(pm))
         # Also for projects seen only through the org role, which emit no event.
-        tx.access_changed_for(member.user_id)
+        work.access_changed_for(member.user_id)
     if leaving:
         await ctx.access.reload()
     return member_id

@@ -6,21 +6,18 @@ from typing import TYPE_CHECKING
 
 from tortoise.exceptions import IntegrityError
 
-from models import Organization, OrganizationMember, OrgRole, Plan
+from models import AuditAction, Organization, OrganizationMember, OrgRole, Plan
+from models.snapshot import dump
 from resolvers import validation
 from resolvers.access import OrgPermission
 from resolvers.errors import Conflict, Forbidden
 from resolvers.loaders import PageSpec
 from resolvers.org import plans
 from resolvers.pagination import Order
-from resolvers.writes import transaction
+from resolvers.unit_of_work import unit_of_work
 
 if TYPE_CHECKING:
     from resolvers.context import Context
-
-
-def snapshot(org: Organization) -> dict:
-    return {"id": org.id, "slug": org.slug, "name": org.name, "plan": org.plan.value}
 
 
 async def organization_by_slug(ctx: Context, slug: str) -> Organization | None:
@@ -68,13 +65,13 @@ async def create_organization(ctx: Context, slug: str, name: str) -> Organizatio
     if await Organization.exists(slug=slug):
         raise Conflict("This slug is taken", field="slug")
     try:
-        async with transaction(ctx) as tx:
+        async with unit_of_work(ctx) as work:
             await plans.check_new_organization(user.id)
             org = await Organization.create(slug=slug, name=name, plan=Plan.FREE)
             await OrganizationMember.create(organization=org, user_id=user.id, role=OrgRole.OWNER)
-            await tx.audit(
-                "organization.create", "Organization", org.id, organization_id=org.id,
-                after=snapshot(org),
+            await work.audit(
+                AuditAction.ORGANIZATION_CREATE, org.id, organization_id=org.id,
+                after=dump(org),
             )
     except IntegrityError:
         raise Conflict("This slug is taken", field="slug") from None
@@ -100,14 +97,14 @@ async def write_plan(ctx: Context, org: Organization, plan: Plan) -> Organizatio
     nothing."""
     if org.plan is plan:
         return org
-    before = snapshot(org)
-    async with transaction(ctx) as tx:
+    before = dump(org)
+    async with unit_of_work(ctx) as work:
         await Organization.filter(id=org.id).select_for_update().first()
         org.plan = plan
         await org.save(update_fields=["plan", "updated_at"])
-        await tx.audit(
-            "org.set_plan", "Organization", org.id, organization_id=org.id,
-            before=before, after=snapshot(org),
+        await work.audit(
+            AuditAction.ORGANIZATION_SET_PLAN, org.id, organization_id=org.id,
+            before=before, after=dump(org),
         )
     if ctx.access.is_authenticated:
         # The viewer caches each organization's plan (rate-limit budgets): read it afresh.

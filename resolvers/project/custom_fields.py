@@ -10,18 +10,21 @@ from urllib.parse import urlparse
 from tortoise.exceptions import IntegrityError
 
 from models import (
+    AuditAction,
+    BoardEventType,
     CustomFieldDefinition,
     CustomFieldType,
     OrganizationMember,
     Project,
     Task,
 )
+from models.snapshot import dump
 from resolvers import validation
 from resolvers.access import Permission
 from resolvers.errors import BadInput, Conflict
 from resolvers.ids import to_global_id
 from resolvers.project.projects import require as require_project
-from resolvers.writes import transaction
+from resolvers.unit_of_work import unit_of_work
 
 if TYPE_CHECKING:
     from resolvers.context import Context
@@ -141,19 +144,6 @@ MAX_OPTIONS = 100
 _CHOICE_TYPES = (CustomFieldType.SELECT, CustomFieldType.MULTI_SELECT)
 
 
-def snapshot(definition: CustomFieldDefinition) -> dict:
-    return {
-        "id": definition.id,
-        "projectId": definition.project_id,
-        "key": definition.key,
-        "name": definition.name,
-        "type": definition.type.value,
-        "options": definition.options,
-        "required": definition.required,
-        "createdAt": definition.created_at.isoformat(),
-    }
-
-
 def _options(kind: CustomFieldType, options: list[str] | None) -> list[str]:
     if kind not in _CHOICE_TYPES:
         if options:
@@ -196,7 +186,7 @@ async def define_field(
     if await CustomFieldDefinition.exists(project_id=project.id, key=key):
         raise _taken(key)
     try:
-        async with transaction(ctx) as tx:
+        async with unit_of_work(ctx) as work:
             definition = await CustomFieldDefinition.create(
                 project_id=project.id,
                 key=key,
@@ -205,16 +195,14 @@ async def define_field(
                 options=options,
                 required=required,
             )
-            after = snapshot(definition)
-            await tx.audit(
-                "custom_field.create",
-                "CustomFieldDefinition",
-                definition.id,
+            after = dump(definition)
+            await work.audit(
+                AuditAction.CUSTOM_FIELD_CREATE, definition.id,
                 organization_id=project.organization_id,
                 after=after,
             )
-            await tx.event(
-                project.id, "CustomFieldDefined", {"fieldId": definition.id, "field": after}
+            await work.event(
+                project.id, BoardEventType.CUSTOM_FIELD_DEFINED, {"fieldId": definition.id, "field": after}
             )
     except IntegrityError:  # a concurrent definition of the same key won
         raise _taken(key) from None

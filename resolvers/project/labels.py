@@ -6,27 +6,18 @@ from typing import TYPE_CHECKING
 
 from tortoise.exceptions import IntegrityError
 
-from models import Label
+from models import AuditAction, BoardEventType, Label
+from models.snapshot import dump
 from resolvers import validation
 from resolvers.access import Permission
 from resolvers.errors import BadInput, Conflict
 from resolvers.project.projects import require as require_project
-from resolvers.writes import transaction
+from resolvers.unit_of_work import unit_of_work
 
 if TYPE_CHECKING:
     from resolvers.context import Context
 
 LABEL_NAME_MAX = 50
-
-
-def snapshot(label: Label) -> dict:
-    return {
-        "id": label.id,
-        "projectId": label.project_id,
-        "name": label.name,
-        "color": label.color,
-        "createdAt": label.created_at.isoformat(),
-    }
 
 
 def _taken(name: str) -> Conflict:
@@ -43,17 +34,15 @@ async def create_label(ctx: Context, project_id: int, name: str, color: str) -> 
     if await Label.filter(project_id=project.id, name__iexact=name).exists():
         raise _taken(name)
     try:
-        async with transaction(ctx) as tx:
+        async with unit_of_work(ctx) as work:
             label = await Label.create(project_id=project.id, name=name, color=color)
-            after = snapshot(label)
-            await tx.audit(
-                "label.create",
-                "Label",
-                label.id,
+            after = dump(label)
+            await work.audit(
+                AuditAction.LABEL_CREATE, label.id,
                 organization_id=project.organization_id,
                 after=after,
             )
-            await tx.event(project.id, "LabelCreated", {"labelId": label.id, "label": after})
+            await work.event(project.id, BoardEventType.LABEL_CREATED, {"labelId": label.id, "label": after})
     except IntegrityError:  # a concurrent create of the same name won
         raise _taken(name) from None
     return label

@@ -8,22 +8,14 @@ from typing import TYPE_CHECKING
 
 from tortoise.exceptions import IntegrityError
 
-from models import OrganizationMember, Project, ProjectMember, ProjectRole
+from models import AuditAction, BoardEventType, OrganizationMember, Project, ProjectMember, ProjectRole
+from models.snapshot import dump
 from resolvers.access import Permission
 from resolvers.errors import BadInput, Conflict, Forbidden, NotFound, last_owner
-from resolvers.writes import transaction
+from resolvers.unit_of_work import unit_of_work
 
 if TYPE_CHECKING:
     from resolvers.context import Context
-
-
-def project_member_snapshot(member: ProjectMember) -> dict:
-    return {
-        "id": member.id,
-        "projectId": member.project_id,
-        "userId": member.user_id,
-        "role": member.role.value,
-    }
 
 
 def member_event(member: ProjectMember, **extra) -> dict:
@@ -63,13 +55,13 @@ async def add_project_member(
     if await ProjectMember.exists(project_id=project.id, user_id=user_id):
         raise Conflict("This user is already a member of the project", field="userId")
     try:
-        async with transaction(ctx) as tx:
+        async with unit_of_work(ctx) as work:
             member = await ProjectMember.create(project_id=project.id, user_id=user_id, role=role)
-            await tx.audit(
-                "project_member.add", "ProjectMember", member.id,
-                organization_id=project.organization_id, after=project_member_snapshot(member),
+            await work.audit(
+                AuditAction.PROJECT_MEMBER_ADD, member.id,
+                organization_id=project.organization_id, after=dump(member),
             )
-            await tx.event(project.id, "MemberAdded", member_event(member))
+            await work.event(project.id, BoardEventType.MEMBER_ADDED, member_event(member))
     except IntegrityError:
         raise Conflict("This user is already a member of the project", field="userId") from None
     if user_id == ctx.access.user_id:
@@ -88,21 +80,21 @@ async def update_project_member_role(ctx: Context, member_id: int, role: Project
     message = "The last project owner cannot be demoted; make someone else owner first"
     if demotes_owner and await _project_owner_count(project.id) <= 1:
         raise last_owner(message)
-    before = project_member_snapshot(member)
-    async with transaction(ctx) as tx:
+    before = dump(member)
+    async with unit_of_work(ctx) as work:
         if demotes_owner and await _project_owner_count(project.id, lock=True) <= 1:
             raise last_owner(message)
         member.role = role
         await member.save(update_fields=["role"])
-        await tx.audit(
-            "project_member.update_role", "ProjectMember", member.id,
+        await work.audit(
+            AuditAction.PROJECT_MEMBER_UPDATE_ROLE, member.id,
             organization_id=project.organization_id, before=before,
-            after=project_member_snapshot(member),
+            after=dump(member),
         )
-        await tx.event(
-            project.id, "MemberRoleChanged", member_event(member, previousRole=before["role"])
+        await work.event(
+            project.id, BoardEventType.MEMBER_ROLE_CHANGED, member_event(member, previousRole=before["role"])
         )
-        tx.access_changed_for(member.user_id)
+        work.access_changed_for(member.user_id)
     if member.user_id == ctx.access.user_id:
         await ctx.access.reload()
     return member
@@ -119,17 +111,17 @@ async def remove_project_member(ctx: Context, member_id: int) -> int:
     message = "The last project owner cannot leave or be removed; make someone else owner first"
     if is_owner and await _project_owner_count(project.id) <= 1:
         raise last_owner(message)
-    before = project_member_snapshot(member)
-    async with transaction(ctx) as tx:
+    before = dump(member)
+    async with unit_of_work(ctx) as work:
         if is_owner and await _project_owner_count(project.id, lock=True) <= 1:
             raise last_owner(message)
         await member.delete()
-        await tx.audit(
-            "project_member.remove", "ProjectMember", member_id,
+        await work.audit(
+            AuditAction.PROJECT_MEMBER_REMOVE, member_id,
             organization_id=project.organization_id, before=before,
         )
-        await tx.event(project.id, "MemberRemoved", member_event(member))
-        tx.access_changed_for(member.user_id)
+        await work.event(project.id, BoardEventType.MEMBER_REMOVED, member_event(member))
+        work.access_changed_for(member.user_id)
     if leaving:
         await ctx.access.reload()
     return member_id

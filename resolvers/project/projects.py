@@ -5,14 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from models import Organization, Project, ProjectMember, ProjectRole, Task, TaskStatus
+from models import AuditAction, BoardEventType, Organization, Project, ProjectMember, ProjectRole, Task, TaskStatus
+from models.snapshot import dump
 from resolvers import validation
 from resolvers.access import OrgPermission, Permission
 from resolvers.errors import BadInput
 from resolvers.loaders import PageSpec, prime_task_counts, task_count_columns
 from resolvers.org import plans
 from resolvers.pagination import Order, paginate
-from resolvers.writes import transaction
+from resolvers.unit_of_work import unit_of_work
 
 if TYPE_CHECKING:
     from resolvers.context import Context
@@ -20,18 +21,6 @@ if TYPE_CHECKING:
 BOARD_ORDER = Order((("position", False),))
 PROJECT_ORDER = Order((("name", False),))
 MEMBER_ORDER = Order((("created_at", False),))
-
-
-def snapshot(project: Project) -> dict:
-    return {
-        "id": project.id,
-        "organizationId": project.organization_id,
-        "name": project.name,
-        "description": project.description,
-        "archivedAt": project.archived_at.isoformat() if project.archived_at else None,
-        "createdAt": project.created_at.isoformat(),
-        "updatedAt": project.updated_at.isoformat(),
-    }
 
 
 async def _visible_projects(ctx: Context, variant: tuple[bool, str | None]):
@@ -110,7 +99,7 @@ async def create_project(ctx: Context, organization_id: int, name: str, descript
     description = validation.text(
         description or "", "description", max_len=validation.DESCRIPTION_MAX, required=False
     )
-    async with transaction(ctx) as tx:
+    async with unit_of_work(ctx) as work:
         await plans.check_project(organization_id)
         project = await Project.create(
             organization_id=organization_id,
@@ -119,9 +108,9 @@ async def create_project(ctx: Context, organization_id: int, name: str, descript
             created_by_id=ctx.access.user_id,
         )
         await ProjectMember.create(project=project, user_id=ctx.access.user_id, role=ProjectRole.OWNER)
-        await tx.audit(
-            "project.create", "Project", project.id, organization_id=organization_id,
-            after=snapshot(project),
+        await work.audit(
+            AuditAction.PROJECT_CREATE, project.id, organization_id=organization_id,
+            after=dump(project),
         )
     await ctx.access.reload()
     return project
@@ -151,16 +140,16 @@ async def update_project(
     changes = {k: v for k, v in changes.items() if getattr(project, k) != v}
     if not changes:
         return project  # nothing changes, nothing is written
-    before = snapshot(project)
-    async with transaction(ctx) as tx:
+    before = dump(project)
+    async with unit_of_work(ctx) as work:
         project.update_from_dict(changes)
         await project.save(update_fields=[*changes, "updated_at"])
-        after = snapshot(project)
-        await tx.audit(
-            "project.update", "Project", project.id, organization_id=project.organization_id,
+        after = dump(project)
+        await work.audit(
+            AuditAction.PROJECT_UPDATE, project.id, organization_id=project.organization_id,
             before=before, after=after,
         )
-        await tx.event(project.id, "ProjectUpdated", {"project": after, "changed": list(changes)})
+        await work.event(project.id, BoardEventType.PROJECT_UPDATED, {"project": after, "changed": list(changes)})
     return project
 
 
@@ -169,16 +158,16 @@ async def archive_project(ctx: Context, project_id: int) -> Project:
     project = await require(ctx, project_id, Permission.ARCHIVE_PROJECT)
     if project.archived_at is not None:
         return project
-    before = snapshot(project)
+    before = dump(project)
     now = datetime.now(UTC)
-    async with transaction(ctx) as tx:
+    async with unit_of_work(ctx) as work:
         # Conditional, so that of two concurrent archives only one audits.
         if await Project.filter(id=project.id, archived_at__isnull=True).update(archived_at=now):
             project.archived_at = now
-            after = snapshot(project)
-            await tx.audit(
-                "project.archive", "Project", project.id,
+            after = dump(project)
+            await work.audit(
+                AuditAction.PROJECT_ARCHIVE, project.id,
                 organization_id=project.organization_id, before=before, after=after,
             )
-            await tx.event(project.id, "ProjectArchived", {"project": after})
+            await work.event(project.id, BoardEventType.PROJECT_ARCHIVED, {"project": after})
     return await Project.get(id=project.id)

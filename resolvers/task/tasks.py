@@ -18,6 +18,8 @@ from tortoise import timezone
 from tortoise.expressions import F, Q, Subquery
 
 from models import (
+    AuditAction,
+    BoardEventType,
     Comment,
     Label,
     OrganizationMember,
@@ -27,6 +29,7 @@ from models import (
     TaskPriority,
     TaskStatus,
 )
+from models.snapshot import dump
 from models.task import PRIORITY_RANK
 from resolvers import validation
 from resolvers.access import Permission
@@ -36,7 +39,7 @@ from resolvers.org import plans
 from resolvers.pagination import Order
 from resolvers.project import custom_fields
 from resolvers.project.projects import require as require_project
-from resolvers.writes import transaction
+from resolvers.unit_of_work import unit_of_work
 
 if TYPE_CHECKING:
     from resolvers.context import Context
@@ -62,27 +65,6 @@ class TaskFilter:
     due_after: date | None = None
     parent_id: int | None = None
     include_archived: bool = False
-
-
-def snapshot(task: Task) -> dict:
-    return {
-        "id": task.id,
-        "projectId": task.project_id,
-        "title": task.title,
-        "description": task.description,
-        "status": task.status.value,
-        "priority": task.priority.value,
-        "position": task.position,
-        "assigneeId": task.assignee_id,
-        "parentId": task.parent_id,
-        "dueDate": task.due_date.isoformat() if task.due_date else None,
-        "customProperties": task.custom_properties,
-        "version": task.version,
-        "archivedAt": task.archived_at.isoformat() if task.archived_at else None,
-        "createdById": task.created_by_id,
-        "createdAt": task.created_at.isoformat(),
-        "updatedAt": task.updated_at.isoformat(),
-    }
 
 
 def apply_filter(qs, f: TaskFilter | None):
@@ -241,10 +223,10 @@ async def create_task(
     await check_parent(project, parent_id)
     label_ids = await check_labels(project, label_ids or [])
     props = await custom_fields.validate(project, custom_properties or {})
-    async with transaction(ctx) as tx:
+    async with unit_of_work(ctx) as work:
         # The bottom of the column is read under the project's row lock (PostgreSQL; SQLite
         # writes are serial), so two tasks created at once never get the same rank.
-        await tx.lock_project(project.id)
+        await work.lock_project(project.id)
         await plans.check_task(project.id, project.organization_id)
         position = generate_key_between(await last_position(project.id, status), None)
         task = await Task.create(
@@ -263,11 +245,11 @@ async def create_task(
         )
         if label_ids:
             await TaskLabel.bulk_create([TaskLabel(task_id=task.id, label_id=lid) for lid in label_ids])
-        after = snapshot(task) | {"labelIds": label_ids}
-        await tx.audit(
-            "task.create", "Task", task.id, organization_id=project.organization_id, after=after
+        after = dump(task) | {"labelIds": label_ids}
+        await work.audit(
+            AuditAction.TASK_CREATE, task.id, organization_id=project.organization_id, after=after
         )
-        await tx.event(project.id, "TaskCreated", {"taskId": task.id, "task": after})
+        await work.event(project.id, BoardEventType.TASK_CREATED, {"taskId": task.id, "task": after})
     return task
 
 
@@ -302,8 +284,8 @@ class _Write:
     """What one versioned write changes, decided before its transaction opens."""
 
     columns: dict
-    action: str
-    event: str
+    action: AuditAction
+    event: BoardEventType
     payload: dict = dataclasses.field(default_factory=dict)
     label_ids: list[int] | None = None  # the task's new label set, when it changes
     # Recomputes the rank under the project's row lock, inside the transaction: a rank
@@ -368,8 +350,8 @@ async def _versioned_write(
 
 async def _commit(ctx: Context, task: Task, labels_before: list[int], write: _Write) -> Task:
     project = task.project
-    async with transaction(ctx) as tx:
-        await tx.lock_project(project.id)
+    async with unit_of_work(ctx) as work:
+        await work.lock_project(project.id)
         if write.place is not None:
             write.columns["position"] = await write.place()
             if "position" in write.payload:
@@ -383,17 +365,12 @@ async def _commit(ctx: Context, task: Task, labels_before: list[int], write: _Wr
         if write.label_ids is not None:
             labels_after = await _replace_labels(task.id, labels_before, write.label_ids)
         fresh = await Task.get(id=task.id)
-        before = snapshot(task) | {"labelIds": labels_before}
-        after = snapshot(fresh) | {"labelIds": labels_after}
-        await tx.audit(
-            write.action,
-            "Task",
-            task.id,
-            organization_id=project.organization_id,
-            before=before,
-            after=after,
+        before = dump(task) | {"labelIds": labels_before}
+        after = dump(fresh) | {"labelIds": labels_after}
+        await work.audit(
+            write.action, task.id, organization_id=project.organization_id, before=before, after=after
         )
-        await tx.event(project.id, write.event, {"taskId": task.id, **write.payload, "task": after})
+        await work.event(project.id, write.event, {"taskId": task.id, **write.payload, "task": after})
     return fresh
 
 
@@ -498,7 +475,7 @@ async def _plan_update(task: Task, labels: list[int], changes: dict) -> _Write |
         async def place() -> str:
             return generate_key_between(await last_position(project.id, status, task.id), None)
 
-    return _Write(columns, "task.update", "TaskUpdated", {"changed": changed}, label_ids, place)
+    return _Write(columns, AuditAction.TASK_UPDATE, BoardEventType.TASK_UPDATED, {"changed": changed}, label_ids, place)
 
 
 async def move_task(
@@ -521,8 +498,8 @@ async def move_task(
         position = await _slot(task, status, after_id, before_id)  # validates early
         return _Write(
             {"status": status, "position": position},
-            "task.move",
-            "TaskMoved",
+            AuditAction.TASK_MOVE,
+            BoardEventType.TASK_MOVED,
             {"fromStatus": task.status.value, "toStatus": status.value, "position": position},
             place=lambda: _slot(task, status, after_id, before_id),
         )
@@ -589,7 +566,7 @@ async def archive_task(ctx: Context, task_id: int, expected_version: int | None 
     async def plan(task: Task, labels: list[int]) -> _Write | None:
         if task.archived_at is not None:
             return None
-        return _Write({"archived_at": timezone.now()}, "task.archive", "TaskArchived")
+        return _Write({"archived_at": timezone.now()}, AuditAction.TASK_ARCHIVE, BoardEventType.TASK_ARCHIVED)
 
     return await _versioned_write(ctx, task_id, expected_version, Permission.WRITE_TASKS, plan)
 
@@ -600,7 +577,7 @@ async def unarchive_task(ctx: Context, task_id: int, expected_version: int | Non
     async def plan(task: Task, labels: list[int]) -> _Write | None:
         if task.archived_at is None:
             return None
-        return _Write({"archived_at": None}, "task.unarchive", "TaskUnarchived")
+        return _Write({"archived_at": None}, AuditAction.TASK_UNARCHIVE, BoardEventType.TASK_UNARCHIVED)
 
     return await _versioned_write(ctx, task_id, expected_version, Permission.WRITE_TASKS, plan)
 
@@ -608,9 +585,9 @@ async def unarchive_task(ctx: Context, task_id: int, expected_version: int | Non
 async def delete_task(ctx: Context, task_id: int) -> int:
     """Delete a task with its comments and label links; its subtasks become top-level tasks."""
     task = await writable_task(ctx, task_id, Permission.DELETE_TASKS)
-    before = snapshot(task) | {"labelIds": await label_ids_of(task.id)}
-    async with transaction(ctx) as tx:
-        await tx.lock_project(task.project_id)
+    before = dump(task) | {"labelIds": await label_ids_of(task.id)}
+    async with unit_of_work(ctx) as work:
+        await work.lock_project(task.project_id)
         subtask_ids = sorted(await Task.filter(parent_id=task.id).values_list("id", flat=True))
         if subtask_ids:
             # The foreign key would null the parent too; doing it here bumps their versions,
@@ -620,16 +597,14 @@ async def delete_task(ctx: Context, task_id: int) -> int:
             )
         if not await Task.filter(id=task.id).delete():
             raise NotFound("Task")
-        await tx.audit(
-            "task.delete",
-            "Task",
-            task.id,
+        await work.audit(
+            AuditAction.TASK_DELETE, task.id,
             organization_id=task.project.organization_id,
             before=before,
         )
-        await tx.event(
+        await work.event(
             task.project_id,
-            "TaskDeleted",
+            BoardEventType.TASK_DELETED,
             {"taskId": task.id, "status": task.status.value, "detachedSubtaskIds": subtask_ids},
         )
     return task.id

@@ -1,0 +1,64 @@
+"""The one place that touches Tortoise ORM's private names.
+
+Everything else asks this module: model metadata (fields, columns, table, key range), rows
+built without a query (from raw SQL rows or event snapshots), and the SQL Tortoise would run
+for a queryset. tests/test_adapters.py pins each seam against the installed Tortoise, so an
+upgrade that moves one fails there, loudly, and not as a wrong answer somewhere else.
+(server/db_resilience.py is the adapter to Tortoise's connection pool and transactions.)
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.fields import Field
+from tortoise.models import Model
+from tortoise.queryset import QuerySet
+
+M = TypeVar("M", bound=Model)
+
+
+def fields_of(model: type[Model]) -> dict[str, Field]:
+    """Every field of `model` by Python name, foreign-key id columns (`project_id`) included."""
+    return model._meta.fields_map
+
+
+def column_of(model: type[Model], name: str) -> str:
+    """The database column of field `name`."""
+    return model._meta.fields_db_projection.get(name, name)
+
+
+def table_of(model: type[Model]) -> str:
+    return model._meta.db_table
+
+
+def db_of(model: type[Model]) -> BaseDBAsyncClient:
+    """The connection (or the current transaction's) that `model` reads and writes through."""
+    return model._meta.db
+
+
+def pk_max(model: type[Model]) -> int:
+    """The largest primary key the column can hold (int4 or int8)."""
+    return model._meta.pk.constraints["le"]
+
+
+def from_row(model: type[M], row: dict[str, Any]) -> M:
+    """A model instance from a row of raw SQL, as a query would have built it."""
+    return model._init_from_db(**row)
+
+
+def detached(model: type[M], values: dict[str, Any]) -> M:
+    """A read-only instance from values that were read before (an event's snapshot): it
+    behaves as loaded from the database, so relations and saves see a stored row."""
+    instance = model(**values)
+    instance._saved_in_db = True
+    return instance
+
+
+def sql_of(qs: QuerySet) -> tuple[BaseDBAsyncClient, str, list[Any]]:
+    """The connection, parameterized SQL and parameters Tortoise would run for `qs`."""
+    qs._choose_db_if_not_chosen()
+    qs._make_query()
+    sql, params = qs.query.get_parameterized_sql()
+    return qs._db, sql, params
