@@ -71,6 +71,7 @@ class OrgPermission(Enum):
     MANAGE_MEMBERS = "manage_members"
     MANAGE_API_KEYS = "manage_api_keys"
     MANAGE_OWNERS = "manage_owners"
+    MANAGE_PLAN = "manage_plan"
     USE_NORA = "use_nora"
     READ_AUDIT_LOG = "read_audit_log"
 
@@ -86,6 +87,7 @@ _ORG_RIGHTS = {
     OrgPermission.MANAGE_MEMBERS: OrgRole.ADMIN,
     OrgPermission.MANAGE_API_KEYS: OrgRole.ADMIN,
     OrgPermission.MANAGE_OWNERS: OrgRole.OWNER,
+    OrgPermission.MANAGE_PLAN: OrgRole.OWNER,
     OrgPermission.USE_NORA: OrgRole.MEMBER,
     OrgPermission.READ_AUDIT_LOG: OrgRole.ADMIN,
 }

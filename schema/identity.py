@@ -14,6 +14,7 @@ from resolvers.identity import users as user_resolvers
 from resolvers.ids import decode_id
 from resolvers.org import organizations as org_resolvers
 from schema.common import Connection, Info, Node, OrgRole, ctx, model_type_check, node_id
+from schema.permissions import ANYONE, OrgPermission, in_org, mutation
 
 if TYPE_CHECKING:
     from schema.org import Organization, OrganizationMember
@@ -75,7 +76,10 @@ class AuthPayload:
 
 @strawberry.type(description="Account mutations.")
 class UserMutations:
-    @strawberry.mutation(description="Create an account and return an access token. No credential needed; 10 sign-ups per IP address an hour.")
+    @mutation(
+        requires=ANYONE,
+        description='Create an account and return an access token; 10 sign-ups per IP address an hour.',
+    )
     async def sign_up(
         self,
         info: Info,
@@ -86,7 +90,10 @@ class UserMutations:
         )
         return AuthPayload(user=user, access_token=token, expires_at=expires)
 
-    @strawberry.mutation(description="Exchange email and password for a short-lived access token.")
+    @mutation(
+        requires=ANYONE,
+        description='Exchange email and password for a short-lived access token.',
+    )
     async def log_in(
         self,
         info: Info,
@@ -163,7 +170,10 @@ class ApiKeyPayload:
 
 @strawberry.type(description="API key mutations.")
 class ApiKeyMutations:
-    @strawberry.mutation(description="Create an API key; its secret is returned only here. Admins and owners, with a user session.")
+    @mutation(
+        requires=in_org(OrgPermission.MANAGE_API_KEYS, also="the key's role cannot exceed the creator's", api_keys=False),
+        description='Create an API key; its secret is returned only here.',
+    )
     async def create_api_key(
         self,
         info: Info,
@@ -178,7 +188,10 @@ class ApiKeyMutations:
         )
         return CreateApiKeyPayload(api_key=api_key, key=key)
 
-    @strawberry.mutation(description="Revoke an API key; it stops working at once. Admins and owners.")
+    @mutation(
+        requires=in_org(OrgPermission.MANAGE_API_KEYS),
+        description='Revoke an API key; it stops working at once.',
+    )
     async def revoke_api_key(
         self,
         info: Info,

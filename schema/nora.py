@@ -36,6 +36,7 @@ from schema.common import (
     model_type_check,
     node_id,
 )
+from schema.permissions import OrgPermission, in_org, mutation, own
 
 if TYPE_CHECKING:
     from schema.identity import User
@@ -485,7 +486,10 @@ class NoraQueries:
 
 @strawberry.type(description="NORA mutations.")
 class NoraMutations:
-    @strawberry.mutation(description="Start a conversation with NORA in an organization, optionally about a project.")
+    @mutation(
+        requires=in_org(OrgPermission.USE_NORA, also="about a project they can see, if any"),
+        description='Start a conversation with NORA in an organization, optionally about a project.',
+    )
     async def start_nora_conversation(
         self,
         info: Info,
@@ -501,10 +505,11 @@ class NoraMutations:
         )
         return StartNoraConversationPayload(conversation=conversation)
 
-    @strawberry.mutation(
-        description="Ask NORA. Returns at once with your message and NORA's reply in status "
-        "STREAMING; the reply arrives on `noraEvents`. RATE_LIMITED (extensions.retryAfter) "
-        "beyond 20 messages a minute; QUOTA_EXCEEDED when the organization's daily tokens are used."
+    @mutation(
+        requires=own("conversation"),
+        description="Ask NORA. Returns at once with your message and NORA's reply in status STREAMING; "
+        'the reply arrives on `noraEvents`. RATE_LIMITED (extensions.retryAfter) beyond 20 '
+        "messages a minute; QUOTA_EXCEEDED when the organization's daily tokens are used.",
     )
     async def send_nora_message(
         self,
@@ -518,9 +523,10 @@ class NoraMutations:
         )
         return SendNoraMessagePayload(conversation=conversation, user_message=asked, assistant_message=reply)
 
-    @strawberry.mutation(
-        description="Stop a reply, on whichever server it is being written; it ends CANCELLED "
-        "with what was written. A reply that has already ended is returned unchanged."
+    @mutation(
+        requires=own("conversation"),
+        description='Stop a reply, on whichever server it is being written; it ends CANCELLED with what '
+        'was written. A reply that has already ended is returned unchanged.',
     )
     async def cancel_nora_message(
         self,

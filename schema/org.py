@@ -34,6 +34,7 @@ from schema.common import (
     node_id,
 )
 from schema.identity import ApiKeyConnection
+from schema.permissions import SIGNED_IN, OrgPermission, field, in_org, mutation
 
 if TYPE_CHECKING:
     from schema.audit import AuditEntryConnection, AuditEntryFilter, AuditEntryOrder
@@ -161,9 +162,7 @@ class Organization(Node):
     def viewer_role(self, info: Info) -> OrgRole:
         return ctx(info).access.org_role(self.id)
 
-    @strawberry.field(
-        description="Counts against the plan's limits. Members of the organization."
-    )
+    @field(requires=in_org(OrgPermission.READ), description="Counts against the plan's limits.")
     async def usage(self, info: Info) -> OrganizationUsage:
         return OrganizationUsage.of(await org_resolvers.usage(ctx(info), self))
 
@@ -192,7 +191,10 @@ class Organization(Node):
         )
         return ProjectConnection.of(page)
 
-    @strawberry.field(description="The organization's members, in the order they joined. Members.")
+    @field(
+        requires=in_org(OrgPermission.READ),
+        description="The organization's members, in the order they joined.",
+    )
     async def members(
         self,
         info: Info,
@@ -204,7 +206,10 @@ class Organization(Node):
         page = await org_resolvers.members(ctx(info), self, first, after, last, before)
         return OrganizationMemberConnection.of(page)
 
-    @strawberry.field(description="Invites not yet accepted, revoked or expired. Admins only.")
+    @field(
+        requires=in_org(OrgPermission.MANAGE_MEMBERS),
+        description="Invites not yet accepted, revoked or expired (others: FORBIDDEN).",
+    )
     async def invites(
         self,
         info: Info,
@@ -216,7 +221,10 @@ class Organization(Node):
         page = await invite_resolvers.pending_invites(ctx(info), self, first, after, last, before)
         return InviteConnection.of(page)
 
-    @strawberry.field(description="API keys of this organization. Admins only.")
+    @field(
+        requires=in_org(OrgPermission.MANAGE_API_KEYS),
+        description="API keys of this organization (others: FORBIDDEN).",
+    )
     async def api_keys(
         self,
         info: Info,
@@ -233,9 +241,9 @@ class Organization(Node):
         )
         return ApiKeyConnection.of(page)
 
-    @strawberry.field(
-        description="Every write in this organization, newest first by default. Owners and "
-        "admins (others: FORBIDDEN)."
+    @field(
+        requires=in_org(OrgPermission.READ_AUDIT_LOG),
+        description="Every write in this organization, newest first by default (others: FORBIDDEN).",
     )
     async def audit_entries(
         self,
@@ -367,7 +375,10 @@ class RemoveMemberPayload:
 
 @strawberry.type(description="Organization, membership, invite and API key mutations.")
 class OrgMutations:
-    @strawberry.mutation(description="Create an organization; the caller becomes its owner. A user session, not an API key.")
+    @mutation(
+        requires=SIGNED_IN.with_(api_keys=False),
+        description='Create an organization; the caller becomes its owner.',
+    )
     async def create_organization(
         self,
         info: Info,
@@ -378,10 +389,10 @@ class OrgMutations:
         org = await org_resolvers.create_organization(ctx(info), input.slug, input.name)
         return OrganizationPayload(organization=org)
 
-    @strawberry.mutation(
-        description="Change an organization's plan (no billing provider: the platform's own "
-        "decision). Owners only: they are the organization's top admins. Audited as "
-        "organization.set_plan; an unchanged plan writes nothing."
+    @mutation(
+        requires=in_org(OrgPermission.MANAGE_PLAN),
+        description="Change an organization's plan (no billing provider: the platform's own decision). "
+        'Audited as organization.set_plan; an unchanged plan writes nothing.',
     )
     async def set_organization_plan(
         self,
@@ -396,8 +407,9 @@ class OrgMutations:
         )
         return SetOrganizationPlanPayload(organization=org)
 
-    @strawberry.mutation(
-        description="Invite someone by email. Admins and owners; only owners invite owners."
+    @mutation(
+        requires=in_org(OrgPermission.MANAGE_MEMBERS, also="only owners invite owners"),
+        description='Invite someone by email.',
     )
     async def invite_member(
         self,
@@ -414,8 +426,9 @@ class OrgMutations:
         )
         return InviteMemberPayload(invite=invite, invite_token=token)
 
-    @strawberry.mutation(
-        description="Join an organization with an invite sent to the caller's email."
+    @mutation(
+        requires=SIGNED_IN.with_(also="the invite must have been sent to the caller's email", api_keys=False),
+        description='Join an organization with an invite.',
     )
     async def accept_invite(
         self,
@@ -425,7 +438,10 @@ class OrgMutations:
         org, member = await invite_resolvers.accept_invite(ctx(info), input.token)
         return AcceptInvitePayload(organization=org, member=member)
 
-    @strawberry.mutation(description="Withdraw a pending invite. Admins and owners; only owners withdraw an invite for an owner.")
+    @mutation(
+        requires=in_org(OrgPermission.MANAGE_MEMBERS, also="only owners withdraw an invite for an owner"),
+        description='Withdraw a pending invite.',
+    )
     async def revoke_invite(
         self,
         info: Info,
@@ -438,8 +454,9 @@ class OrgMutations:
         )
         return InvitePayload(invite=invite)
 
-    @strawberry.mutation(
-        description="Change a member's organization role. Only owners touch owners."
+    @mutation(
+        requires=in_org(OrgPermission.MANAGE_MEMBERS, also="only owners make, change or demote owners, and the last owner stays"),
+        description="Change a member's organization role.",
     )
     async def update_member_role(
         self,
@@ -453,9 +470,10 @@ class OrgMutations:
         )
         return OrganizationMemberPayload(member=member)
 
-    @strawberry.mutation(
-        description="Remove a member (or leave, with your own membership) and their project "
-        "memberships in this organization."
+    @mutation(
+        requires=in_org(OrgPermission.MANAGE_MEMBERS, also="anyone may leave; only owners remove owners, and the last owner stays"),
+        description='Remove a member (or leave, with your own membership) and their project memberships '
+        'in this organization.',
     )
     async def remove_member(
         self,

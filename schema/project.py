@@ -37,6 +37,7 @@ from schema.common import (
     model_type_check,
     node_id,
 )
+from schema.permissions import OrgPermission, Permission, in_org, in_project, mutation
 
 if TYPE_CHECKING:
     from schema.identity import User
@@ -338,7 +339,10 @@ class RemoveProjectMemberPayload:
 
 @strawberry.type(description="Project and project membership mutations.")
 class ProjectMutations:
-    @strawberry.mutation(description="Create a project; the creator becomes its owner.")
+    @mutation(
+        requires=in_org(OrgPermission.CREATE_PROJECT),
+        description='Create a project; the creator becomes its owner.',
+    )
     async def create_project(
         self,
         info: Info,
@@ -354,7 +358,10 @@ class ProjectMutations:
         )
         return ProjectPayload(project=project)
 
-    @strawberry.mutation(description="Rename or re-describe a project. Project admins and owners.")
+    @mutation(
+        requires=in_project(Permission.MANAGE_PROJECT),
+        description='Rename or re-describe a project.',
+    )
     async def update_project(
         self,
         info: Info,
@@ -370,9 +377,9 @@ class ProjectMutations:
         )
         return ProjectPayload(project=project)
 
-    @strawberry.mutation(
-        description="Archive a project (project owners). Idempotent: an archived project is "
-        "returned unchanged."
+    @mutation(
+        requires=in_project(Permission.ARCHIVE_PROJECT),
+        description='Archive a project. Idempotent: an archived project is returned unchanged.',
     )
     async def archive_project(
         self,
@@ -386,7 +393,10 @@ class ProjectMutations:
         )
         return ProjectPayload(project=project)
 
-    @strawberry.mutation(description="Add a member of the organization to a project. Project admins.")
+    @mutation(
+        requires=in_project(Permission.MANAGE_MEMBERS, also="only project owners add owners"),
+        description='Add a member of the organization to a project.',
+    )
     async def add_project_member(
         self,
         info: Info,
@@ -402,7 +412,10 @@ class ProjectMutations:
         )
         return ProjectMemberPayload(member=member)
 
-    @strawberry.mutation(description="Change a project member's role. Only owners touch owners.")
+    @mutation(
+        requires=in_project(Permission.MANAGE_MEMBERS, also="only project owners make, change or demote owners, and the last owner stays"),
+        description="Change a project member's role.",
+    )
     async def update_project_member_role(
         self,
         info: Info,
@@ -415,7 +428,10 @@ class ProjectMutations:
         )
         return ProjectMemberPayload(member=member)
 
-    @strawberry.mutation(description="Remove a project member (or leave, with your own membership).")
+    @mutation(
+        requires=in_project(Permission.MANAGE_MEMBERS, also="anyone may leave; only project owners remove owners, and the last owner stays"),
+        description='Remove a project member (or leave, with your own membership).',
+    )
     async def remove_project_member(
         self,
         info: Info,
@@ -484,7 +500,10 @@ class CustomFieldDefinitionPayload:
 
 @strawberry.type(description="Label and custom-field mutations.")
 class LabelMutations:
-    @strawberry.mutation(description="Create a label in a project. Editors and up.")
+    @mutation(
+        requires=in_project(Permission.MANAGE_LABELS),
+        description='Create a label in a project.',
+    )
     async def create_label(
         self,
         info: Info,
@@ -495,8 +514,9 @@ class LabelMutations:
         )
         return LabelPayload(label=label)
 
-    @strawberry.mutation(
-        description="Define a custom task property for a project. Project admins and owners."
+    @mutation(
+        requires=in_project(Permission.MANAGE_PROJECT),
+        description='Define a custom task property for a project.',
     )
     async def define_custom_field(
         self,

@@ -29,6 +29,7 @@ from schema.common import (
     model_type_check,
     node_id,
 )
+from schema.permissions import Permission, in_project, mutation
 
 if TYPE_CHECKING:
     from schema.identity import User
@@ -411,8 +412,9 @@ class AddCommentPayload:
 
 @strawberry.type(description="Task and comment mutations.")
 class TaskMutations:
-    @strawberry.mutation(
-        description="Create a task at the bottom of its status column. Editors and up."
+    @mutation(
+        requires=in_project(Permission.WRITE_TASKS),
+        description='Create a task at the bottom of its status column.',
     )
     async def create_task(
         self,
@@ -434,7 +436,10 @@ class TaskMutations:
         )
         return TaskPayload(task=task)
 
-    @strawberry.mutation(description="Change some fields of a task. Editors and up.")
+    @mutation(
+        requires=in_project(Permission.WRITE_TASKS),
+        description='Change some fields of a task.',
+    )
     async def update_task(
         self,
         info: Info,
@@ -450,7 +455,10 @@ class TaskMutations:
         )
         return TaskPayload(task=task)
 
-    @strawberry.mutation(description="Move a task within or across columns. Editors and up.")
+    @mutation(
+        requires=in_project(Permission.WRITE_TASKS),
+        description='Move a task within or across columns.',
+    )
     async def move_task(
         self,
         info: Info,
@@ -468,7 +476,10 @@ class TaskMutations:
         )
         return TaskPayload(task=task)
 
-    @strawberry.mutation(description="Take a task off the board (idempotent). Editors and up.")
+    @mutation(
+        requires=in_project(Permission.WRITE_TASKS),
+        description='Take a task off the board (idempotent).',
+    )
     async def archive_task(
         self,
         info: Info,
@@ -479,8 +490,9 @@ class TaskMutations:
         )
         return TaskPayload(task=task)
 
-    @strawberry.mutation(
-        description="Put an archived task back on the board (idempotent). Editors and up."
+    @mutation(
+        requires=in_project(Permission.WRITE_TASKS),
+        description='Put an archived task back on the board (idempotent).',
     )
     async def unarchive_task(
         self,
@@ -494,9 +506,9 @@ class TaskMutations:
         )
         return TaskPayload(task=task)
 
-    @strawberry.mutation(
-        description="Delete a task, its comments and label links; subtasks lose their parent. "
-        "Project admins and owners."
+    @mutation(
+        requires=in_project(Permission.DELETE_TASKS),
+        description='Delete a task, its comments and label links; subtasks lose their parent.',
     )
     async def delete_task(
         self,
@@ -506,7 +518,10 @@ class TaskMutations:
         task_id = await task_resolvers.delete_task(ctx(info), decode_id(input.id, "Task", "id"))
         return DeleteTaskPayload(deleted_task_id=strawberry.ID(to_global_id("Task", task_id)))
 
-    @strawberry.mutation(description="Comment on a task. Editors and up.")
+    @mutation(
+        requires=in_project(Permission.COMMENT),
+        description='Comment on a task.',
+    )
     async def add_comment(
         self,
         info: Info,

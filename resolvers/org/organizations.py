@@ -88,7 +88,7 @@ async def usage(ctx: Context, org: Organization) -> plans.Usage:
 async def set_plan(ctx: Context, organization_id: int, plan: Plan) -> Organization:
     """Owners only (the top admins of an organization). Lowering the plan below what the
     organization holds is allowed: its data stays, writes that would add more are refused."""
-    await ctx.access.require_org(OrgPermission.MANAGE_OWNERS, organization_id)
+    await ctx.access.require_org(OrgPermission.MANAGE_PLAN, organization_id)
     return await write_plan(ctx, await Organization.get(id=organization_id), plan)
 
 
