@@ -19,9 +19,8 @@ import httpx
 import pytest
 
 from models import BoardEvent, Conversation, Message, Project, Task, TaskStatus, User
-from resolvers.events import prune
+from resolvers.events import BOARD, prune
 from resolvers.ids import decode_id, to_global_id
-from resolvers.streams import decode_cursor
 from server.demo import DEMO_PASSWORD, seed_demo
 from server.settings import PROJECT_ROOT
 from tests.browser import chromium, unavailable
@@ -201,7 +200,7 @@ async def assert_resynced_then_followed(output: str, title: str) -> None:
     assert first == second  # nothing was written between the two reads
     project = await Project.get(name="Website relaunch")
     (resumed,) = RESUBSCRIBED.findall(output)
-    after = decode_cursor(resumed, project.id)
+    after = BOARD.decode_cursor(resumed, project.id)
     assert after == (await Project.get(id=project.id)).event_seq - 2
     assert output.index("Resubscribing") < output.index("Created task")
     task = await assert_printed_events_match_the_log(output, title)
