@@ -15,6 +15,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from models import ApiKey, User
+from resolvers import key_usage
 from resolvers.errors import Unauthenticated
 from resolvers.ids import parse_pk
 
@@ -130,4 +131,5 @@ async def _api_key_principal(key: str) -> Principal:
         or not api_key.created_by.is_active
     ):
         raise Unauthenticated("Invalid or revoked API key", reason="API_KEY_INVALID")
+    await key_usage.record_use(api_key)
     return Principal(user=api_key.created_by, api_key=api_key)
