@@ -1,7 +1,14 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from tortoise import fields
 from tortoise.models import Model
 
 from models.enums import OrgRole
+
+if TYPE_CHECKING:
+    from models.org import Organization
 
 
 class User(Model):
@@ -25,8 +32,14 @@ class ApiKey(Model):
     """
 
     id = fields.IntField(primary_key=True)
-    organization = fields.ForeignKeyField("models.Organization", related_name="api_keys")
-    created_by = fields.ForeignKeyField("models.User", related_name="api_keys")
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
+        "models.Organization", related_name="api_keys"
+    )
+    organization_id: int
+    created_by: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="api_keys"
+    )
+    created_by_id: int
     name = fields.CharField(max_length=100)
     prefix = fields.CharField(max_length=16)
     key_hash = fields.CharField(max_length=64, unique=True)

@@ -1,9 +1,17 @@
 """NORA, the assistant: conversations, their messages and event log, and the usage ledger."""
 
+from __future__ import annotations
+
 from enum import Enum
+from typing import TYPE_CHECKING, Any
 
 from tortoise import fields
 from tortoise.models import Model
+
+if TYPE_CHECKING:
+    from models.identity import User
+    from models.org import Organization
+    from models.project import Project
 
 
 class NoraRole(str, Enum):
@@ -26,11 +34,18 @@ class UsageKind(str, Enum):
 
 class Conversation(Model):
     id = fields.IntField(primary_key=True)
-    organization = fields.ForeignKeyField("models.Organization", related_name="nora_conversations")
-    project = fields.ForeignKeyField(
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
+        "models.Organization", related_name="nora_conversations"
+    )
+    organization_id: int
+    project: fields.ForeignKeyNullableRelation[Project] = fields.ForeignKeyField(
         "models.Project", related_name="nora_conversations", null=True, on_delete=fields.SET_NULL
     )
-    user = fields.ForeignKeyField("models.User", related_name="nora_conversations")
+    project_id: int | None
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="nora_conversations"
+    )
+    user_id: int
     title = fields.CharField(max_length=200)
     # Last NoraEvent seq handed out; bumped inside each append's transaction (as Project's).
     event_seq = fields.BigIntField(default=0)
@@ -46,7 +61,10 @@ class Message(Model):
     """One turn: the user's text, NORA's (streamed) reply, or one tool call NORA made."""
 
     id = fields.BigIntField(primary_key=True)
-    conversation = fields.ForeignKeyField("models.Conversation", related_name="messages")
+    conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
+        "models.Conversation", related_name="messages"
+    )
+    conversation_id: int
     role = fields.CharEnumField(NoraRole, max_length=16)
     content = fields.TextField(default="")
     status = fields.CharEnumField(MessageStatus, max_length=16)
@@ -56,8 +74,8 @@ class Message(Model):
     reply_to_id = fields.BigIntField(null=True)
     tool_call_id = fields.CharField(max_length=100, null=True)
     tool_name = fields.CharField(max_length=64, null=True)
-    tool_arguments = fields.JSONField(null=True)
-    tool_result = fields.JSONField(null=True)
+    tool_arguments: fields.JSONField[dict[str, Any] | None] = fields.JSONField(null=True)
+    tool_result: fields.JSONField[Any] = fields.JSONField(null=True)
     tokens_in = fields.IntField(default=0)
     tokens_out = fields.IntField(default=0)
     model = fields.CharField(max_length=200, default="")
@@ -87,10 +105,13 @@ class NoraEvent(Model):
     """The durable log of a conversation's stream; `seq` is dense per conversation."""
 
     id = fields.BigIntField(primary_key=True)
-    conversation = fields.ForeignKeyField("models.Conversation", related_name="events")
+    conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
+        "models.Conversation", related_name="events"
+    )
+    conversation_id: int
     seq = fields.BigIntField()
     type = fields.CharField(max_length=64)
-    payload = fields.JSONField(default=dict)
+    payload: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
@@ -102,13 +123,18 @@ class UsageLedger(Model):
     """Append-only: one row per message sent and per reply's tokens."""
 
     id = fields.BigIntField(primary_key=True)
-    organization = fields.ForeignKeyField("models.Organization", related_name="nora_usage")
-    user = fields.ForeignKeyField(
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
+        "models.Organization", related_name="nora_usage"
+    )
+    organization_id: int
+    user: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="nora_usage", null=True, on_delete=fields.SET_NULL
     )
-    message = fields.ForeignKeyField(
+    user_id: int | None
+    message: fields.ForeignKeyNullableRelation[Message] = fields.ForeignKeyField(
         "models.Message", related_name="usage", null=True, on_delete=fields.SET_NULL
     )
+    message_id: int | None
     kind = fields.CharEnumField(UsageKind, max_length=16)
     amount = fields.BigIntField()
     created_at = fields.DatetimeField(auto_now_add=True)

@@ -1,7 +1,14 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from tortoise import fields
 from tortoise.models import Model
 
 from models.enums import OrgRole, Plan
+
+if TYPE_CHECKING:
+    from models.identity import User
 
 
 class Organization(Model):
@@ -18,8 +25,14 @@ class Organization(Model):
 
 class OrganizationMember(Model):
     id = fields.IntField(primary_key=True)
-    organization = fields.ForeignKeyField("models.Organization", related_name="members")
-    user = fields.ForeignKeyField("models.User", related_name="org_memberships")
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
+        "models.Organization", related_name="members"
+    )
+    organization_id: int
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="org_memberships"
+    )
+    user_id: int
     role = fields.CharEnumField(OrgRole, max_length=16)
     created_at = fields.DatetimeField(auto_now_add=True)
 
@@ -32,17 +45,24 @@ class Invite(Model):
     """An invitation to an organization, redeemed with a one-time token by the invited email."""
 
     id = fields.IntField(primary_key=True)
-    organization = fields.ForeignKeyField("models.Organization", related_name="invites")
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
+        "models.Organization", related_name="invites"
+    )
+    organization_id: int
     email = fields.CharField(max_length=254)
     role = fields.CharEnumField(OrgRole, max_length=16)
     token_hash = fields.CharField(max_length=64, unique=True)
-    invited_by = fields.ForeignKeyField("models.User", related_name="invites_sent")
+    invited_by: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="invites_sent"
+    )
+    invited_by_id: int
     created_at = fields.DatetimeField(auto_now_add=True)
     expires_at = fields.DatetimeField()
     accepted_at = fields.DatetimeField(null=True)
-    accepted_by = fields.ForeignKeyField(
+    accepted_by: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="invites_accepted", null=True
     )
+    accepted_by_id: int | None
     revoked_at = fields.DatetimeField(null=True)
 
     class Meta:

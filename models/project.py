@@ -1,15 +1,29 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from tortoise import fields
 from tortoise.models import Model
 
 from models.enums import CustomFieldType, ProjectRole
 
+if TYPE_CHECKING:
+    from models.identity import User
+    from models.org import Organization
+
 
 class Project(Model):
     id = fields.IntField(primary_key=True)
-    organization = fields.ForeignKeyField("models.Organization", related_name="projects")
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
+        "models.Organization", related_name="projects"
+    )
+    organization_id: int
     name = fields.CharField(max_length=200)
     description = fields.TextField(default="")
-    created_by = fields.ForeignKeyField("models.User", related_name="projects_created")
+    created_by: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="projects_created"
+    )
+    created_by_id: int
     # Last BoardEvent seq handed out; bumped inside each write's transaction.
     event_seq = fields.BigIntField(default=0)
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -22,8 +36,14 @@ class Project(Model):
 
 class ProjectMember(Model):
     id = fields.IntField(primary_key=True)
-    project = fields.ForeignKeyField("models.Project", related_name="members")
-    user = fields.ForeignKeyField("models.User", related_name="project_memberships")
+    project: fields.ForeignKeyRelation[Project] = fields.ForeignKeyField(
+        "models.Project", related_name="members"
+    )
+    project_id: int
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="project_memberships"
+    )
+    user_id: int
     role = fields.CharEnumField(ProjectRole, max_length=16)
     created_at = fields.DatetimeField(auto_now_add=True)
 
@@ -34,7 +54,10 @@ class ProjectMember(Model):
 
 class Label(Model):
     id = fields.IntField(primary_key=True)
-    project = fields.ForeignKeyField("models.Project", related_name="labels")
+    project: fields.ForeignKeyRelation[Project] = fields.ForeignKeyField(
+        "models.Project", related_name="labels"
+    )
+    project_id: int
     name = fields.CharField(max_length=50)
     color = fields.CharField(max_length=7)
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -46,12 +69,15 @@ class Label(Model):
 
 class CustomFieldDefinition(Model):
     id = fields.IntField(primary_key=True)
-    project = fields.ForeignKeyField("models.Project", related_name="custom_fields")
+    project: fields.ForeignKeyRelation[Project] = fields.ForeignKeyField(
+        "models.Project", related_name="custom_fields"
+    )
+    project_id: int
     key = fields.CharField(max_length=64)
     name = fields.CharField(max_length=100)
     type = fields.CharEnumField(CustomFieldType, max_length=16)
     # Allowed values for select / multi_select.
-    options = fields.JSONField(default=list)
+    options: fields.JSONField[list[str]] = fields.JSONField(default=list)
     required = fields.BooleanField(default=False)
     created_at = fields.DatetimeField(auto_now_add=True)
 

@@ -1,12 +1,23 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from tortoise import fields
 from tortoise.models import Model
 
 from models.enums import TaskPriority, TaskStatus
 
+if TYPE_CHECKING:
+    from models.identity import User
+    from models.project import Label, Project
+
 
 class Task(Model):
     id = fields.IntField(primary_key=True)
-    project = fields.ForeignKeyField("models.Project", related_name="tasks")
+    project: fields.ForeignKeyRelation[Project] = fields.ForeignKeyField(
+        "models.Project", related_name="tasks"
+    )
+    project_id: int
     title = fields.CharField(max_length=500)
     description = fields.TextField(default="")
     status = fields.CharEnumField(TaskStatus, max_length=16, default=TaskStatus.TODO)
@@ -14,15 +25,20 @@ class Task(Model):
     priority_rank = fields.SmallIntField(default=2)
     # Fractional-index rank within the status column: a move rewrites only this row.
     position = fields.CharField(max_length=128)
-    assignee = fields.ForeignKeyField(
+    assignee: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="assigned_tasks", null=True, on_delete=fields.SET_NULL
     )
-    created_by = fields.ForeignKeyField("models.User", related_name="created_tasks")
-    parent = fields.ForeignKeyField(
+    assignee_id: int | None
+    created_by: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="created_tasks"
+    )
+    created_by_id: int
+    parent: fields.ForeignKeyNullableRelation[Task] = fields.ForeignKeyField(
         "models.Task", related_name="subtasks", null=True, on_delete=fields.SET_NULL
     )
+    parent_id: int | None
     due_date = fields.DateField(null=True)
-    custom_properties = fields.JSONField(default=dict)
+    custom_properties: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
     version = fields.IntField(default=1)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
@@ -36,8 +52,10 @@ class Task(Model):
 
 class TaskComment(Model):
     id = fields.IntField(primary_key=True)
-    task = fields.ForeignKeyField("models.Task", related_name="comments")
-    author = fields.ForeignKeyField("models.User", related_name="comments")
+    task: fields.ForeignKeyRelation[Task] = fields.ForeignKeyField("models.Task", related_name="comments")
+    task_id: int
+    author: fields.ForeignKeyRelation[User] = fields.ForeignKeyField("models.User", related_name="comments")
+    author_id: int
     body = fields.TextField()
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
@@ -49,8 +67,12 @@ class TaskComment(Model):
 
 class TaskLabel(Model):
     id = fields.IntField(primary_key=True)
-    task = fields.ForeignKeyField("models.Task", related_name="task_labels")
-    label = fields.ForeignKeyField("models.Label", related_name="task_labels")
+    task: fields.ForeignKeyRelation[Task] = fields.ForeignKeyField("models.Task", related_name="task_labels")
+    task_id: int
+    label: fields.ForeignKeyRelation[Label] = fields.ForeignKeyField(
+        "models.Label", related_name="task_labels"
+    )
+    label_id: int
 
     class Meta:
         table = "task_label"
