@@ -45,7 +45,8 @@ def _whole(minimum: int) -> Callable[[Any], int]:
     def parse(value: Any) -> int:
         if isinstance(value, str):
             value = value.strip()
-            if value.isdigit():
+            # ASCII digits only ("²".isdigit() is true), and few enough for int() to take.
+            if value.isascii() and value.isdigit() and len(value) <= 18:
                 value = int(value)
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ValueError(f"must be a whole number of at least {minimum}")

@@ -103,6 +103,8 @@ def test_replace_validates_and_keeps_the_rest():
     ({"PCG_MAX_TOKENS": "-5"}, "PCG_MAX_TOKENS must be a whole number of at least 100"),
     ({"PCG_ACCESS_TOKEN_TTL": "1h"}, "PCG_ACCESS_TOKEN_TTL must be a whole number of at least 1"),
     ({"PCG_MAX_BODY_BYTES": "1e9"}, "PCG_MAX_BODY_BYTES must be a whole number of at least 1024"),
+    ({"PCG_MAX_COST": "²"}, "PCG_MAX_COST must be a whole number of at least 1"),
+    ({"PCG_MAX_COST": "9" * 5000}, "PCG_MAX_COST must be a whole number of at least 1"),
     ({"PCG_NORA_TIMEOUT": "0"}, "PCG_NORA_TIMEOUT must be a positive number of seconds"),
     ({"PCG_NORA_TIMEOUT": "nan"}, "PCG_NORA_TIMEOUT must be a positive number of seconds"),
     ({"PCG_ENV": "prod"}, "PCG_ENV must be development, production or test, not 'prod'"),
