@@ -41,6 +41,7 @@ from fractional_indexing import generate_n_keys_between
 from tortoise import Tortoise
 
 from models import (
+    Comment,
     CustomFieldDefinition,
     CustomFieldType,
     Label,
@@ -51,15 +52,14 @@ from models import (
     ProjectMember,
     ProjectRole,
     Task,
-    TaskComment,
     TaskLabel,
     TaskPriority,
     TaskStatus,
     User,
 )
-from models.enums import PRIORITY_RANK
+from models.task import PRIORITY_RANK
 from resolvers import codec
-from resolvers.auth import issue_access_token
+from resolvers.identity.auth import issue_access_token
 from resolvers.ids import to_global_id
 from server.app import create_app
 from server.db import migrate
@@ -171,9 +171,9 @@ async def seed(n_tasks: int, n_users: int, rng: random.Random) -> tuple[User, Pr
             for label in rng.sample(labels, rng.randrange(4))
         ]
     )
-    await TaskComment.bulk_create(
+    await Comment.bulk_create(
         [
-            TaskComment(task=t, author=rng.choice(users), body=f"Comment {k} on {t.id}")
+            Comment(task=t, author=rng.choice(users), body=f"Comment {k} on {t.id}")
             for t in tasks
             for k in range(rng.randrange(11))
         ]
@@ -413,7 +413,7 @@ async def bench(args, url: str, postgres: bool) -> None:
         seeded = time.perf_counter() - t0
         token, _ = issue_access_token(owner, SECRET, 3600)
         project_gid = to_global_id("Project", project.id)
-        n_comments = await TaskComment.all().count()
+        n_comments = await Comment.all().count()
         n_links = await TaskLabel.all().count()
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:

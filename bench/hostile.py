@@ -40,7 +40,7 @@ from models import (  # noqa: E402,E501
     TaskStatus,
     User,
 )
-from resolvers.auth import issue_access_token  # noqa: E402
+from resolvers.identity.auth import issue_access_token  # noqa: E402
 from resolvers.ids import to_global_id  # noqa: E402
 from schema.limits import Limits  # noqa: E402
 from schema.root import schema  # noqa: E402

@@ -1,56 +1,51 @@
-"""Tortoise models. No GraphQL and no business rules live here."""
+"""Tortoise models, one module a domain (identity, org, project, task, event, audit, nora,
+document). No GraphQL and no business rules live here."""
 
 from models.audit import AuditEntry
-from models.documents import TrustedDocument
-from models.enums import (
-    CustomFieldType,
-    OrgRole,
-    Plan,
-    ProjectRole,
-    TaskPriority,
-    TaskStatus,
-)
-from models.events import BoardEvent
+from models.document import TrustedDocument
+from models.event import BoardEvent
 from models.identity import ApiKey, User
 from models.nora import (
-    Conversation,
-    Message,
-    MessageStatus,
+    NoraConversation,
     NoraEvent,
+    NoraMessage,
+    NoraMessageStatus,
     NoraRole,
+    NoraUsageEntry,
     UsageKind,
-    UsageLedger,
 )
-from models.org import Invite, Organization, OrganizationMember
-from models.project import CustomFieldDefinition, Label, Project, ProjectMember
-from models.task import Task, TaskComment, TaskLabel
+from models.org import Invite, Organization, OrganizationMember, OrgRole, Plan
+from models.project import CustomFieldDefinition, CustomFieldType, Label, Project, ProjectMember, ProjectRole
+from models.task import PRIORITY_RANK, Comment, Task, TaskLabel, TaskPriority, TaskStatus
 
 MODEL_MODULES = [
     "models.identity",
     "models.org",
     "models.project",
     "models.task",
-    "models.events",
+    "models.event",
     "models.audit",
     "models.nora",
-    "models.documents",
+    "models.document",
 ]
 
 __all__ = [
-    "TrustedDocument",
+    "PRIORITY_RANK",
     "ApiKey",
     "AuditEntry",
     "BoardEvent",
-    "Conversation",
+    "Comment",
     "CustomFieldDefinition",
     "CustomFieldType",
     "Invite",
     "Label",
     "MODEL_MODULES",
-    "Message",
-    "MessageStatus",
+    "NoraConversation",
     "NoraEvent",
+    "NoraMessage",
+    "NoraMessageStatus",
     "NoraRole",
+    "NoraUsageEntry",
     "OrgRole",
     "Organization",
     "OrganizationMember",
@@ -59,11 +54,10 @@ __all__ = [
     "ProjectMember",
     "ProjectRole",
     "Task",
-    "TaskComment",
     "TaskLabel",
     "TaskPriority",
     "TaskStatus",
+    "TrustedDocument",
     "UsageKind",
-    "UsageLedger",
     "User",
 ]

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 from tortoise import fields
 from tortoise.models import Model
 
-from models.enums import OrgRole
+from models.org import OrgRole
 
 if TYPE_CHECKING:
     from models.org import Organization

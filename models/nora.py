@@ -20,7 +20,7 @@ class NoraRole(str, Enum):
     TOOL = "tool"
 
 
-class MessageStatus(str, Enum):
+class NoraMessageStatus(str, Enum):
     STREAMING = "streaming"
     COMPLETE = "complete"
     FAILED = "failed"
@@ -32,7 +32,7 @@ class UsageKind(str, Enum):
     MESSAGES = "messages"
 
 
-class Conversation(Model):
+class NoraConversation(Model):
     id = fields.IntField(primary_key=True)
     organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
         "models.Organization", related_name="nora_conversations"
@@ -57,17 +57,17 @@ class Conversation(Model):
         indexes = (("user", "organization", "updated_at"),)
 
 
-class Message(Model):
+class NoraMessage(Model):
     """One turn: the user's text, NORA's (streamed) reply, or one tool call NORA made."""
 
     id = fields.BigIntField(primary_key=True)
-    conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
-        "models.Conversation", related_name="messages"
+    conversation: fields.ForeignKeyRelation[NoraConversation] = fields.ForeignKeyField(
+        "models.NoraConversation", related_name="messages"
     )
     conversation_id: int
     role = fields.CharEnumField(NoraRole, max_length=16)
     content = fields.TextField(default="")
-    status = fields.CharEnumField(MessageStatus, max_length=16)
+    status = fields.CharEnumField(NoraMessageStatus, max_length=16)
     # A reply points at the user message it answers; a tool call at the reply it belongs to.
     # A plain column, not a foreign key: Aerich 0.10 refuses a new table that references
     # itself ("cyclic fk references"). Both rows always live in the same conversation.
@@ -105,8 +105,8 @@ class NoraEvent(Model):
     """The durable log of a conversation's stream; `seq` is dense per conversation."""
 
     id = fields.BigIntField(primary_key=True)
-    conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
-        "models.Conversation", related_name="events"
+    conversation: fields.ForeignKeyRelation[NoraConversation] = fields.ForeignKeyField(
+        "models.NoraConversation", related_name="events"
     )
     conversation_id: int
     seq = fields.BigIntField()
@@ -119,7 +119,7 @@ class NoraEvent(Model):
         unique_together = (("conversation", "seq"),)
 
 
-class UsageLedger(Model):
+class NoraUsageEntry(Model):
     """Append-only: one row per message sent and per reply's tokens."""
 
     id = fields.BigIntField(primary_key=True)
@@ -131,8 +131,8 @@ class UsageLedger(Model):
         "models.User", related_name="nora_usage", null=True, on_delete=fields.SET_NULL
     )
     user_id: int | None
-    message: fields.ForeignKeyNullableRelation[Message] = fields.ForeignKeyField(
-        "models.Message", related_name="usage", null=True, on_delete=fields.SET_NULL
+    message: fields.ForeignKeyNullableRelation[NoraMessage] = fields.ForeignKeyField(
+        "models.NoraMessage", related_name="usage", null=True, on_delete=fields.SET_NULL
     )
     message_id: int | None
     kind = fields.CharEnumField(UsageKind, max_length=16)

@@ -1,14 +1,34 @@
+"""The org domain: organizations, their members and invites, plans and org roles."""
+
 from __future__ import annotations
 
+from enum import Enum
 from typing import TYPE_CHECKING
 
 from tortoise import fields
 from tortoise.models import Model
 
-from models.enums import OrgRole, Plan
-
 if TYPE_CHECKING:
     from models.identity import User
+
+
+class Plan(str, Enum):
+    FREE = "free"
+    PRO = "pro"
+    ENTERPRISE = "enterprise"
+
+
+class OrgRole(str, Enum):
+    OWNER = "owner"
+    ADMIN = "admin"
+    MEMBER = "member"
+
+    @property
+    def rank(self) -> int:
+        return _ORG_RANK[self]
+
+
+_ORG_RANK = {OrgRole.MEMBER: 1, OrgRole.ADMIN: 2, OrgRole.OWNER: 3}
 
 
 class Organization(Model):

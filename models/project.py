@@ -1,15 +1,47 @@
+"""The project domain: projects, project members, labels and custom field definitions."""
+
 from __future__ import annotations
 
+from enum import Enum
 from typing import TYPE_CHECKING
 
 from tortoise import fields
 from tortoise.models import Model
 
-from models.enums import CustomFieldType, ProjectRole
-
 if TYPE_CHECKING:
     from models.identity import User
     from models.org import Organization
+
+
+class ProjectRole(str, Enum):
+    OWNER = "owner"
+    ADMIN = "admin"
+    EDITOR = "editor"
+    VIEWER = "viewer"
+
+    @property
+    def rank(self) -> int:
+        return _PROJECT_RANK[self]
+
+
+_PROJECT_RANK = {
+    ProjectRole.VIEWER: 1,
+    ProjectRole.EDITOR: 2,
+    ProjectRole.ADMIN: 3,
+    ProjectRole.OWNER: 4,
+}
+
+
+class CustomFieldType(str, Enum):
+    TEXT = "text"
+    NUMBER = "number"
+    DATE = "date"
+    URL = "url"
+    CHECKBOX = "checkbox"
+    SELECT = "select"
+    MULTI_SELECT = "multi_select"
+    USER = "user"
+
 
 
 class Project(Model):

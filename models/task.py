@@ -1,15 +1,42 @@
+"""The task domain: tasks, their comments and label links."""
+
 from __future__ import annotations
 
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from tortoise import fields
 from tortoise.models import Model
 
-from models.enums import TaskPriority, TaskStatus
-
 if TYPE_CHECKING:
     from models.identity import User
     from models.project import Label, Project
+
+
+class TaskStatus(str, Enum):
+    """Board columns, in board order."""
+
+    TODO = "todo"
+    INPROGRESS = "inprogress"
+    INREVIEW = "inreview"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class TaskPriority(str, Enum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+# Stored beside the priority so that "order by priority" is an index scan, not a CASE.
+PRIORITY_RANK = {
+    TaskPriority.CRITICAL: 0,
+    TaskPriority.HIGH: 1,
+    TaskPriority.MEDIUM: 2,
+    TaskPriority.LOW: 3,
+}
 
 
 class Task(Model):
@@ -50,7 +77,7 @@ class Task(Model):
         indexes = (("project", "status", "position"), ("parent",))
 
 
-class TaskComment(Model):
+class Comment(Model):
     id = fields.IntField(primary_key=True)
     task: fields.ForeignKeyRelation[Task] = fields.ForeignKeyField("models.Task", related_name="comments")
     task_id: int

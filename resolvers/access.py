@@ -15,9 +15,10 @@ from tortoise.queryset import QuerySet
 from models import (
     ApiKey,
     AuditEntry,
-    Conversation,
+    Comment,
     Label,
-    Message,
+    NoraConversation,
+    NoraMessage,
     Organization,
     OrganizationMember,
     OrgRole,
@@ -25,11 +26,10 @@ from models import (
     Project,
     ProjectRole,
     Task,
-    TaskComment,
     User,
 )
-from resolvers.auth import Principal
 from resolvers.errors import Forbidden, NotFound, Unauthenticated
+from resolvers.identity.auth import Principal
 
 
 class Permission(Enum):
@@ -94,7 +94,7 @@ _ORG_RIGHTS = {
 def invitable_roles(role: OrgRole | None) -> frozenset[OrgRole]:
     """The roles a member holding `role` may invite people as: admins invite admins and
     members, only owners invite owners. An invite lives only as long as its sender keeps the
-    right to issue it (see resolvers/members.py)."""
+    right to issue it (see resolvers/org/members.py)."""
     if role is None or role.rank < OrgPermission.MANAGE_MEMBERS.role.rank:
         return frozenset()
     if role is OrgRole.OWNER:
@@ -132,7 +132,7 @@ async def _memberships(user_id: int, organization_id: int | None) -> list[tuple]
     return [(r["org_id"], r["project_id"], r["role"], r["plan"]) for r in rows]
 
 
-class Viewer:
+class Access:
     def __init__(self, principal: Principal | None) -> None:
         self.principal = principal
         self._loaded = False
@@ -161,9 +161,15 @@ class Viewer:
     def api_key(self) -> ApiKey | None:
         return self.principal.api_key if self.principal else None
 
+    def is_leaving(self, user_id: int) -> bool:
+        """Whether removing `user_id` is the caller leaving. Leaving needs no role, but only a
+        person leaves: an API key acting as its creator is held to the role checks, or a
+        member-capped key could remove its owner-creator."""
+        return user_id == self.user_id and self.api_key is None
+
     # -- memberships, loaded once per request -------------------------------------------------
 
-    async def load(self) -> Viewer:
+    async def load(self) -> Access:
         if self._loaded:
             return self
         key = self.api_key
@@ -185,7 +191,7 @@ class Viewer:
         key = self.api_key
         return key.role if key is not None and key.role.rank < role.rank else role
 
-    async def reload(self) -> Viewer:
+    async def reload(self) -> Access:
         """Reload memberships after a write that changed them."""
         self._loaded = False
         self._org_roles.clear()
@@ -253,9 +259,9 @@ class Viewer:
         await self.load()
         return Task.filter(self.project_scope("project__"))
 
-    async def comments(self) -> QuerySet[TaskComment]:
+    async def comments(self) -> QuerySet[Comment]:
         await self.load()
-        return TaskComment.filter(self.project_scope("task__project__"))
+        return Comment.filter(self.project_scope("task__project__"))
 
     async def labels(self) -> QuerySet[Label]:
         await self.load()
@@ -283,19 +289,19 @@ class Viewer:
             Q(id=self.user_id) | Q(org_memberships__organization_id__in=self.org_ids() or [0])
         ).distinct()
 
-    async def nora_conversations(self) -> QuerySet[Conversation]:
+    async def nora_conversations(self) -> QuerySet[NoraConversation]:
         """The viewer's own NORA conversations, in organizations it still belongs to, about
         no project or one it can still read. Nobody else's, whatever their role."""
         await self.load()
-        return Conversation.filter(
+        return NoraConversation.filter(
             Q(project_id__isnull=True) | self.project_scope("project__"),
             user_id=self.user_id,
             organization_id__in=self.org_ids() or [0],
         )
 
-    async def nora_messages(self) -> QuerySet[Message]:
+    async def nora_messages(self) -> QuerySet[NoraMessage]:
         conversations = (await self.nora_conversations()).values("id")
-        return Message.filter(conversation_id__in=Subquery(conversations))
+        return NoraMessage.filter(conversation_id__in=Subquery(conversations))
 
     # -- single objects -----------------------------------------------------------------------
 

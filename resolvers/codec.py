@@ -1,7 +1,7 @@
 """The text of IDs and cursors: URL-safe base64 without padding.
 
 One codec for global IDs (resolvers/ids.py), list cursors (resolvers/pagination.py) and event
-cursors (resolvers/events.py). Each caller turns a decoding failure into its own error
+cursors (resolvers/event/log.py). Each caller turns a decoding failure into its own error
 message; here every failure is a ValueError (binascii.Error and UnicodeDecodeError are ones).
 """
 

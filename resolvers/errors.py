@@ -137,3 +137,8 @@ def _is_dependency_failure(error: BaseException) -> bool:
     if module.startswith("redis"):
         return name in ("ConnectionError", "TimeoutError", "BusyLoadingError")
     return False
+
+
+def last_owner(message: str) -> Conflict:
+    """The last owner of an organization or project may not be demoted or removed."""
+    return Conflict(message, reason="LAST_OWNER")

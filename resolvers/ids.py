@@ -14,17 +14,17 @@ import re
 from models import (
     ApiKey,
     AuditEntry,
-    Conversation,
+    Comment,
     CustomFieldDefinition,
     Invite,
     Label,
-    Message,
+    NoraConversation,
+    NoraMessage,
     Organization,
     OrganizationMember,
     Project,
     ProjectMember,
     Task,
-    TaskComment,
     User,
 )
 from resolvers import codec
@@ -41,10 +41,10 @@ _MODELS = {
     "Label": Label,
     "CustomFieldDefinition": CustomFieldDefinition,
     "Task": Task,
-    "Comment": TaskComment,
+    "Comment": Comment,
     "ApiKey": ApiKey,
-    "NoraConversation": Conversation,
-    "NoraMessage": Message,
+    "NoraConversation": NoraConversation,
+    "NoraMessage": NoraMessage,
     "AuditEntry": AuditEntry,
 }
 NODE_TYPES = frozenset(_MODELS)

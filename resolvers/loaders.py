@@ -14,7 +14,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiodataloader import DataLoader
 from tortoise.expressions import RawSQL
@@ -23,6 +23,7 @@ from tortoise.queryset import QuerySet
 
 from models import (
     ApiKey,
+    Comment,
     CustomFieldDefinition,
     Label,
     Organization,
@@ -30,7 +31,6 @@ from models import (
     Project,
     ProjectMember,
     Task,
-    TaskComment,
     TaskLabel,
     User,
 )
@@ -43,6 +43,9 @@ from resolvers.pagination import (
     encode_cursor,
     paginate,
 )
+
+if TYPE_CHECKING:
+    from resolvers.context import Context
 
 
 def _by_id(model) -> Callable:
@@ -210,7 +213,7 @@ _BATCHES: dict[str, Callable] = {
     "task": _by_id(Task),
     "api_key": _by_id(ApiKey),
     "labels_by_task": _labels_by_task,
-    "comment_count_by_task": _counted(lambda ids: TaskComment.filter(task_id__in=ids), "task_id"),
+    "comment_count_by_task": _counted(lambda ids: Comment.filter(task_id__in=ids), "task_id"),
     "subtask_count_by_task": _counted(
         lambda ids: Task.filter(parent_id__in=ids, archived_at__isnull=True), "parent_id"
     ),
@@ -318,7 +321,7 @@ class Loaders:
 
     async def page(
         self,
-        ctx,
+        ctx: Context,
         spec: PageSpec,
         group: tuple,
         *,
@@ -343,7 +346,7 @@ class Loaders:
         cursor = self._for(ctx, spec, "cursor")
         return await cursor.load((group, variant, first, after, last, before))
 
-    def _for(self, ctx, spec: PageSpec, kind: str) -> DataLoader:
+    def _for(self, ctx: Context, spec: PageSpec, kind: str) -> DataLoader:
         # Loaders live as long as one request (or one subscription event), and so does ctx.
         loader = self._pages.get((spec, kind))
         if loader is None:
@@ -351,7 +354,7 @@ class Loaders:
             loader = self._pages[(spec, kind)] = self._make(make[kind](ctx, spec))
         return loader
 
-    def _first_pages(self, ctx, spec: PageSpec) -> Callable:
+    def _first_pages(self, ctx: Context, spec: PageSpec) -> Callable:
         async def batch(keys: list[tuple[tuple, int, Hashable]]) -> list[CountedPage]:
             pages: dict[tuple, CountedPage] = {}
             for variant, variant_keys in _by_variant(keys, 2).items():
@@ -376,7 +379,7 @@ class Loaders:
 
         return batch
 
-    def _cursor_pages(self, ctx, spec: PageSpec) -> Callable:
+    def _cursor_pages(self, ctx: Context, spec: PageSpec) -> Callable:
         async def one(group, variant, first, after, last, before) -> Page | Exception:
             qs = (await spec.source(ctx, variant)).filter(**dict(zip(spec.group, group)))
             try:
@@ -393,7 +396,7 @@ class Loaders:
 
         return batch
 
-    def _totals(self, ctx, spec: PageSpec) -> Callable:
+    def _totals(self, ctx: Context, spec: PageSpec) -> Callable:
         async def batch(keys: list[tuple[tuple, Hashable]]) -> list[int]:
             counts: dict[tuple, int] = {}
             for variant, variant_keys in _by_variant(keys, 1).items():

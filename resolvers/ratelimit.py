@@ -25,6 +25,7 @@ import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from limits.aio.storage import MemoryStorage, RedisStorage
@@ -32,6 +33,9 @@ from limits.errors import StorageError
 
 from models import Plan
 from resolvers.errors import RateLimited
+
+if TYPE_CHECKING:
+    from resolvers.context import Context
 
 log = logging.getLogger("pcg.ratelimit")
 
@@ -152,7 +156,7 @@ class Limiter:
             await self._pool.aclose()
 
 
-def limiter_of(ctx) -> Limiter | None:
+def limiter_of(ctx: Context) -> Limiter | None:
     request = getattr(ctx, "request", None)
     if request is None:
         return None
@@ -168,19 +172,19 @@ def plan_limit(settings, plan: Plan) -> int:
     return settings.rate_limit_pro if plan is Plan.PRO else settings.rate_limit_free
 
 
-async def budget_of(ctx) -> tuple[str, int]:
+async def budget_of(ctx: Context) -> tuple[str, int]:
     """(bucket key, points per minute) of the caller. Loads the viewer's memberships, which
     carry the plans: the request would load them anyway, so this adds no statement."""
-    viewer = ctx.viewer
-    if not viewer.is_authenticated:
+    access = ctx.access
+    if not access.is_authenticated:
         return f"ip:{ctx.ip or 'unknown'}", ctx.settings.rate_limit_anonymous
-    await viewer.load()
-    key = viewer.api_key
-    bucket = f"apikey:{key.id}" if key is not None else f"user:{viewer.user.id}"
-    return bucket, plan_limit(ctx.settings, viewer.best_plan())
+    await access.load()
+    key = access.api_key
+    bucket = f"apikey:{key.id}" if key is not None else f"user:{access.user.id}"
+    return bucket, plan_limit(ctx.settings, access.best_plan())
 
 
-async def admit(ctx, cost: int) -> Window | None:
+async def admit(ctx: Context, cost: int) -> Window | None:
     """Charge an operation's cost; None when limiting is off or there is no limiter."""
     limiter = limiter_of(ctx)
     if limiter is None or not ctx.settings.rate_limit:
@@ -227,7 +231,7 @@ def email_key(email: str) -> str:
     return "login-email:" + hashlib.sha256(email.encode()).hexdigest()
 
 
-async def attempt(ctx, key: str, limit: int, window: int, what: str) -> Limiter | None:
+async def attempt(ctx: Context, key: str, limit: int, window: int, what: str) -> Limiter | None:
     """Count one attempt against `limit` per `window`; RATE_LIMITED when it is used up."""
     limiter = limiter_of(ctx)
     if limiter is None or limit <= 0:

@@ -13,15 +13,20 @@ Never await a dataloader inside the block: on SQLite it would deadlock on the co
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from tortoise.transactions import in_transaction
 
 from models import AuditEntry, BoardEvent, Project
-from resolvers import audit, events
+from resolvers import audit
+from resolvers.event import log as events
+
+if TYPE_CHECKING:
+    from resolvers.context import Context
 
 
 class Transaction:
-    def __init__(self, ctx) -> None:
+    def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.events: list[BoardEvent] = []
         self.access_changed: set[int] = set()
@@ -30,7 +35,7 @@ class Transaction:
         return await audit.record(self.ctx, action, resource_type, resource_id, **kwargs)
 
     async def event(self, project_id: int, type_: str, payload: dict) -> BoardEvent:
-        actor = self.ctx.viewer.principal
+        actor = self.ctx.access.principal
         event = await events.append(project_id, type_, payload, actor.user.id if actor else None)
         self.events.append(event)
         return event
@@ -49,7 +54,7 @@ class Transaction:
 
 
 @asynccontextmanager
-async def transaction(ctx):
+async def transaction(ctx: Context):
     tx = Transaction(ctx)
     async with in_transaction():
         yield tx

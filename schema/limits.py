@@ -75,7 +75,7 @@ DEFAULT_LIST_BOUND = 10
 # Lists that are not connections: their longest plausible length.
 LIST_BOUNDS = {
     ("Board", "columns"): 5,  # one per status, exactly
-    ("Task", "labels"): 10,  # at most 50 (resolvers/tasks.py); ten is already generous
+    ("Task", "labels"): 10,  # at most 50 (resolvers/task/tasks.py); ten is already generous
     ("Project", "labels"): 50,
     ("Project", "customFields"): 50,
     ("Viewer", "organizations"): 20,

@@ -9,14 +9,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry.scalars import JSON
-from strawberry.types import Info
 
-from models import Conversation as ConversationModel
-from models import Message as MessageModel
-from models import MessageStatus as MessageStatusEnum
+from models import NoraConversation as ConversationModel
 from models import NoraEvent as EventModel
+from models import NoraMessage as MessageModel
+from models import NoraMessageStatus as MessageStatusEnum
 from models import NoraRole as NoraRoleEnum
-from resolvers import streams
+from resolvers.event import streams
 from resolvers.ids import decode_id, decode_optional, to_global_id
 from resolvers.nora import conversations as nora
 from resolvers.nora.events import NORA_LOG
@@ -27,6 +26,7 @@ from schema.common import (
     Before,
     Connection,
     First,
+    Info,
     Last,
     Node,
     Plan,
@@ -37,13 +37,13 @@ from schema.common import (
 )
 
 if TYPE_CHECKING:
-    from schema.orgs import Organization
-    from schema.projects import Project
-    from schema.users import User
+    from schema.identity import User
+    from schema.org import Organization
+    from schema.project import Project
 
-OrganizationRef = Annotated["Organization", strawberry.lazy("schema.orgs")]
-ProjectRef = Annotated["Project", strawberry.lazy("schema.projects")]
-UserRef = Annotated["User", strawberry.lazy("schema.users")]
+OrganizationRef = Annotated["Organization", strawberry.lazy("schema.org")]
+ProjectRef = Annotated["Project", strawberry.lazy("schema.project")]
+UserRef = Annotated["User", strawberry.lazy("schema.identity")]
 
 NoraRole = described_enum(
     NoraRoleEnum,
@@ -376,7 +376,7 @@ NORA_EVENT_TYPES: dict[str, type[NoraEvent]] = {
 
 
 def _typed(item) -> NoraEvent | None:
-    if isinstance(item, streams.ResyncRequired):
+    if isinstance(item, streams.LogGap):
         marker = EventModel(
             conversation_id=item.key, seq=item.seq, type="NoraResyncRequired", payload={},
             created_at=item.occurred_at,
@@ -564,4 +564,4 @@ class NoraSubscription:
                 # No per-event Loaders (unlike boardEvents): every field of a NORA event is
                 # read from the event itself, and building them for each subscriber of each
                 # delta was a quarter of the fan-out cost.
-                yield _shared(typed, ctx(info).viewer)
+                yield _shared(typed, ctx(info).access)

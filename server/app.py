@@ -17,7 +17,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from resolvers.broadcast import Hub
 from resolvers.documents import TrustedDocuments
-from resolvers.events import prune_forever
+from resolvers.event.log import prune_forever
 from resolvers.nora.engine import NoraRuntime
 from schema.root import schema as default_schema
 from server import audit_csv, graphiql, health, metrics

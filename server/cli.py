@@ -241,11 +241,11 @@ async def create_api_key(
     """Create a key through the same resolver as the createApiKey mutation, acting as
     `email` (default: the org's first owner), so the rules and the audit entry are the same."""
     from models import Organization, OrganizationMember, OrgRole
-    from resolvers import api_keys
-    from resolvers.access import Viewer
-    from resolvers.auth import Principal
+    from resolvers.access import Access
+    from resolvers.context import Context
     from resolvers.errors import AppError
-    from server.context import Context
+    from resolvers.identity import api_keys
+    from resolvers.identity.auth import Principal
 
     org = await Organization.get_or_none(slug=org_slug)
     if org is None:
@@ -261,7 +261,7 @@ async def create_api_key(
             raise CliError(f"{org_slug!r} has no active owner; pass --user EMAIL")
     ctx = Context(
         settings=settings,
-        viewer=Viewer(Principal(user=member.user)),
+        access=Access(Principal(user=member.user)),
         broadcast=None,
         request_id=f"cli-{uuid.uuid4().hex[:24]}",
     )
@@ -330,16 +330,16 @@ async def set_plan(settings: Settings, org_slug: str, plan: str) -> tuple[str, s
     """The operator's plan change: the same write as setOrganizationPlan, audited as
     org.set_plan with no actor (the entry's request id starts with "cli-")."""
     from models import Organization, Plan
-    from resolvers import orgs
-    from resolvers.access import Viewer
-    from server.context import Context
+    from resolvers.access import Access
+    from resolvers.context import Context
+    from resolvers.org import organizations as orgs
 
     org = await Organization.get_or_none(slug=org_slug)
     if org is None:
         raise CliError(f"no organization with slug {org_slug!r}")
     before = org.plan.value
     ctx = Context(
-        settings=settings, viewer=Viewer(None), broadcast=None,
+        settings=settings, access=Access(None), broadcast=None,
         request_id=f"cli-{uuid.uuid4().hex[:24]}",
     )
     org = await orgs.write_plan(ctx, org, Plan(plan))
@@ -387,11 +387,11 @@ async def audit_export(settings: Settings, args: argparse.Namespace, out) -> int
     """Write the organization's audit log as CSV to `out`; returns the number of entries."""
     from models import Organization, User
     from resolvers import audit
-    from resolvers.access import Viewer
+    from resolvers.access import Access
+    from resolvers.context import Context
     from resolvers.errors import AppError
     from resolvers.ids import to_global_id
     from server.audit_csv import csv_lines, parse_filter
-    from server.context import Context
 
     org = await Organization.get_or_none(slug=args.org)
     if org is None:
@@ -405,7 +405,7 @@ async def audit_export(settings: Settings, args: argparse.Namespace, out) -> int
         if actor is None:
             raise CliError(f"no user with email {args.actor!r}")
         params["actor"] = to_global_id("User", actor.id)
-    ctx = Context(settings=settings, viewer=Viewer(None), broadcast=None,
+    ctx = Context(settings=settings, access=Access(None), broadcast=None,
                   request_id=f"cli-{uuid.uuid4().hex[:24]}")
     try:
         batches = await audit.operator_export(ctx, org, parse_filter(params))

@@ -18,6 +18,7 @@ from tortoise.transactions import in_transaction
 
 from models import (
     AuditEntry,
+    Comment,
     CustomFieldDefinition,
     CustomFieldType,
     Label,
@@ -29,14 +30,13 @@ from models import (
     ProjectMember,
     ProjectRole,
     Task,
-    TaskComment,
     TaskLabel,
     TaskPriority,
     TaskStatus,
     User,
 )
-from models.enums import PRIORITY_RANK
-from resolvers.auth import hash_password, issue_access_token
+from models.task import PRIORITY_RANK
+from resolvers.identity.auth import hash_password, issue_access_token
 from server.settings import Settings
 
 DEMO_SLUG = "demo"
@@ -358,7 +358,7 @@ class _Board:
         for name in labels:
             await TaskLabel.create(task=task, label=self.labels[name])
         for author, body in COMMENTS.get(title, []):
-            await TaskComment.create(task=task, author=self.users[author], body=body)
+            await Comment.create(task=task, author=self.users[author], body=body)
         self.count += 1
         return task
 

@@ -24,7 +24,7 @@ from models import (
     ProjectRole,
     User,
 )
-from resolvers.auth import hash_password, issue_access_token
+from resolvers.identity.auth import hash_password, issue_access_token
 from resolvers.ids import to_global_id
 from schema.limits import Limits
 from server.app import create_app
@@ -230,7 +230,7 @@ class Factory:
         slug = slug or f"org-{next(_counter)}"
         # Enterprise (no plan limits): many tests hold more members or projects in one org
         # than the free plan allows. Orgs made through createOrganization start free, and
-        # tests/test_plan_limits.py sets the plan it tests.
+        # tests/test_org_plan_limits.py sets the plan it tests.
         org = await Organization.create(slug=slug, name=slug.title(), plan=plan)
         await OrganizationMember.create(organization=org, user=owner.user, role=OrgRole.OWNER)
         return org

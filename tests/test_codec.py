@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from resolvers import codec
-from resolvers.events import BOARD
+from resolvers.event.log import BOARD
 from resolvers.ids import parse_global_id, to_global_id
 
 

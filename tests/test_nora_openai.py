@@ -13,12 +13,12 @@ from asgi_lifespan import LifespanManager
 
 from models import (
     BoardEvent,
-    Message,
-    MessageStatus,
     NoraEvent,
+    NoraMessage,
+    NoraMessageStatus,
+    NoraUsageEntry,
     Task,
     UsageKind,
-    UsageLedger,
 )
 from server.app import create_app
 from server.settings import Settings
@@ -84,7 +84,7 @@ async def test_text_and_a_tool_call_then_a_second_turn(live, gql, factory, fake)
     task = await Task.get(project_id=project.id)
     assert (task.title, task.priority.value, task.created_by_id) == ("Fix login", "high", owner.user.id)
     assert await BoardEvent.filter(project_id=project.id, type="TaskCreated").count() == 1
-    tokens = await UsageLedger.get(kind=UsageKind.TOKENS)
+    tokens = await NoraUsageEntry.get(kind=UsageKind.TOKENS)
     assert tokens.amount == 70
 
     first, second = fake.requests
@@ -131,9 +131,9 @@ async def test_the_server_failing_mid_stream_ends_the_reply_failed(live, gql, fa
     assert failed["__typename"] == "MessageFailed" and failed["code"] == "PROVIDER_ERROR"
     assert "closed the connection" in failed["errorMessage"]
     assert failed["message"]["content"] == "Half an" == text_of(events)
-    reply = await Message.get(id=pk(failed["message"]["id"]))
-    assert (reply.status, reply.error_code, reply.content) == (MessageStatus.FAILED, "PROVIDER_ERROR", "Half an")
-    assert (await UsageLedger.get(kind=UsageKind.TOKENS)).amount > 0  # what it cost is still counted
+    reply = await NoraMessage.get(id=pk(failed["message"]["id"]))
+    assert (reply.status, reply.error_code, reply.content) == (NoraMessageStatus.FAILED, "PROVIDER_ERROR", "Half an")
+    assert (await NoraUsageEntry.get(kind=UsageKind.TOKENS)).amount > 0  # what it cost is still counted
 
 
 async def test_a_provider_that_stops_talking_times_out(gql, factory, fake):
@@ -142,7 +142,7 @@ async def test_a_provider_that_stops_talking_times_out(gql, factory, fake):
     conversation = await start(gql, owner.token, org, project)
     sent = await send(gql, owner.token, conversation["id"], "hello?")
     reply = await settled(pk(sent["assistantMessage"]["id"]), timeout=5)
-    assert (reply.status, reply.error_code, reply.content) == (MessageStatus.FAILED, "PROVIDER_TIMEOUT", "Slow")
+    assert (reply.status, reply.error_code, reply.content) == (NoraMessageStatus.FAILED, "PROVIDER_TIMEOUT", "Slow")
     assert "within 1 s" in reply.error_message
     await asyncio.wait_for(fake.disconnected.wait(), 2)
     final = await NoraEvent.filter(conversation_id=pk(conversation["id"])).order_by("-seq").first()
@@ -162,7 +162,7 @@ async def test_http_errors_end_the_reply_with_a_clear_code(gql, factory, fake, s
     conversation = await start(gql, owner.token, org, project)
     sent = await send(gql, owner.token, conversation["id"], "hi")
     reply = await settled(pk(sent["assistantMessage"]["id"]))
-    assert (reply.status, reply.error_code) == (MessageStatus.FAILED, code)
+    assert (reply.status, reply.error_code) == (NoraMessageStatus.FAILED, code)
     assert text in reply.error_message
 
 
@@ -173,7 +173,7 @@ async def test_an_unreachable_provider_is_unavailable(gql, factory, fake):
     conversation = await start(gql, owner.token, org, project)
     sent = await send(gql, owner.token, conversation["id"], "hi")
     reply = await settled(pk(sent["assistantMessage"]["id"]))
-    assert (reply.status, reply.error_code) == (MessageStatus.FAILED, "PROVIDER_UNAVAILABLE")
+    assert (reply.status, reply.error_code) == (NoraMessageStatus.FAILED, "PROVIDER_UNAVAILABLE")
 
 
 @pytest.mark.both_databases
@@ -201,7 +201,7 @@ async def test_cancel_stops_the_provider_request(live, gql, factory, fake):
 
 async def test_quota_exceeded_means_no_provider_call(gql, factory, fake):
     owner, org, project = await make_team(factory)
-    await UsageLedger.create(organization=org, user=owner.user, kind=UsageKind.TOKENS, amount=49_999)
+    await NoraUsageEntry.create(organization=org, user=owner.user, kind=UsageKind.TOKENS, amount=49_999)
     conversation = await start(gql, owner.token, org, project)
     fake.script = [fake.stream(text_events(["fine"], prompt=5, completion=1))]
     sent = await send(gql, owner.token, conversation["id"], "one more")  # 49,999 < 50,000: allowed
@@ -214,7 +214,7 @@ async def test_quota_exceeded_means_no_provider_call(gql, factory, fake):
     assert error["extensions"]["code"] == "QUOTA_EXCEEDED"
     assert error["extensions"]["used"] == 50_005
     assert len(fake.requests) == 1
-    assert await Message.filter(conversation_id=pk(conversation["id"])).count() == 2
+    assert await NoraMessage.filter(conversation_id=pk(conversation["id"])).count() == 2
 
 
 def _row(path: str, message_id: int) -> dict:
@@ -236,25 +236,25 @@ async def test_shutdown_ends_running_replies_failed_and_startup_sweeps_orphans(s
             conversation = await start(gql, owner.token, org, project)
             sent = await send(gql, owner.token, conversation["id"], "go on")
             reply_id = pk(sent["assistantMessage"]["id"])
-            while (await Message.get(id=reply_id)).content != "Partial":
+            while (await NoraMessage.get(id=reply_id)).content != "Partial":
                 await asyncio.sleep(0.01)
             # A reply whose instance died long ago, for the next startup to find.
             from datetime import timedelta
 
             from tortoise import timezone
 
-            orphan = await Message.create(
-                conversation_id=pk(conversation["id"]), role="assistant", status=MessageStatus.STREAMING,
+            orphan = await NoraMessage.create(
+                conversation_id=pk(conversation["id"]), role="assistant", status=NoraMessageStatus.STREAMING,
                 content="Lost", provider="openai", model="fake-model",
             )
-            await Message.filter(id=orphan.id).update(updated_at=timezone.now() - timedelta(minutes=10))
+            await NoraMessage.filter(id=orphan.id).update(updated_at=timezone.now() - timedelta(minutes=10))
     stopped = _row(path, reply_id)
     assert (stopped["status"], stopped["error_code"], stopped["content"]) == ("failed", "INTERRUPTED", "Partial")
     assert _row(path, orphan.id)["status"] == "streaming"  # another instance's: not ours to end on shutdown
 
     async with LifespanManager(create_app(settings)):
-        ended = await Message.get(id=orphan.id)
-        assert (ended.status, ended.error_code, ended.content) == (MessageStatus.FAILED, "INTERRUPTED", "Lost")
+        ended = await NoraMessage.get(id=orphan.id)
+        assert (ended.status, ended.error_code, ended.content) == (NoraMessageStatus.FAILED, "INTERRUPTED", "Lost")
         final = await NoraEvent.filter(conversation_id=pk(conversation["id"])).order_by("-seq").first()
         assert (final.type, final.payload["messageId"]) == ("MessageFailed", orphan.id)
 

@@ -11,8 +11,8 @@ from contextlib import asynccontextmanager
 
 from tortoise.transactions import in_transaction
 
-from models import Conversation, NoraEvent
-from resolvers.events import EventLog
+from models import NoraConversation, NoraEvent
+from resolvers.event.log import EventLog
 
 
 def channel(conversation_id: int) -> str:
@@ -24,7 +24,7 @@ def cancel_channel(message_id: int) -> str:
     return f"nora-cancel:{message_id}"
 
 
-NORA_LOG = EventLog(kind="nora", model=NoraEvent, owner=Conversation, key="conversation_id", channel=channel)
+NORA_LOG = EventLog(kind="nora", model=NoraEvent, owner=NoraConversation, key="conversation_id", channel=channel)
 
 
 class EventBatch:

@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 
 from tortoise.functions import Sum
 
-from models import Organization, Plan, UsageKind, UsageLedger
+from models import NoraUsageEntry, Organization, Plan, UsageKind
 from resolvers.errors import QuotaExceeded, RateLimited
 
 log = logging.getLogger("pcg.nora")
@@ -177,7 +177,7 @@ class UsageReport:
 async def usage_today(settings, organization: Organization) -> UsageReport:
     start, end = day_bounds()
     rows = (
-        await UsageLedger.filter(organization_id=organization.id, created_at__gte=start)
+        await NoraUsageEntry.filter(organization_id=organization.id, created_at__gte=start)
         .annotate(total=Sum("amount"))
         .group_by("kind")
         .values_list("kind", "total")

@@ -9,12 +9,13 @@ return plain JSON-able data; failures raise AppError and become `{"ok": false, "
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from tortoise.expressions import Subquery
 from tortoise.functions import Count
 
 from models import (
-    Conversation,
+    NoraConversation,
     OrganizationMember,
     Project,
     Task,
@@ -22,10 +23,13 @@ from models import (
     TaskPriority,
     TaskStatus,
 )
-from resolvers import comments as comment_resolvers
-from resolvers import tasks as task_resolvers
 from resolvers.errors import AppError, BadInput, NotFound
 from resolvers.ids import parse_global_id, to_global_id
+from resolvers.task import comments as comment_resolvers
+from resolvers.task import tasks as task_resolvers
+
+if TYPE_CHECKING:
+    from resolvers.context import Context
 
 OPEN = (TaskStatus.TODO, TaskStatus.INPROGRESS, TaskStatus.INREVIEW)
 BLOCKED_LABEL = "blocked"
@@ -110,7 +114,7 @@ SCHEMAS = [
 NAMES = frozenset(s["function"]["name"] for s in SCHEMAS)
 
 
-async def run(ctx, conversation: Conversation, name: str, args: dict) -> dict:
+async def run(ctx: Context, conversation: NoraConversation, name: str, args: dict) -> dict:
     if name not in NAMES:
         raise BadInput(f"There is no tool called {name!r}", field="name")
     if not isinstance(args, dict):
@@ -163,8 +167,8 @@ def _due(value) -> date | None:
 # -- lookups, all through the viewer ------------------------------------------------------------
 
 
-async def _tasks_here(ctx, conversation: Conversation):
-    qs = (await ctx.viewer.tasks()).filter(
+async def _tasks_here(ctx: Context, conversation: NoraConversation):
+    qs = (await ctx.access.tasks()).filter(
         project__organization_id=conversation.organization_id,
         project__archived_at__isnull=True,
         archived_at__isnull=True,
@@ -174,7 +178,7 @@ async def _tasks_here(ctx, conversation: Conversation):
     return qs
 
 
-async def _find_task(ctx, conversation: Conversation, ref: str) -> Task:
+async def _find_task(ctx: Context, conversation: NoraConversation, ref: str) -> Task:
     try:
         type_name, pk = parse_global_id(ref)
     except BadInput:
@@ -197,13 +201,13 @@ async def _find_task(ctx, conversation: Conversation, ref: str) -> Task:
     return matches[0]
 
 
-async def _find_user(ctx, conversation: Conversation, who: str) -> int | None:
+async def _find_user(ctx: Context, conversation: NoraConversation, who: str) -> int | None:
     word = who.strip().lower()
     if word in ("me", "myself", "i"):
-        return ctx.viewer.user_id
+        return ctx.access.user_id
     if word in ("nobody", "no one", "noone", "none", "unassigned"):
         return None
-    members = (await ctx.viewer.org_scoped(OrganizationMember)).filter(
+    members = (await ctx.access.org_scoped(OrganizationMember)).filter(
         organization_id=conversation.organization_id
     )
     for lookup in ({"user__email__iexact": word}, {"user__name__iexact": word}, {"user__name__istartswith": word}):
@@ -218,16 +222,16 @@ async def _find_user(ctx, conversation: Conversation, who: str) -> int | None:
     raise BadInput(f"Nobody called \"{who}\" is a member of this organization", field="assignee")
 
 
-async def _projects_here(ctx, conversation: Conversation) -> list[Project]:
-    qs = (await ctx.viewer.projects()).filter(
+async def _projects_here(ctx: Context, conversation: NoraConversation) -> list[Project]:
+    qs = (await ctx.access.projects()).filter(
         organization_id=conversation.organization_id, archived_at__isnull=True
     )
     return list(await qs.order_by("name", "id"))
 
 
-async def _project(ctx, conversation: Conversation, ref: str | None) -> Project:
+async def _project(ctx: Context, conversation: NoraConversation, ref: str | None) -> Project:
     if ref is None and conversation.project_id is not None:
-        return await ctx.viewer.project(conversation.project_id)
+        return await ctx.access.project(conversation.project_id)
     projects = await _projects_here(ctx, conversation)
     if ref is not None:
         wanted = [p for p in projects if p.name.lower() == ref.lower() or to_global_id("Project", p.id) == ref]
@@ -262,7 +266,7 @@ async def _describe(task: Task) -> dict:
 # -- the tools ----------------------------------------------------------------------------------
 
 
-async def search_tasks(ctx, conversation: Conversation, args: dict) -> dict:
+async def search_tasks(ctx: Context, conversation: NoraConversation, args: dict) -> dict:
     qs = await _tasks_here(ctx, conversation)
     if query := _text(args, "query", max_len=200):
         qs = qs.filter(title__icontains=query)
@@ -292,7 +296,7 @@ async def search_tasks(ctx, conversation: Conversation, args: dict) -> dict:
     return {"tasks": tasks, "total": total}
 
 
-async def get_task(ctx, conversation: Conversation, args: dict) -> dict:
+async def get_task(ctx: Context, conversation: NoraConversation, args: dict) -> dict:
     task = await _find_task(ctx, conversation, _text(args, "task", required=True))
     data = await _describe(task)
     labels = await TaskLabel.filter(task_id=task.id).select_related("label").order_by("label__name")
@@ -302,7 +306,7 @@ async def get_task(ctx, conversation: Conversation, args: dict) -> dict:
     return {"task": data}
 
 
-async def create_task(ctx, conversation: Conversation, args: dict) -> dict:
+async def create_task(ctx: Context, conversation: NoraConversation, args: dict) -> dict:
     title = _text(args, "title", required=True, max_len=10_000)
     project = await _project(ctx, conversation, _text(args, "project", max_len=200))
     assignee = _text(args, "assignee")
@@ -319,7 +323,7 @@ async def create_task(ctx, conversation: Conversation, args: dict) -> dict:
     return {"task": await _describe(task)}
 
 
-async def update_task(ctx, conversation: Conversation, args: dict) -> dict:
+async def update_task(ctx: Context, conversation: NoraConversation, args: dict) -> dict:
     task = await _find_task(ctx, conversation, _text(args, "task", required=True))
     changes: dict = {}
     if status := _enum(TaskStatus, args, "status"):
@@ -339,7 +343,7 @@ async def update_task(ctx, conversation: Conversation, args: dict) -> dict:
     return {"task": await _describe(updated), "changed": changed}
 
 
-async def add_comment(ctx, conversation: Conversation, args: dict) -> dict:
+async def add_comment(ctx: Context, conversation: NoraConversation, args: dict) -> dict:
     task = await _find_task(ctx, conversation, _text(args, "task", required=True))
     comment, task = await comment_resolvers.add_comment(
         ctx, task.id, _text(args, "body", required=True, max_len=10_000)
@@ -347,7 +351,7 @@ async def add_comment(ctx, conversation: Conversation, args: dict) -> dict:
     return {"commentId": to_global_id("Comment", comment.id), "task": await _describe(task)}
 
 
-async def summarize_board(ctx, conversation: Conversation, args: dict) -> dict:
+async def summarize_board(ctx: Context, conversation: NoraConversation, args: dict) -> dict:
     ref = _text(args, "project", max_len=200)
     if ref is not None or conversation.project_id is not None:
         projects = [await _project(ctx, conversation, ref)]
@@ -375,8 +379,8 @@ async def summarize_board(ctx, conversation: Conversation, args: dict) -> dict:
     return {"projects": summaries}
 
 
-async def list_members(ctx, conversation: Conversation, args: dict) -> dict:
-    members = (await ctx.viewer.org_scoped(OrganizationMember)).filter(
+async def list_members(ctx: Context, conversation: NoraConversation, args: dict) -> dict:
+    members = (await ctx.access.org_scoped(OrganizationMember)).filter(
         organization_id=conversation.organization_id
     )
     rows = await members.select_related("user").order_by("user__name", "id").limit(100)
