@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import logging
 import os
 import random
@@ -59,6 +58,7 @@ from models import (
     User,
 )
 from models.task import PRIORITY_RANK
+from resolvers import codec
 from resolvers.identity.auth import issue_access_token
 from resolvers.ids import to_global_id
 from server.app import create_app
@@ -199,7 +199,7 @@ class Baseline:
         db = Tortoise.get_connection("default")
         claims = jwt.decode(token, SECRET, algorithms=["HS256"])
         user_id = int(claims["sub"])
-        project_id = int(base64.urlsafe_b64decode(project_gid + "==").decode().split(":")[1])
+        project_id = int(codec.decode_text(project_gid).split(":")[1])
         p = self.p
         users = await db.execute_query_dict(
             f'SELECT "id" FROM "users" WHERE "id" = {p(1)} AND "is_active"', [user_id]
@@ -318,7 +318,7 @@ def _json(value):
 
 
 def _cursor(row: dict) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([row["position"], row["id"]])).decode().rstrip("=")
+    return codec.encode(orjson.dumps([row["position"], row["id"]]))
 
 
 # -- measuring ----------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ import asyncio
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +46,7 @@ from schema.limits import Limits  # noqa: E402
 from schema.root import schema  # noqa: E402
 from server.app import create_app  # noqa: E402
 from server.db import migrate  # noqa: E402
-from server.settings import Settings  # noqa: E402
+from server.settings import Settings, replace  # noqa: E402
 
 SECRET = "bench-secret-" + "x" * 40
 OFF = Limits(max_tokens=10**9, max_document_chars=10**9, max_depth=10**6, max_aliases=10**6,

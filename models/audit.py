@@ -1,9 +1,16 @@
 """The audit domain: one entry per write, and the catalogue of what a write can be."""
 
+from __future__ import annotations
+
 from enum import Enum
+from typing import TYPE_CHECKING, Any
 
 from tortoise import fields
 from tortoise.models import Model
+
+if TYPE_CHECKING:
+    from models.identity import ApiKey, User
+    from models.org import Organization
 
 
 class AuditAction(str, Enum):
@@ -14,7 +21,7 @@ class AuditAction(str, Enum):
 
     resource_type: str
 
-    def __new__(cls, value: str, resource_type: str) -> "AuditAction":
+    def __new__(cls, value: str, resource_type: str) -> AuditAction:
         member = str.__new__(cls, value)
         member._value_ = value
         member.resource_type = resource_type
@@ -53,15 +60,24 @@ class AuditAction(str, Enum):
 
 class AuditEntry(Model):
     id = fields.BigIntField(primary_key=True)
-    organization = fields.ForeignKeyField("models.Organization", related_name="audit", null=True)
-    actor = fields.ForeignKeyField("models.User", related_name="audit_entries", null=True)
-    api_key = fields.ForeignKeyField("models.ApiKey", related_name="audit_entries", null=True)
+    organization: fields.ForeignKeyNullableRelation[Organization] = fields.ForeignKeyField(
+        "models.Organization", related_name="audit", null=True
+    )
+    organization_id: int | None
+    actor: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="audit_entries", null=True
+    )
+    actor_id: int | None
+    api_key: fields.ForeignKeyNullableRelation[ApiKey] = fields.ForeignKeyField(
+        "models.ApiKey", related_name="audit_entries", null=True
+    )
+    api_key_id: int | None
     # An AuditAction's value.
     action = fields.CharField(max_length=64)
     resource_type = fields.CharField(max_length=64)
     resource_id = fields.CharField(max_length=64)
-    before = fields.JSONField(null=True)
-    after = fields.JSONField(null=True)
+    before: fields.JSONField[dict[str, Any] | None] = fields.JSONField(null=True)
+    after: fields.JSONField[dict[str, Any] | None] = fields.JSONField(null=True)
     ip = fields.CharField(max_length=64, null=True)
     request_id = fields.CharField(max_length=64, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)

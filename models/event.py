@@ -1,9 +1,16 @@
 """The event domain: the board's durable event log and the catalogue of its event types."""
 
+from __future__ import annotations
+
 from enum import Enum
+from typing import TYPE_CHECKING, Any
 
 from tortoise import fields
 from tortoise.models import Model
+
+if TYPE_CHECKING:
+    from models.identity import User
+    from models.project import Project
 
 
 class BoardEventType(str, Enum):
@@ -30,12 +37,18 @@ class BoardEvent(Model):
     """The durable log of what changed on a board; `seq` is dense per project."""
 
     id = fields.BigIntField(primary_key=True)
-    project = fields.ForeignKeyField("models.Project", related_name="events")
+    project: fields.ForeignKeyRelation[Project] = fields.ForeignKeyField(
+        "models.Project", related_name="events"
+    )
+    project_id: int
     seq = fields.BigIntField()
     # A BoardEventType's value; text, so an event written by a newer release still reads.
     type = fields.CharField(max_length=64)
-    payload = fields.JSONField(default=dict)
-    actor = fields.ForeignKeyField("models.User", related_name="board_events", null=True)
+    payload: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
+    actor: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="board_events", null=True
+    )
+    actor_id: int | None
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:

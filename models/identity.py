@@ -1,9 +1,14 @@
-from typing import ClassVar
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
 
 from tortoise import fields
 from tortoise.models import Model
 
 from models.org import OrgRole
+
+if TYPE_CHECKING:
+    from models.org import Organization
 
 
 class User(Model):
@@ -31,8 +36,14 @@ class ApiKey(Model):
     # What audit entries and events show of it (models/snapshot.py); never a secret.
     snapshot_fields: ClassVar[tuple[str, ...]] = ("id", "organization_id", "name", "prefix", "role", "created_by_id", "expires_at", "revoked_at")
     id = fields.IntField(primary_key=True)
-    organization = fields.ForeignKeyField("models.Organization", related_name="api_keys")
-    created_by = fields.ForeignKeyField("models.User", related_name="api_keys")
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
+        "models.Organization", related_name="api_keys"
+    )
+    organization_id: int
+    created_by: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="api_keys"
+    )
+    created_by_id: int
     name = fields.CharField(max_length=100)
     prefix = fields.CharField(max_length=16)
     key_hash = fields.CharField(max_length=64, unique=True)

@@ -1,10 +1,15 @@
 """The org domain: organizations, their members and invites, plans and org roles."""
 
+from __future__ import annotations
+
 from enum import Enum
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from tortoise import fields
 from tortoise.models import Model
+
+if TYPE_CHECKING:
+    from models.identity import User
 
 
 class Plan(str, Enum):
@@ -44,8 +49,14 @@ class OrganizationMember(Model):
     # What audit entries and events show of it (models/snapshot.py); never a secret.
     snapshot_fields: ClassVar[tuple[str, ...]] = ("id", "organization_id", "user_id", "role")
     id = fields.IntField(primary_key=True)
-    organization = fields.ForeignKeyField("models.Organization", related_name="members")
-    user = fields.ForeignKeyField("models.User", related_name="org_memberships")
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
+        "models.Organization", related_name="members"
+    )
+    organization_id: int
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="org_memberships"
+    )
+    user_id: int
     role = fields.CharEnumField(OrgRole, max_length=16)
     created_at = fields.DatetimeField(auto_now_add=True)
 
@@ -60,17 +71,24 @@ class Invite(Model):
     # What audit entries and events show of it (models/snapshot.py); never a secret.
     snapshot_fields: ClassVar[tuple[str, ...]] = ("id", "organization_id", "email", "role", "expires_at", "accepted_at", "revoked_at")
     id = fields.IntField(primary_key=True)
-    organization = fields.ForeignKeyField("models.Organization", related_name="invites")
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
+        "models.Organization", related_name="invites"
+    )
+    organization_id: int
     email = fields.CharField(max_length=254)
     role = fields.CharEnumField(OrgRole, max_length=16)
     token_hash = fields.CharField(max_length=64, unique=True)
-    invited_by = fields.ForeignKeyField("models.User", related_name="invites_sent")
+    invited_by: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="invites_sent"
+    )
+    invited_by_id: int
     created_at = fields.DatetimeField(auto_now_add=True)
     expires_at = fields.DatetimeField()
     accepted_at = fields.DatetimeField(null=True)
-    accepted_by = fields.ForeignKeyField(
+    accepted_by: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="invites_accepted", null=True
     )
+    accepted_by_id: int | None
     revoked_at = fields.DatetimeField(null=True)
 
     class Meta:

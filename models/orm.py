@@ -19,7 +19,7 @@ from tortoise.queryset import QuerySet
 M = TypeVar("M", bound=Model)
 
 
-def fields_of(model: type[Model]) -> dict[str, Field]:
+def fields_of(model: type[Model]) -> dict[str, Field[Any]]:
     """Every field of `model` by Python name, foreign-key id columns (`project_id`) included."""
     return model._meta.fields_map
 
@@ -40,7 +40,7 @@ def db_of(model: type[Model]) -> BaseDBAsyncClient:
 
 def pk_max(model: type[Model]) -> int:
     """The largest primary key the column can hold (int4 or int8)."""
-    return model._meta.pk.constraints["le"]
+    return int(model._meta.pk.constraints["le"])
 
 
 def from_row(model: type[M], row: dict[str, Any]) -> M:
@@ -56,7 +56,7 @@ def detached(model: type[M], values: dict[str, Any]) -> M:
     return instance
 
 
-def sql_of(qs: QuerySet) -> tuple[BaseDBAsyncClient, str, list[Any]]:
+def sql_of(qs: QuerySet[Any]) -> tuple[BaseDBAsyncClient, str, list[Any]]:
     """The connection, parameterized SQL and parameters Tortoise would run for `qs`."""
     qs._choose_db_if_not_chosen()
     qs._make_query()

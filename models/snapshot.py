@@ -64,7 +64,7 @@ class Serializer:
     def load(self, data: dict[str, Any]) -> Model:
         """A read-only instance; cached on `data`, which one event shares with all its
         subscribers (so it is built once per event, not once per subscriber)."""
-        cached = data.get(self.cache_key)
+        cached: Model | None = data.get(self.cache_key)
         if cached is not None:
             return cached
         values = {}

@@ -1,10 +1,16 @@
 """The task domain: tasks, their comments and label links."""
 
+from __future__ import annotations
+
 from enum import Enum
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from tortoise import fields
 from tortoise.models import Model
+
+if TYPE_CHECKING:
+    from models.identity import User
+    from models.project import Label, Project
 
 
 class TaskStatus(str, Enum):
@@ -37,7 +43,10 @@ class Task(Model):
     # What audit entries and events show of it (models/snapshot.py); never a secret.
     snapshot_fields: ClassVar[tuple[str, ...]] = ("id", "project_id", "title", "description", "status", "priority", "position", "assignee_id", "parent_id", "due_date", "custom_properties", "version", "archived_at", "created_by_id", "created_at", "updated_at")
     id = fields.IntField(primary_key=True)
-    project = fields.ForeignKeyField("models.Project", related_name="tasks")
+    project: fields.ForeignKeyRelation[Project] = fields.ForeignKeyField(
+        "models.Project", related_name="tasks"
+    )
+    project_id: int
     title = fields.CharField(max_length=500)
     description = fields.TextField(default="")
     status = fields.CharEnumField(TaskStatus, max_length=16, default=TaskStatus.TODO)
@@ -45,15 +54,20 @@ class Task(Model):
     priority_rank = fields.SmallIntField(default=2)
     # Fractional-index rank within the status column: a move rewrites only this row.
     position = fields.CharField(max_length=128)
-    assignee = fields.ForeignKeyField(
+    assignee: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="assigned_tasks", null=True, on_delete=fields.SET_NULL
     )
-    created_by = fields.ForeignKeyField("models.User", related_name="created_tasks")
-    parent = fields.ForeignKeyField(
+    assignee_id: int | None
+    created_by: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="created_tasks"
+    )
+    created_by_id: int
+    parent: fields.ForeignKeyNullableRelation[Task] = fields.ForeignKeyField(
         "models.Task", related_name="subtasks", null=True, on_delete=fields.SET_NULL
     )
+    parent_id: int | None
     due_date = fields.DateField(null=True)
-    custom_properties = fields.JSONField(default=dict)
+    custom_properties: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
     version = fields.IntField(default=1)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
@@ -69,8 +83,10 @@ class Comment(Model):
     # What audit entries and events show of it (models/snapshot.py); never a secret.
     snapshot_fields: ClassVar[tuple[str, ...]] = ("id", "task_id", "author_id", "body", "created_at", "updated_at")
     id = fields.IntField(primary_key=True)
-    task = fields.ForeignKeyField("models.Task", related_name="comments")
-    author = fields.ForeignKeyField("models.User", related_name="comments")
+    task: fields.ForeignKeyRelation[Task] = fields.ForeignKeyField("models.Task", related_name="comments")
+    task_id: int
+    author: fields.ForeignKeyRelation[User] = fields.ForeignKeyField("models.User", related_name="comments")
+    author_id: int
     body = fields.TextField()
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
@@ -82,8 +98,12 @@ class Comment(Model):
 
 class TaskLabel(Model):
     id = fields.IntField(primary_key=True)
-    task = fields.ForeignKeyField("models.Task", related_name="task_labels")
-    label = fields.ForeignKeyField("models.Label", related_name="task_labels")
+    task: fields.ForeignKeyRelation[Task] = fields.ForeignKeyField("models.Task", related_name="task_labels")
+    task_id: int
+    label: fields.ForeignKeyRelation[Label] = fields.ForeignKeyField(
+        "models.Label", related_name="task_labels"
+    )
+    label_id: int
 
     class Meta:
         table = "task_label"

@@ -9,8 +9,6 @@ name a row says nothing about any row, so refusing it leaks nothing.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 
 from models import (
@@ -29,6 +27,7 @@ from models import (
     Task,
     User,
 )
+from resolvers import codec
 from resolvers.errors import BadInput
 
 # Node type -> the model whose primary key its IDs carry.
@@ -66,8 +65,7 @@ def parse_pk(type_name: str, text: object) -> int | None:
 
 
 def to_global_id(type_name: str, pk: int) -> str:
-    raw = f"{type_name}:{pk}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return codec.encode(f"{type_name}:{pk}")
 
 
 def parse_global_id(gid: str) -> tuple[str, int]:
@@ -75,8 +73,8 @@ def parse_global_id(gid: str) -> tuple[str, int]:
     if not isinstance(gid, str) or not 0 < len(gid) <= 100:
         raise BadInput("Malformed ID", id=str(gid)[:100])
     try:
-        raw = base64.urlsafe_b64decode(gid + "=" * (-len(gid) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raw = codec.decode_text(gid)
+    except ValueError:
         raise BadInput("Malformed ID", id=gid) from None
     type_name, sep, digits = raw.partition(":")
     pk = parse_pk(type_name, digits) if sep else None

@@ -6,8 +6,6 @@ are inserted or moved elsewhere in the list (unlike offsets).
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Generic, TypeVar
@@ -18,6 +16,7 @@ from tortoise.fields import CharField, DateField, DatetimeField, Field, IntField
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
+from resolvers import codec
 from resolvers.errors import BadInput
 
 DEFAULT_PAGE = 50
@@ -119,16 +118,15 @@ def _only(value: Any, key: str) -> str:
 
 def encode_cursor(row: Any, fields: tuple[tuple[str, bool], ...]) -> str:
     values = [_encode_value(getattr(row, name)) for name, _ in fields]
-    return base64.urlsafe_b64encode(orjson.dumps(values)).decode().rstrip("=")
+    return codec.encode(orjson.dumps(values))
 
 
 def decode_cursor(
     cursor: str, fields: tuple[tuple[str, bool], ...], arg: str, model: type[Model]
 ) -> list[Any]:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        values = orjson.loads(raw)
-    except (binascii.Error, ValueError, orjson.JSONDecodeError):
+        values = orjson.loads(codec.decode(cursor))
+    except ValueError:  # orjson.JSONDecodeError is one too
         raise BadInput("Malformed cursor", field=arg) from None
     if not isinstance(values, list) or len(values) != len(fields):
         raise BadInput("Cursor does not belong to this list or ordering", field=arg)

@@ -116,8 +116,8 @@ class ApiKey(Node):
     )
     created_at: datetime = strawberry.field(description="When the key was created.")
     last_used_at: datetime | None = strawberry.field(
-        description="Reserved for when the key last authenticated a request; not recorded "
-        "yet, so always null."
+        description="When the key last authenticated a request or a websocket connection; "
+        "recorded at most once a minute, so up to a minute behind. Null if it never has."
     )
     expires_at: datetime | None = strawberry.field(
         description="When the key stops working; null for never."

@@ -11,12 +11,11 @@ import asyncio
 import contextlib
 import os
 import sys
-import textwrap
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from server.settings import DOCUMENTED, PROJECT_ROOT, Settings, SettingsError
+from server.settings import PROJECT_ROOT, Settings, SettingsError, help_text, markdown_table
 
 
 class CliError(Exception):
@@ -183,12 +182,14 @@ def _multiprocess_metrics(settings: Settings) -> None:
 
 
 def settings_help() -> str:
-    width = max(len(name) for name, _, _ in DOCUMENTED)
-    lines = ["environment (all optional):"]
-    for name, default, text in DOCUMENTED:
-        lines.append(f"  {name:<{width}}  default: {default or '(empty)'}")
-        lines.extend(textwrap.wrap(text, 76, initial_indent=" " * 6, subsequent_indent=" " * 6))
-    return "\n".join(lines)
+    return help_text()
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    """The settings as declared in server/settings.py: the README's table with --markdown."""
+    sys.stdout.write(markdown_table() if args.markdown else help_text() + "\n")
+    sys.stdout.flush()
+    return 0
 
 
 # -- migrate / seed / export-schema ------------------------------------------------------------
@@ -465,6 +466,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     migrate.set_defaults(func=cmd_migrate)
+
+    settings_cmd = commands.add_parser(
+        "settings", help="list the PCG_* settings (the README's table with --markdown)"
+    )
+    settings_cmd.add_argument("--markdown", action="store_true", help="print the README's Markdown table")
+    settings_cmd.set_defaults(func=cmd_settings)
 
     seed = commands.add_parser("seed", help="seed data (the demo organization)")
     seed.add_argument("--demo", action="store_true", help="create the demo organization once")

@@ -19,8 +19,7 @@ import httpx
 import pytest
 
 from models import BoardEvent, NoraConversation, NoraMessage, Project, Task, TaskStatus, User
-from resolvers.event.log import prune
-from resolvers.event.streams import decode_cursor
+from resolvers.event.log import BOARD, prune
 from resolvers.ids import decode_id, to_global_id
 from server.demo import DEMO_PASSWORD, seed_demo
 from server.settings import PROJECT_ROOT
@@ -201,7 +200,7 @@ async def assert_resynced_then_followed(output: str, title: str) -> None:
     assert first == second  # nothing was written between the two reads
     project = await Project.get(name="Website relaunch")
     (resumed,) = RESUBSCRIBED.findall(output)
-    after = decode_cursor(resumed, project.id)
+    after = BOARD.decode_cursor(resumed, project.id)
     assert after == (await Project.get(id=project.id)).event_seq - 2
     assert output.index("Resubscribing") < output.index("Created task")
     task = await assert_printed_events_match_the_log(output, title)

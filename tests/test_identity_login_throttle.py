@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
 
 import httpx
 import pytest
 
 from models import User
+from server.settings import replace
 from tests.conftest import PASSWORD
 
 LOG_IN = "mutation($i: LogInInput!) { logIn(input: $i) { user { id } accessToken } }"

@@ -257,3 +257,77 @@ async def test_shutdown_ends_running_replies_failed_and_startup_sweeps_orphans(s
         assert (ended.status, ended.error_code, ended.content) == (NoraMessageStatus.FAILED, "INTERRUPTED", "Lost")
         final = await NoraEvent.filter(conversation_id=pk(conversation["id"])).order_by("-seq").first()
         assert (final.type, final.payload["messageId"]) == ("MessageFailed", orphan.id)
+
+
+# -- SSE framing (httpx-sse), against the fake server, through the provider itself -------------
+
+
+async def _provider_chunks(fake, *behaviours) -> list:
+    from resolvers.nora.providers.openai import OpenAIProvider
+
+    fake.script = list(behaviours)
+    provider = OpenAIProvider(fake.url, "sk-test", "fake-model", timeout=2)
+    return [c async for c in provider.stream([{"role": "user", "content": "hi"}], [])]
+
+
+def _content(text: str) -> str:
+    return json.dumps(chunk({"content": text}))
+
+
+@pytest.mark.parametrize("eol", ["\r\n", "\n", "\r"], ids=["crlf", "lf", "cr"])
+@pytest.mark.parametrize("piece", [0, 1, 7], ids=["whole", "bytewise", "sevens"])
+async def test_sse_framing_follows_the_specification(fake, eol, piece):
+    """Comments, a lone `retry:`, unknown `event:` types, `id:`, an explicit `event: message`,
+    and one chunk whose JSON is split over two `data:` lines (the specification joins them with
+    a newline: the line-by-line parser this replaced called it malformed)."""
+    from resolvers.nora.providers import TextChunk, Usage
+
+    first, second = json.dumps(chunk({"content": "Hel"})), _content("lo, world")
+    cut = second.index('"choices"')
+    blocks = [
+        [": keep-alive"],
+        ["retry: 3000"],
+        ["event: ping", "data: {}"],
+        [f"data: {first}"],
+        ["id: 7", f"data:{second[:cut]}", f"data: {second[cut:]}"],
+        ["event: message", f"data: {json.dumps(chunk(finish='stop'))}"],
+        [": usage follows", f"data: {json.dumps(chunk(usage={'prompt_tokens': 12, 'completion_tokens': 3}))}"],
+        ["data: [DONE]"],
+    ]
+    text = "".join(eol.join(lines) + eol + eol for lines in blocks)
+    got = await _provider_chunks(fake, fake.raw(text, piece))
+    assert got == [TextChunk("Hel"), TextChunk("lo, world"), Usage(12, 3)]
+
+
+async def test_a_stream_without_done_ends_at_its_finish_reason(fake):
+    from resolvers.nora.providers import TextChunk, Usage
+
+    got = await _provider_chunks(fake, fake.stream(text_events(["a", "b"], prompt=5), done=False))
+    assert got == [TextChunk("a"), TextChunk("b"), Usage(5, 2)]
+
+
+async def test_a_stream_cut_before_its_answer_ended_is_an_error(fake):
+    """No finish_reason and no [DONE]; the last event lacks the blank line that dispatches it
+    (so, by the specification, it is never delivered)."""
+    from resolvers.nora.providers import ProviderError
+
+    text = f"data: {_content('half an ')}\n\ndata: {_content('answer')}\n"
+    with pytest.raises(ProviderError) as error:
+        await _provider_chunks(fake, fake.raw(text))
+    assert error.value.code == "PROVIDER_ERROR"
+    assert "ended before the answer did" in str(error.value)
+
+
+@pytest.mark.parametrize(("text", "content_type", "message"), [
+    ('event: error\ndata: {"error": {"message": "model overloaded"}}\n\n', "text/event-stream",
+     "The model provider failed: model overloaded"),
+    ('data: {"error": "quota"}\n\n', "text/event-stream", "The model provider failed: quota"),
+    ("data: {not json\ndata: }\n\n", "text/event-stream", "The model provider sent a malformed chunk"),
+    (json.dumps({"choices": []}), "application/json", "The model provider did not answer with an event stream"),
+])
+async def test_stream_failures_are_provider_errors(fake, text, content_type, message):
+    from resolvers.nora.providers import ProviderError
+
+    with pytest.raises(ProviderError) as error:
+        await _provider_chunks(fake, fake.raw(text, content_type=content_type))
+    assert (error.value.code, str(error.value)) == ("PROVIDER_ERROR", message)

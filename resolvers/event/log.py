@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +13,7 @@ import orjson
 from tortoise.expressions import F
 
 from models import BoardEvent, Project
-from resolvers import metrics
+from resolvers import codec, metrics
 from resolvers.errors import BadInput
 
 log = logging.getLogger("pcg.events")
@@ -64,16 +62,16 @@ class EventLog:
         return event
 
     def encode_cursor(self, key: int, seq: int) -> str:
-        return base64.urlsafe_b64encode(f"{self.kind}:{key}:{seq}".encode()).decode().rstrip("=")
+        return codec.encode(f"{self.kind}:{key}:{seq}")
 
     def decode_cursor(self, cursor: str, key: int) -> int:
         try:
-            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+            raw = codec.decode_text(cursor)
             kind, owner, seq = raw.split(":")
             if kind != self.kind or int(owner) != key or int(seq) < 0:
                 raise ValueError
             return int(seq)
-        except (binascii.Error, UnicodeDecodeError, ValueError):
+        except ValueError:
             raise BadInput("Malformed cursor, or a cursor of another stream", field="after") from None
 
     async def current_seq(self, key: int) -> int:

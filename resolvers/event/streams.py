@@ -53,10 +53,6 @@ def encode_cursor(project_id: int, seq: int) -> str:
     return BOARD.encode_cursor(project_id, seq)
 
 
-def decode_cursor(cursor: str, project_id: int) -> int:
-    return BOARD.decode_cursor(cursor, project_id)
-
-
 async def follow(
     ctx: Context,
     log: EventLog,

@@ -16,6 +16,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from models import ApiKey, User
 from resolvers.errors import Unauthenticated
+from resolvers.identity import key_usage
 from resolvers.ids import parse_pk
 
 API_KEY_PREFIX = "pcg_"
@@ -130,4 +131,5 @@ async def _api_key_principal(key: str) -> Principal:
         or not api_key.created_by.is_active
     ):
         raise Unauthenticated("Invalid or revoked API key", reason="API_KEY_INVALID")
+    await key_usage.record_use(api_key)
     return Principal(user=api_key.created_by, api_key=api_key)
