@@ -58,6 +58,9 @@ class AuditAction(str, Enum):
     NORA_MESSAGE_CANCEL = ("nora.message.cancel", "NoraMessage")
 
 
+USER_AGENT_MAX = 512
+
+
 class AuditEntry(Model):
     id = fields.BigIntField(primary_key=True)
     organization: fields.ForeignKeyNullableRelation[Organization] = fields.ForeignKeyField(
@@ -80,6 +83,11 @@ class AuditEntry(Model):
     after: fields.JSONField[dict[str, Any] | None] = fields.JSONField(null=True)
     ip = fields.CharField(max_length=64, null=True)
     request_id = fields.CharField(max_length=64, null=True)
+    # The client's User-Agent header (HTTP request or websocket handshake), cut to fit.
+    user_agent = fields.CharField(max_length=USER_AGENT_MAX, null=True)
+    # Position in the organization's log, dense from 1 (Organization.audit_seq); null for
+    # entries of no organization (sign-ups), which no live stream carries.
+    seq = fields.BigIntField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
@@ -87,3 +95,5 @@ class AuditEntry(Model):
         # The audit log is read newest first within one organization, with id breaking ties:
         # this index serves the page (and the CSV export's keyset walk) without a sort.
         indexes = (("organization", "created_at", "id"),)
+        # The live stream's replay (seq > cursor, in order) and its oldest-kept probe.
+        unique_together = (("organization", "seq"),)

@@ -38,6 +38,9 @@ class Organization(Model):
     slug = fields.CharField(max_length=64, unique=True)
     name = fields.CharField(max_length=200)
     plan = fields.CharEnumField(Plan, max_length=16, default=Plan.FREE)
+    # The last `AuditEntry.seq` given in this organization: the audit log's dense counter,
+    # taken at the end of each write's transaction (resolvers/audit_stream.py).
+    audit_seq = fields.BigIntField(default=0)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 

@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from models.audit import USER_AGENT_MAX
 from resolvers.access import Access
 from resolvers.loaders import Loaders
 
@@ -35,6 +36,8 @@ class Context:
     request: Request | WebSocket | None = None
     response: Response | None = None
     ip: str | None = None
+    # The client's User-Agent (HTTP request, or the websocket's handshake), for audit entries.
+    user_agent: str | None = None
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     loaders: Loaders = field(default_factory=Loaders)
     connection_params: dict[str, Any] | None = None
@@ -46,3 +49,13 @@ class Context:
     documents: TrustedDocuments | None = None
     # The instance's NORA runtime: running replies, rate limiter, provider.
     nora: NoraRuntime | None = None
+
+
+def user_agent_of(headers: Any) -> str | None:
+    """The User-Agent header as an audit entry keeps it: printable characters only (a NUL
+    cannot be stored on PostgreSQL), cut to the column; None when absent or empty."""
+    raw = headers.get("user-agent")
+    if not raw:
+        return None
+    text = "".join(ch for ch in raw if ch.isprintable())[:USER_AGENT_MAX].strip()
+    return text or None

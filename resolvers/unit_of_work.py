@@ -6,9 +6,11 @@ entry and the events (board and NORA logs), or nothing.
         await work.audit(AuditAction.TASK_CREATE, task.id, organization_id=..., after=dump(task))
         await work.event(project.id, BoardEventType.TASK_CREATED, {...})
 
+Audit entries are collected and written last, just before the commit: their per-organization
+seq takes the organization's row lock, held only for that tail (resolvers/audit_stream.py).
 After the commit (never before, so a rolled-back write publishes nothing) it clears the
-request's loaders, so what the payload reads next is fresh, and publishes the events and the
-access nudges. A dataloader must never be awaited inside the block: on SQLite the transaction
+request's loaders, so what the payload reads next is fresh, and publishes the events, the
+audit entries and the access nudges. A dataloader must never be awaited inside the block: on SQLite the transaction
 holds the only connection and the loader's batch waits for it forever. That rule is enforced
 here, not only written down: `Loaders` refuse to load while `writing()` is true.
 """
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from tortoise.transactions import in_transaction
 
 from models import AuditAction, AuditEntry, BoardEvent, BoardEventType, NoraEvent, NoraEventType, Project
+from resolvers.audit_stream import AUDIT_LOG
 from resolvers.event import log
 from resolvers.nora.events import NORA_LOG
 
@@ -55,9 +58,10 @@ class UnitOfWork:
         after: dict[str, Any] | None = None,
         actor_id: int | None = None,
     ) -> AuditEntry:
-        """The write's audit entry: who (user and API key), from where (IP, request id)."""
+        """The write's audit entry: who (user and API key), from where (IP, user agent, request
+        id). Stored (and numbered) at the end of the transaction; its id is set then."""
         principal = self.ctx.access.principal
-        entry = await AuditEntry.create(
+        entry = AuditEntry(
             organization_id=organization_id,
             actor_id=actor_id if actor_id is not None else (principal.user.id if principal else None),
             api_key_id=principal.api_key.id if principal and principal.api_key else None,
@@ -68,6 +72,7 @@ class UnitOfWork:
             after=after,
             ip=self.ctx.ip,
             request_id=self.ctx.request_id,
+            user_agent=self.ctx.user_agent,
         )
         self.entries.append(entry)
         return entry
@@ -101,11 +106,20 @@ class UnitOfWork:
         """After commit, tell the user's open streams to re-check their access."""
         self._access_changed.add(user_id)
 
+    async def _finish(self) -> None:
+        """The commit tail, inside the transaction: the audit entries, numbered."""
+        if self.entries:
+            await AUDIT_LOG.record(self.entries)
+
     async def _publish(self) -> None:
         broadcast = self.ctx.broadcast
-        if self._board or self._access_changed:
+        if self._board:
+            await log.BOARD.publish(broadcast, self._board)
+        live = [entry for entry in self.entries if entry.seq is not None]
+        if live or self._access_changed:
+            # Nudges last: a stream that re-checks its access has seen every event before.
             nudges = [(log.access_channel(uid), "{}") for uid in sorted(self._access_changed)]
-            await log.BOARD.publish(broadcast, self._board, nudges)
+            await AUDIT_LOG.publish(broadcast, live, nudges)
         if self._nora:
             await NORA_LOG.publish(broadcast, self._nora)
 
@@ -117,6 +131,7 @@ async def unit_of_work(ctx: Context) -> AsyncIterator[UnitOfWork]:
     try:
         async with in_transaction():
             yield work
+            await work._finish()
     finally:
         _WRITING.reset(token)
     ctx.loaders.clear_all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated
@@ -11,8 +12,14 @@ from strawberry.scalars import JSON
 
 from models import AuditEntry as AuditEntryModel
 from models import OrgRole
+from resolvers import audit_stream
 from resolvers.audit import AuditFilter
+from resolvers.event.streams import LogGap
+from resolvers.ids import decode_id
+from resolvers.loaders import Loaders
+from schema import sharing
 from schema.common import Connection, Info, Node, ctx, model_type_check, node_id
+from schema.permissions import OrgPermission, in_org, subscription
 
 if TYPE_CHECKING:
     from schema.identity import ApiKey, User
@@ -50,6 +57,16 @@ class AuditEntry(Node):
     )
     request_id: str | None = strawberry.field(
         description="The X-Request-Id of the request that made the write, to find it in logs."
+    )
+    user_agent: str | None = strawberry.field(
+        description="The client's User-Agent header (of the HTTP request, or of the websocket's "
+        "handshake), at most 512 characters, non-printable ones dropped; null when the client "
+        "sent none and for writes made by the CLI."
+    )
+    seq: int | None = strawberry.field(
+        description="Position in the organization's audit log: 1, 2, 3... with no gap, in "
+        "commit order (the `auditEntries` subscription's order); null for entries of no "
+        "organization (sign-ups)."
     )
     created_at: datetime = strawberry.field(description="When the write was committed.")
 
@@ -120,3 +137,93 @@ class AuditEntryFilter:
             actor=self.actor, action=self.action, resource_type=self.resource_type,
             resource_id=self.resource_id, since=self.from_, until=self.to, ip=self.ip,
         )
+
+
+# -- the live log --------------------------------------------------------------------------------
+
+
+@strawberry.interface(
+    description="Something on an organization's live audit log. Resume with `after: cursor`."
+)
+class AuditLogEvent:
+    _e: strawberry.Private[AuditEntryModel]
+
+    @strawberry.field(description="Pass as `after` to resume right after this event.")
+    def cursor(self) -> str:
+        return audit_stream.encode_cursor(self._e.organization_id, self._e.seq)
+
+    @strawberry.field(description="Position in the organization's audit log; increases by one.")
+    def seq(self) -> int:
+        return self._e.seq
+
+    @strawberry.field(description="When the entry was committed (for AuditResyncRequired: when "
+                      "the resync was sent).")
+    def occurred_at(self) -> datetime:
+        return self._e.created_at
+
+
+@strawberry.type(description="An entry was written to the audit log.")
+class AuditEntryAdded(AuditLogEvent):
+    @strawberry.field(description="The entry, as `Organization.auditEntries` lists it.")
+    def entry(self) -> AuditEntry:
+        return self._e
+
+
+@strawberry.type(
+    description="The cursor is older than the entries kept (the plan's audit retention): read "
+    "what is kept with `Organization.auditEntries`, then subscribe again with this event's "
+    "cursor (or `Organization.auditCursor`)."
+)
+class AuditResyncRequired(AuditLogEvent):
+    @strawberry.field(description="Why a resync is needed, for people.")
+    def reason(self) -> str:
+        return "The requested cursor is older than the retained audit log"
+
+
+# Reached only through the AuditLogEvent interface: schema/root.py lists them.
+AUDIT_EVENT_TYPES: tuple[type[AuditLogEvent], ...] = (AuditEntryAdded, AuditResyncRequired)
+
+
+def _typed(item: AuditEntryModel | LogGap) -> AuditLogEvent:
+    if isinstance(item, LogGap):
+        marker = AuditEntryModel(organization_id=item.key, seq=item.seq, created_at=item.occurred_at)
+        return AuditResyncRequired(_e=marker)
+    return AuditEntryAdded(_e=item)
+
+
+@strawberry.type
+class AuditSubscription:
+    @subscription(
+        requires=in_org(OrgPermission.READ_AUDIT_LOG),
+        description="An organization's audit entries as they are committed, in `seq` order. With "
+        "`after`, the entries since that cursor are replayed first: a client that resubscribes "
+        "with its last cursor misses nothing, whichever instance it reaches. An organization "
+        "the viewer is not in answers NOT_FOUND, like one that does not exist; the stream ends "
+        "with FORBIDDEN when the viewer is demoted below admin or removed.",
+    )
+    async def audit_entries(
+        self,
+        info: Info,
+        organization_id: Annotated[
+            strawberry.ID, strawberry.argument(description="The organization.")
+        ],
+        after: Annotated[
+            str | None,
+            strawberry.argument(
+                description="A `cursor` of an event or `Organization.auditCursor`: replay what "
+                "came after it. Live entries only if omitted."
+            ),
+        ] = None,
+    ) -> AsyncGenerator[AuditLogEvent, None]:
+        context = ctx(info)
+        org_id = decode_id(organization_id, "Organization", "organizationId")
+        viewer = context.access
+        async for item in audit_stream.audit_events(context, org_id, after):
+            # A websocket shares one context across its operations: each event gets its own
+            # loaders (AuditEntry.actor, apiKey), filled after the write committed.
+            context.loaders = Loaders()
+            typed = _typed(item)
+            # What ROLES fields read of the viewer: its role in the entry's organization
+            # (AuditEntry.apiKey); there is no project.
+            yield sharing.mark(typed, item if not isinstance(item, LogGap) else typed._e,
+                               (None, viewer.org_role(org_id)), viewer)

@@ -11,6 +11,7 @@ from models import Invite as InviteModel
 from models import Organization as OrganizationModel
 from models import OrganizationMember as OrganizationMemberModel
 from resolvers import audit as audit_resolvers
+from resolvers import audit_stream
 from resolvers.identity import api_keys as api_key_resolvers
 from resolvers.ids import decode_id, to_global_id
 from resolvers.org import invites as invite_resolvers
@@ -269,6 +270,15 @@ class Organization(Node):
             first=first, after=after, last=last, before=before,
         )
         return AuditEntryConnection.of(page)
+
+    @field(
+        requires=in_org(OrgPermission.READ_AUDIT_LOG),
+        description="The audit log's position as of this read. Read `auditEntries` with it, then "
+        "subscribe to `auditEntries(organizationId, after: auditCursor)`: nothing between the "
+        "read and the subscription is missed.",
+    )
+    async def audit_cursor(self, info: Info) -> str:
+        return await audit_stream.current_cursor(ctx(info), self.id)
 
 
 @strawberry.input(description="A new organization.")

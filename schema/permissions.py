@@ -20,7 +20,10 @@ import strawberry
 from models import OrgRole, ProjectRole
 from resolvers.access import OrgPermission, Permission
 
-__all__ = ["ANYONE", "SIGNED_IN", "OrgPermission", "Permission", "Requires", "declared", "field", "in_org", "in_project", "mutation", "own"]
+__all__ = [
+    "ANYONE", "SIGNED_IN", "OrgPermission", "Permission", "Requires", "declared", "field", "in_org",
+    "in_project", "mutation", "own", "subscription",
+]
 
 # Organization owners act as owners, and admins as admins, of every project of their org.
 _PROJECT_WHO = {
@@ -93,6 +96,10 @@ def mutation(*, requires: Requires, description: str, **kwargs: Any) -> Callable
 
 def field(*, requires: Requires, description: str, **kwargs: Any) -> Any:
     return strawberry.field(**_described(requires, description), **kwargs)
+
+
+def subscription(*, requires: Requires, description: str, **kwargs: Any) -> Any:
+    return strawberry.subscription(**_described(requires, description), **kwargs)
 
 
 def declared(strawberry_field: Any) -> Requires | None:

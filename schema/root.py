@@ -19,6 +19,7 @@ from resolvers.org import organizations as org_resolvers
 from resolvers.project import projects as project_resolvers
 from resolvers.task import tasks as task_resolvers
 from schema import sharing
+from schema.audit import AUDIT_EVENT_TYPES, AuditSubscription
 from schema.authentication import Authentication
 from schema.common import After, Before, First, IncludeArchived, Info, Last, Node, ProjectSearch, ctx
 from schema.errors import ErrorCodes, is_expected
@@ -126,7 +127,14 @@ Subscription = _root(
     "Subscription",
     "Live event streams, over a websocket (graphql-transport-ws or graphql-ws). Resume with "
     "`after` to miss nothing.",
-    (Subscription, NoraSubscription),
+    (Subscription, NoraSubscription, AuditSubscription),
+)
+
+# Types reached only through an interface (BoardEvent, NoraEvent, AuditLogEvent): every event
+# type and each stream's resync marker. A schema built without one could not return it.
+STREAM_TYPES = (
+    *EVENT_TYPES.values(), ResyncRequired, *NORA_EVENT_TYPES.values(), NoraResyncRequired,
+    *AUDIT_EVENT_TYPES,
 )
 
 
@@ -172,8 +180,7 @@ def build_schema() -> strawberry.Schema:
         subscription=Subscription,
         execution_context_class=ExecutionContext,
         scalar_overrides=SCALAR_OVERRIDES,
-        # Event types are reached only through the BoardEvent interface.
-        types=[*EVENT_TYPES.values(), ResyncRequired, *NORA_EVENT_TYPES.values(), NoraResyncRequired],
+        types=list(STREAM_TYPES),
         extensions=[
             OperationMetrics,
             ErrorCodes,

@@ -68,6 +68,7 @@ DECLARED: dict[str, Depends] = {
     # this subscriber; the generator, not the answer, checks who may see it.
     **_each(EVENT, "Subscription", "boardEvents taskChanged"),
     **_each(EVENT, "NoraSubscription", "noraEvents"),
+    **_each(EVENT, "AuditSubscription", "auditEntries"),
     # -- board events: read from the event's own payload, or rows it names by id
     **_each(EVENT, "BoardEvent", "cursor seq occurredAt projectId actor"),
     **_each(EVENT, "TaskCreated", "task"),
@@ -106,7 +107,8 @@ DECLARED: dict[str, Depends] = {
     **_each(EVENT, "User", "id name email createdAt"),
     # -- the event's organization
     **_each(EVENT, "Organization", "id slug name plan createdAt"),
-    **_each(ROLES, "Organization", "viewerRole invites apiKeys auditEntries"),  # admin-only lists
+    # Admin-only lists, and the admin-only audit position (the same for every admin).
+    **_each(ROLES, "Organization", "viewerRole invites apiKeys auditEntries auditCursor"),
     # Counts of the organization, the same for every viewer who passes its READ check.
     **_each(ROLES, "Organization", "usage"),
     **_each(EVENT, "OrganizationUsage", "plan members pendingInvites projects limits"),
@@ -127,7 +129,8 @@ DECLARED: dict[str, Depends] = {
     # Reached only through the admin-only Organization.auditEntries (or node(id)).
     **_each(
         EVENT, "AuditEntry",
-        "id action resourceType resourceId before after ip requestId createdAt actor",
+        "id action resourceType resourceId before after ip requestId userAgent seq createdAt "
+        "actor",
     ),
     # Shown when the viewer administers the key's organization: the entry's, the event's.
     **_each(ROLES, "AuditEntry", "apiKey"),
@@ -135,6 +138,11 @@ DECLARED: dict[str, Depends] = {
     **_each(EVENT, "Connection", "edges nodes pageInfo totalCount"),
     **_each(EVENT, "Edge", "cursor node"),
     **_each(EVENT, "PageInfo", "hasNextPage hasPreviousPage startCursor endCursor"),
+    # -- audit log events: the entry itself (AuditEntry's fields are declared above); the
+    # subscription's signature is the viewer's role in the entry's organization.
+    **_each(EVENT, "AuditLogEvent", "cursor seq occurredAt"),
+    **_each(EVENT, "AuditEntryAdded", "entry"),
+    **_each(EVENT, "AuditResyncRequired", "reason"),
     # -- NORA events: read from the event's payload only
     **_each(EVENT, "NoraEvent", "cursor seq occurredAt conversationId messageId"),
     **_each(EVENT, "MessageStarted", "message replyTo"),

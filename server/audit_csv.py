@@ -18,14 +18,14 @@ from starlette.responses import Response, StreamingResponse
 
 from models import User
 from resolvers import audit
-from resolvers.context import Context
+from resolvers.context import Context, user_agent_of
 from resolvers.errors import AppError, BadInput, NotFound
 from resolvers.ids import to_global_id
 from schema.authentication import access_for
 
 COLUMNS = [
     "id", "createdAt", "action", "resourceType", "resourceId", "actor", "actorEmail",
-    "apiKey", "ip", "requestId", "before", "after",
+    "apiKey", "ip", "userAgent", "requestId", "before", "after",
 ]
 # Query parameter -> AuditFilter field; the names of AuditEntryFilter's fields.
 _TEXT_PARAMS = {"actor": "actor", "action": "action", "resourceType": "resource_type",
@@ -90,6 +90,7 @@ async def csv_lines(batches: AsyncIterator[list]) -> AsyncIterator[str]:
                 _cell(emails.get(r.actor_id)),
                 to_global_id("ApiKey", r.api_key_id) if r.api_key_id else "",
                 _cell(r.ip),
+                _cell(r.user_agent),
                 _cell(r.request_id),
                 _json(r.before),
                 _json(r.after),
@@ -115,6 +116,7 @@ async def endpoint(request: Request) -> Response:
         broadcast=request.app.state.broadcast,
         request=request,
         ip=request.client.host if request.client else None,
+        user_agent=user_agent_of(request.headers),
         **({"request_id": request_id} if request_id else {}),
     )
     try:

@@ -20,7 +20,7 @@ from strawberry.subscriptions import (
 )
 
 from resolvers.access import Access
-from resolvers.context import Context
+from resolvers.context import Context, user_agent_of
 from resolvers.documents import TrustedDocuments
 from resolvers.errors import ServiceUnavailable, Unauthenticated
 from resolvers.identity.auth import authenticate
@@ -110,6 +110,7 @@ class PcgGraphQL(GraphQL):
             response=response,
             documents=self.documents,
             ip=request.client.host if request.client else None,
+            user_agent=user_agent_of(headers),
             request_id=request.scope.get("state", {}).get("request_id") or _request_id(headers),
         )
 

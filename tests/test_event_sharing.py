@@ -25,10 +25,9 @@ from strawberry.types import Info
 
 from models import OrgRole, ProjectRole
 from schema import sharing
-from schema.event import EVENT_TYPES, ResyncRequired, TaskCreated
+from schema.event import TaskCreated
 from schema.identity import User
-from schema.nora import NORA_EVENT_TYPES, NoraResyncRequired
-from schema.root import Query, Subscription
+from schema.root import STREAM_TYPES, Query, Subscription
 from schema.root import schema as app_schema
 from tests.conftest import gid
 from tests.wsclient import GraphQLWS
@@ -308,8 +307,7 @@ def test_a_field_added_later_is_unshared_until_declared():
     extended = strawberry.Schema(
         query=Query,
         subscription=Subscription,
-        types=[*EVENT_TYPES.values(), ResyncRequired, *NORA_EVENT_TYPES.values(), NoraResyncRequired,
-               TaskCreatedWithNote],
+        types=[*STREAM_TYPES, TaskCreatedWithNote],
     )
     assert undeclared(extended) == [
         "TaskCreatedWithNote.actor (declare TaskCreatedWithNote.actor)",

@@ -26,8 +26,10 @@ class GraphQLWS:
         self._ids = 0
 
     @classmethod
-    async def connect(cls, url: str, protocol: str = TRANSPORT_WS, token: str | None = None, payload=None):
-        socket = await websockets.connect(url, subprotocols=[protocol], open_timeout=5)
+    async def connect(cls, url: str, protocol: str = TRANSPORT_WS, token: str | None = None, payload=None,
+                      user_agent: str | None = None):
+        options = {"user_agent_header": user_agent} if user_agent is not None else {}
+        socket = await websockets.connect(url, subprotocols=[protocol], open_timeout=5, **options)
         client = cls(socket, protocol)
         init_payload = payload if payload is not None else ({"authorization": f"Bearer {token}"} if token else {})
         await client.send({"type": "connection_init", "payload": init_payload})

@@ -38,9 +38,10 @@ def access_channel(user_id: int) -> str:
 class EventLog:
     """A durable event log with a dense `seq` per owner row, and its broadcast channel.
 
-    `owner` holds the `event_seq` counter (Project for the board, Conversation for NORA);
-    `key` is the log's column pointing at it; `extra` names further columns carried on the
-    wire; `kind` prefixes cursors so that a cursor of one stream is rejected by another.
+    `owner` holds the counter (`event_seq` on Project for the board, on Conversation for
+    NORA; `audit_seq` on Organization for the audit log); `key` is the log's column pointing
+    at it; `extra` names further columns carried on the wire; `kind` prefixes cursors so that
+    a cursor of one stream is rejected by another.
     """
 
     kind: str
@@ -49,6 +50,11 @@ class EventLog:
     key: str
     channel: Callable[[int], str]
     extra: tuple[str, ...] = ()
+    counter: str = "event_seq"
+
+    def type_of(self, event: Any) -> str:
+        """What happened, as streams compare it with their `access_events`."""
+        return event.type
 
     async def append(self, key: int, type_: str, payload: dict, **extra) -> Any:
         """Take the owner's next seq and store the event. Must run inside the write's
@@ -75,7 +81,7 @@ class EventLog:
             raise BadInput("Malformed cursor, or a cursor of another stream", field="after") from None
 
     async def current_seq(self, key: int) -> int:
-        return await self.owner.filter(id=key).first().values_list("event_seq", flat=True) or 0
+        return await self.owner.filter(id=key).first().values_list(self.counter, flat=True) or 0
 
     async def oldest_kept(self, key: int) -> int | None:
         return await (

@@ -127,7 +127,7 @@ async def follow(
                 metrics.refill(log.kind, "seq_jump")
                 events = [e async for e in refill(upto=seq)]
             for event in events:
-                if event.type in access_events and not await still_readable():
+                if log.type_of(event) in access_events and not await still_readable():
                     raise Forbidden(lost_access)
                 metrics.delivered(log.kind).inc()
                 yield event

@@ -87,10 +87,13 @@ async def update_member_role(ctx: Context, member_id: int, role: OrgRole) -> Org
         raise last_owner("The last owner cannot be demoted; make someone else owner first")
     before = dump(member)
     async with unit_of_work(ctx) as work:
-        if demotes_owner and await _org_owner_count(member.organization_id, lock=True) <= 1:
-            raise last_owner("The last owner cannot be demoted; make someone else owner first")
         member.role = role
         await member.save(update_fields=["role"])
+        # Under the organization's row lock, taken after the member's row, as invites take
+        # them (resolvers/org/invites.py): the count sees the demotion, so no owner left
+        # means this was the last one.
+        if demotes_owner and await _org_owner_count(member.organization_id, lock=True) < 1:
+            raise last_owner("The last owner cannot be demoted; make someone else owner first")
         revoked_invites = await _revoke_unissuable_invites(
             member.organization_id, member.user_id, role, datetime.now(UTC)
         )
@@ -122,9 +125,7 @@ async def remove_member(ctx: Context, member_id: int) -> int:
         raise last_owner(_LAST_OWNER_LEAVES)
     now = datetime.now(UTC)
     async with unit_of_work(ctx) as work:
-        if is_owner and await _org_owner_count(org_id, lock=True) <= 1:
-            raise last_owner(_LAST_OWNER_LEAVES)
-        # Read under the lock so that a project membership added meanwhile goes too.
+        # Read inside the write: a project membership added since the checks above goes too.
         project_rows = await ProjectMember.filter(
             user_id=member.user_id, project__organization_id=org_id
         ).order_by("project_id")
@@ -151,6 +152,12 @@ async def remove_member(ctx: Context, member_id: int) -> int:
             await work.event(pm.project_id, BoardEventType.MEMBER_REMOVED, member_event(pm))
         # Also for projects seen only through the org role, which emit no event.
         work.access_changed_for(member.user_id)
+        # The last-owner rule, checked again under the organization's row lock, AFTER the
+        # board events took their projects' rows: every write locks projects before its
+        # organization (resolvers/audit_stream.py), or two writes could wait for each other.
+        # The member is already deleted here: no owner left means it was the last.
+        if is_owner and await _org_owner_count(org_id, lock=True) < 1:
+            raise last_owner(_LAST_OWNER_LEAVES)
     if leaving:
         await ctx.access.reload()
     return member_id
