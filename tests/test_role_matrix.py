@@ -216,8 +216,9 @@ EFFECTS: dict[str, tuple[str, str | None, Callable[[World], dict]]] = {
 for _key, (_base, _) in CASES.items():
     EFFECTS.setdefault(_key, EFFECTS[_base])
 
-# The event counter on the project row moves with every board event, which is checked as such.
-_IGNORED_COLUMNS = {"project": {"event_seq"}}
+# The event counter on the project row moves with every board event, and the audit counter on
+# the organization row with every entry, which are checked as such.
+_IGNORED_COLUMNS = {"project": {"event_seq"}, "organization": {"audit_seq"}}
 
 
 def _allowed(role: str | None, least: str, order: list[str]) -> bool:
@@ -260,6 +261,9 @@ async def run_cell(
     ):
         got = audit and (audit.action, audit.actor_id, audit.api_key_id)
         problems.append(f"{case}: audit {got}, expected {(action, actor_id, api_key_id)}")
+    seqs = [row["audit_seq"] for row in (before["organization"][world.org.id], after["organization"][world.org.id])]
+    if audit is not None and [seqs[0] + 1, seqs[0] + 1] != [audit.seq, seqs[1]]:
+        problems.append(f"{case}: audit seq {audit.seq}, counter {seqs}: not the next in the organization")
     if event_type:
         event = await BoardEvent.filter(id__in=_new(before, after, "board_event")).first()
         if event is None or (event.type, event.project_id, event.actor_id) != (
