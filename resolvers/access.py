@@ -205,6 +205,11 @@ class Access:
         self._check_loaded()
         return self._org_roles.get(organization_id)
 
+    def org_plan(self, organization_id: int) -> Plan | None:
+        """The plan of one of the viewer's organizations, as read with its memberships."""
+        self._check_loaded()
+        return self._org_plans.get(organization_id)
+
     def best_plan(self) -> Plan:
         """The best plan among the viewer's organizations (an API key: its organization's)."""
         self._check_loaded()

@@ -116,6 +116,9 @@ class PlanLimits:
     tasks_per_project: int | None = strawberry.field(
         description="Tasks of one project, archived ones included."
     )
+    comment_chars: int | None = strawberry.field(
+        description="Characters in one comment's body (null: the API's maximum, 10,000)."
+    )
 
 
 @strawberry.type(
@@ -142,7 +145,8 @@ class OrganizationUsage:
             pending_invites=usage.pending_invites,
             projects=usage.projects,
             limits=PlanLimits(
-                members=lim.members, projects=lim.projects, tasks_per_project=lim.tasks_per_project
+                members=lim.members, projects=lim.projects, tasks_per_project=lim.tasks_per_project,
+                comment_chars=lim.comment_chars,
             ),
         )
 

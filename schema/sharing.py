@@ -112,7 +112,7 @@ DECLARED: dict[str, Depends] = {
     # Counts of the organization, the same for every viewer who passes its READ check.
     **_each(ROLES, "Organization", "usage"),
     **_each(EVENT, "OrganizationUsage", "plan members pendingInvites projects limits"),
-    **_each(EVENT, "PlanLimits", "members projects tasksPerProject"),
+    **_each(EVENT, "PlanLimits", "members projects tasksPerProject commentChars"),
     # Narrowed to the viewer's own memberships, and reaches other projects.
     **_each(VIEWER, "Organization", "projects"),
     # Narrowed to the viewer's organizations by the access layer.

@@ -15,6 +15,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from tortoise.contrib.starlette import RegisterTortoise
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from resolvers import audit_retention
 from resolvers.broadcast import Hub
 from resolvers.documents import TrustedDocuments
 from resolvers.event.log import prune_forever
@@ -83,6 +84,8 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
         async with RegisterTortoise(app, config=tortoise_config(settings.database_url, settings)):
             await broadcast.connect()
             pruner = asyncio.create_task(prune_forever(settings.event_retention_days))
+            audit_pruner = (asyncio.create_task(audit_retention.prune_forever(settings))
+                            if audit_retention.enabled(settings) else None)
             pool_sampler = asyncio.create_task(metrics.sample_pool_forever())
             await nora.start()
             if documents.active:
@@ -92,6 +95,8 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
                 yield
             finally:
                 pruner.cancel()
+                if audit_pruner is not None:
+                    audit_pruner.cancel()
                 if documents.active:
                     reloader.cancel()
                 pool_sampler.cancel()

@@ -1,4 +1,4 @@
-"""`pcg`: serve, migrate, seed, export-schema, create-api-key, audit export, set-plan.
+"""`pcg`: serve, migrate, seed, export-schema, create-api-key, audit export | prune, set-plan.
 
 Heavy modules (the schema, uvicorn, the models) are imported inside the commands so that
 configuration mistakes are reported at once, and `pcg --help` stays instant.
@@ -431,7 +431,35 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit_prune(args: argparse.Namespace) -> int:
+    """Delete the audit entries past their plan's retention now (what every instance also does
+    hourly), in batches of --batch rows."""
+    from resolvers import audit_retention
+
+    settings = Settings.from_env()
+
+    async def run():
+        async with database(settings):
+            return await audit_retention.prune(settings, batch=args.batch)
+
+    kept = audit_retention.retention(settings)
+    pruned = asyncio.run(run())
+    for scope, days in kept.items():
+        label = "no organization" if scope == audit_retention.NO_ORGANIZATION else scope
+        window = "kept forever" if days == 0 else f"older than {days} days"
+        print(f"{label}: {pruned.by_scope.get(scope, 0)} pruned ({window})")
+    print(f"pcg: pruned {pruned.total} audit entries in {len(pruned.batches)} batches", file=sys.stderr, flush=True)
+    return 0
+
+
 # -- parser ------------------------------------------------------------------------------------
+
+
+def _positive(text: str) -> int:
+    """A whole number from 1 to 100,000 (a batch)."""
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= 100_000):
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 100000, not {text!r}")
+    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -508,7 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     key.add_argument("--user", metavar="EMAIL", help="the member the key acts as (default: an owner)")
     key.set_defaults(func=cmd_create_api_key)
 
-    audit = commands.add_parser("audit", help="read an organization's audit log")
+    audit = commands.add_parser("audit", help="read an organization's audit log, or prune it")
     audit_actions = audit.add_subparsers(dest="action_name", required=True, metavar="ACTION")
     audit_export_cmd = audit_actions.add_parser(
         "export", help="write the audit log as CSV to stdout, newest first (itself audited)"
@@ -522,6 +550,12 @@ def build_parser() -> argparse.ArgumentParser:
     audit_export_cmd.add_argument("--resource-id", metavar="ID", help="the object's primary key")
     audit_export_cmd.add_argument("--ip", help="entries written from this client address")
     audit_export_cmd.set_defaults(func=cmd_audit)
+    audit_prune_cmd = audit_actions.add_parser(
+        "prune", help="delete the entries past their plan's retention (PCG_AUDIT_RETENTION_DAYS_*) now"
+    )
+    audit_prune_cmd.add_argument("--batch", type=_positive, default=1000, metavar="N",
+                                 help="most rows one DELETE statement removes (default 1000)")
+    audit_prune_cmd.set_defaults(func=cmd_audit_prune)
     plan = commands.add_parser(
         "set-plan", help="change an organization's plan (free, pro, enterprise); audited"
     )

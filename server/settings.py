@@ -200,6 +200,14 @@ class Settings(BaseSettings):
     event_retention_days: Annotated[int, at_least(1)] = setting(
         30, "Board events older than this are pruned; a subscriber resuming from an older cursor "
         "first receives `ResyncRequired`.")
+    audit_retention_days_free: Annotated[int, at_least(0)] = setting(
+        90, "Days audit entries of free-plan organizations are kept, and entries of no organization "
+        "(sign-ups); older ones are pruned hourly in batches (and by `pcg audit prune`); `0`: kept "
+        "forever.")
+    audit_retention_days_pro: Annotated[int, at_least(0)] = setting(
+        365, "Days audit entries of pro-plan organizations are kept; `0`: kept forever.")
+    audit_retention_days_enterprise: Annotated[int, at_least(0)] = setting(
+        0, "Days audit entries of enterprise organizations are kept; `0` (the default): kept forever.")
     public_url: Annotated[str, BeforeValidator(lambda v: str(v).strip().rstrip("/"))] = setting(
         "http://127.0.0.1:8000", "Base URL printed in instructions (GraphiQL link). `pcg serve` "
         "derives it from `--host`/`--port` when unset.")
@@ -219,6 +227,15 @@ class Settings(BaseSettings):
         50_000, "NORA tokens per organization per UTC day on the free plan (enterprise: unlimited).")
     nora_quota_pro: Annotated[int, at_least(0)] = setting(
         1_000_000, "NORA tokens per organization per UTC day on the pro plan.")
+    plan_enterprise_members: Annotated[int, at_least(0)] = setting(
+        0, "Members (pending invites included) an enterprise organization may hold; `0`: unlimited.")
+    plan_enterprise_projects: Annotated[int, at_least(0)] = setting(
+        0, "Projects (archived ones excluded) an enterprise organization may hold; `0`: unlimited.")
+    plan_enterprise_tasks_per_project: Annotated[int, at_least(0)] = setting(
+        0, "Tasks (archived ones included) one project of an enterprise organization may hold; `0`: "
+        "unlimited.")
+    plan_enterprise_comment_chars: Annotated[int, at_least(0)] = setting(
+        0, "Characters in one comment on the enterprise plan; `0`: the API's maximum (10,000).")
     max_body_bytes: Annotated[int, at_least(1024)] = setting(
         1_048_576, "Largest request body; a larger one is refused with 413 `PAYLOAD_TOO_LARGE` before "
         "it is read whole.")

@@ -14,6 +14,7 @@ from asgi_lifespan import LifespanManager
 
 from models import (
     AuditEntry,
+    Comment,
     Invite,
     Organization,
     OrganizationMember,
@@ -43,6 +44,9 @@ SET_PLAN = """mutation($o: ID!, $p: Plan!) {
   setOrganizationPlan(input: {organizationId: $o, plan: $p}) { organization { id plan } } }"""
 USAGE = """query($s: String!) { organization(slug: $s) { plan usage {
   plan members pendingInvites projects limits { members projects tasksPerProject } } } }"""
+LIMITS_QUERY = """query($s: String!) { organization(slug: $s) { usage {
+  limits { members projects tasksPerProject commentChars } } } }"""
+COMMENT = """mutation($t: ID!, $b: String!) { addComment(input: {taskId: $t, body: $b}) { comment { id } } }"""
 PAST = datetime(2026, 1, 1, tzinfo=UTC)
 PLAN_ONLY = """query($s: String!) { organization(slug: $s) { plan } }"""
 
@@ -163,6 +167,102 @@ async def test_tasks_per_project_limit_counts_archived_tasks(gql, factory):
     )
     assert await Task.filter(project_id=project.id).count() == limit
     assert await AuditEntry.filter(action="task.create").count() == 1
+
+
+# -- comment size ---------------------------------------------------------------------------
+
+
+@pytest.mark.both_databases
+async def test_comment_size_per_plan(gql, factory, backend):
+    owner = await factory.user("Owner")
+    org = await factory.org(owner, plan=Plan.FREE)
+    project = await factory.project(org, owner)
+    task = await Task.create(project=project, title="t", position="a0", created_by=owner.user)
+    t = gid("Task", task.id)
+    limit = LIMITS[Plan.FREE].comment_chars
+    await gql.ok(COMMENT, {"t": t, "b": "é" * limit}, owner.token)  # characters, not bytes
+
+    ext = _limit_error(await gql.raw(COMMENT, {"t": t, "b": "x" * (limit + 1)}, owner.token))
+    assert (ext["resource"], ext["limit"], ext["current"], ext["plan"]) == (
+        "commentChars", limit, limit + 1, "free",
+    )
+    assert await Comment.filter(task_id=task.id).count() == 1
+    assert await AuditEntry.filter(action="comment.create").count() == 1
+
+    # Pro: the API's own maximum, where a longer body is a bad input whatever the plan.
+    await Organization.filter(id=org.id).update(plan=Plan.PRO)
+    await gql.ok(COMMENT, {"t": t, "b": "x" * 10_000}, owner.token)
+    error = (await gql.raw(COMMENT, {"t": t, "b": "x" * 10_001}, owner.token))["errors"][0]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    limits = (await gql.ok(LIMITS_QUERY, {"s": org.slug}, owner.token))["organization"]["usage"]["limits"]
+    assert limits["commentChars"] is None
+
+
+async def test_comment_limit_costs_no_statement(gql, factory):
+    """The plan comes with the request's memberships: the check adds no query."""
+    owner = await factory.user("Owner")
+    org = await factory.org(owner, plan=Plan.FREE)
+    project = await factory.project(org, owner)
+    task = await Task.create(project=project, title="t", position="a0", created_by=owner.user)
+    logs = []
+    for body in ("x" * 2_001, "short"):
+        with count_statements() as log:
+            await gql.raw(COMMENT, {"t": gid("Task", task.id), "b": body}, owner.token)
+        logs.append(log.statements)
+    refused, allowed = logs
+    # The refused call ran exactly the reads the allowed one starts with (authentication, the
+    # memberships with their plans, the task), and nothing reads the plan on its own.
+    assert allowed[: len(refused)] == refused
+    assert not [sql for sql in refused + allowed if '"plan"' in sql and "organization_member" not in sql]
+
+
+# -- the enterprise plan, set by the deployment ----------------------------------------------
+
+
+@pytest.mark.settings(plan_enterprise_members=3, plan_enterprise_projects=2,
+                      plan_enterprise_tasks_per_project=2, plan_enterprise_comment_chars=10)
+async def test_enterprise_limits_are_settings(gql, factory):
+    owner = await factory.user("Owner")
+    org = await factory.org(owner, plan=Plan.ENTERPRISE)
+    await factory.org_member(org, await factory.user(), OrgRole.MEMBER)  # 2 seats
+    project = await factory.project(org, owner, "P0")
+    limits = (await gql.ok(LIMITS_QUERY, {"s": org.slug}, owner.token))["organization"]["usage"]["limits"]
+    assert limits == {"members": 3, "projects": 2, "tasksPerProject": 2, "commentChars": 10}
+
+    await gql.ok(INVITE, _invite(org, "third@example.test"), owner.token)
+    ext = _limit_error(await gql.raw(INVITE, _invite(org, "fourth@example.test"), owner.token))
+    assert (ext["resource"], ext["limit"], ext["plan"]) == ("members", 3, "enterprise")
+
+    o = gid("Organization", org.id)
+    await gql.ok(CREATE_PROJECT, {"o": o, "n": "P1"}, owner.token)
+    ext = _limit_error(await gql.raw(CREATE_PROJECT, {"o": o, "n": "P2"}, owner.token))
+    assert (ext["resource"], ext["limit"], ext["plan"]) == ("projects", 2, "enterprise")
+
+    p = gid("Project", project.id)
+    first = (await gql.ok(CREATE_TASK, {"p": p}, owner.token))["createTask"]["task"]["id"]
+    await gql.ok(CREATE_TASK, {"p": p}, owner.token)
+    ext = _limit_error(await gql.raw(CREATE_TASK, {"p": p}, owner.token))
+    assert (ext["resource"], ext["limit"], ext["plan"]) == ("tasksPerProject", 2, "enterprise")
+
+    await gql.ok(COMMENT, {"t": first, "b": "ten chars!"}, owner.token)
+    ext = _limit_error(await gql.raw(COMMENT, {"t": first, "b": "eleven char"}, owner.token))
+    assert (ext["resource"], ext["limit"], ext["current"], ext["plan"]) == ("commentChars", 10, 11, "enterprise")
+
+
+async def test_enterprise_is_unlimited_by_default(gql, factory):
+    owner = await factory.user("Owner")
+    org = await factory.org(owner, plan=Plan.ENTERPRISE)
+    limits = (await gql.ok(LIMITS_QUERY, {"s": org.slug}, owner.token))["organization"]["usage"]["limits"]
+    assert limits == {"members": None, "projects": None, "tasksPerProject": None, "commentChars": None}
+
+
+def test_enterprise_limit_settings_read_the_environment():
+    settings = Settings.from_env({"PCG_PLAN_ENTERPRISE_MEMBERS": "250", "PCG_PLAN_ENTERPRISE_PROJECTS": "0"})
+    assert (settings.plan_enterprise_members, settings.plan_enterprise_projects) == (250, 0)
+    from server.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="PCG_PLAN_ENTERPRISE_MEMBERS"):
+        Settings.from_env({"PCG_PLAN_ENTERPRISE_MEMBERS": "-1"})
 
 
 # -- organizations per user -----------------------------------------------------------------

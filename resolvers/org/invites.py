@@ -79,7 +79,7 @@ async def invite_member(ctx: Context, organization_id: int, email: str, role: Or
     async with unit_of_work(ctx) as work:
         # The organization row first (the lock order of members.py), then the inviter's row.
         # A pending invite to the same address is superseded below: it frees its seat.
-        await plans.check_seat(organization_id, exclude_email=email)
+        await plans.check_seat(organization_id, exclude_email=email, settings=ctx.settings)
         _require_invitable(await _inviter_role(ctx, organization_id), role)
         # Re-inviting is "resend": only the newest token of an address stays valid.
         superseded = await pending(
@@ -122,7 +122,7 @@ async def accept_invite(ctx: Context, token: str) -> tuple[Organization, Organiz
         async with unit_of_work(ctx) as work:
             # The invite already holds a seat; after a downgrade the seats may exceed the
             # limit, and then joining is refused (the invite stays pending).
-            await plans.check_seat(invite.organization_id, exclude_email=invite.email)
+            await plans.check_seat(invite.organization_id, exclude_email=invite.email, settings=ctx.settings)
             # Conditional: of two concurrent redemptions only one flips the row.
             taken = await Invite.filter(
                 id=invite.id, accepted_at__isnull=True, revoked_at__isnull=True

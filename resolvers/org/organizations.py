@@ -82,7 +82,7 @@ async def create_organization(ctx: Context, slug: str, name: str) -> Organizatio
 
 async def usage(ctx: Context, org: Organization) -> plans.Usage:
     await ctx.access.require_org(OrgPermission.READ, org.id)
-    return await plans.usage(org.id)
+    return await plans.usage(org.id, settings=ctx.settings)
 
 
 async def set_plan(ctx: Context, organization_id: int, plan: Plan) -> Organization:

@@ -1,8 +1,11 @@
 """Plans and their limits: what an organization may hold, checked inside the write.
 
-One table, `LIMITS`; None means unlimited. Seats (`members`) are members plus pending invites,
-so an admin cannot invite past the limit and let the invites be accepted later. Projects count
-while not archived. Tasks count per project, archived ones included: they are still stored.
+One table, `LIMITS`; None means unlimited. The enterprise plan is "custom": each of its limits
+is a setting (PCG_PLAN_ENTERPRISE_*, 0 meaning unlimited), read by `limits(plan, settings)`.
+Seats (`members`) are members plus pending invites, so an admin cannot invite past the limit
+and let the invites be accepted later. Projects count while not archived. Tasks count per
+project, archived ones included: they are still stored. A comment's body is limited in
+characters (`comment_chars`), below the API's own maximum (validation.COMMENT_MAX).
 
 Every check runs inside the write's transaction, after a row lock that every writer of the
 same count takes first (the organization row; the project row for tasks; the user row for
@@ -14,14 +17,18 @@ that would add more are refused.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from tortoise.expressions import Subquery
 from tortoise.functions import Count
 
 from models import Invite, Organization, OrganizationMember, OrgRole, Plan, Project, Task, User
 from resolvers.errors import PlanLimitReached
+
+if TYPE_CHECKING:
+    from server.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -30,19 +37,36 @@ class PlanLimits:
     members: int | None  # members + pending invites
     projects: int | None  # non-archived projects
     tasks_per_project: int | None  # tasks of one project, archived included
+    comment_chars: int | None  # characters of one comment's body (below the API's maximum)
 
 
 LIMITS: dict[Plan, PlanLimits] = {
-    Plan.FREE: PlanLimits(organizations=1, members=5, projects=10, tasks_per_project=1_000),
-    Plan.PRO: PlanLimits(organizations=None, members=100, projects=None, tasks_per_project=100_000),
+    Plan.FREE: PlanLimits(
+        organizations=1, members=5, projects=10, tasks_per_project=1_000, comment_chars=2_000
+    ),
+    Plan.PRO: PlanLimits(
+        organizations=None, members=100, projects=None, tasks_per_project=100_000,
+        comment_chars=None,
+    ),
+    # The defaults of the custom plan: each is replaced by its PCG_PLAN_ENTERPRISE_* setting.
     Plan.ENTERPRISE: PlanLimits(
-        organizations=None, members=None, projects=None, tasks_per_project=None
+        organizations=None, members=None, projects=None, tasks_per_project=None, comment_chars=None
     ),
 }
 
 
-def limits(plan: Plan) -> PlanLimits:
-    return LIMITS[plan]
+def limits(plan: Plan, settings: Settings | None = None) -> PlanLimits:
+    """The plan's limits; the enterprise plan's as this deployment's settings set them."""
+    base = LIMITS[plan]
+    if plan is not Plan.ENTERPRISE or settings is None:
+        return base
+    return replace(
+        base,
+        members=settings.plan_enterprise_members or None,
+        projects=settings.plan_enterprise_projects or None,
+        tasks_per_project=settings.plan_enterprise_tasks_per_project or None,
+        comment_chars=settings.plan_enterprise_comment_chars or None,
+    )
 
 
 @dataclass(frozen=True)
@@ -51,14 +75,11 @@ class Usage:
     members: int
     pending_invites: int
     projects: int
+    limits: PlanLimits
 
     @property
     def seats(self) -> int:
         return self.members + self.pending_invites
-
-    @property
-    def limits(self) -> PlanLimits:
-        return LIMITS[self.plan]
 
 
 def _pending_invites(organization_id: int, now: datetime, exclude_email: str | None = None):
@@ -75,7 +96,10 @@ def _count(qs) -> Subquery:
     return Subquery(qs.annotate(n=Count("id")).values("n"))
 
 
-async def usage(organization_id: int, *, lock: bool = False, exclude_email: str | None = None) -> Usage:
+async def usage(
+    organization_id: int, *, lock: bool = False, exclude_email: str | None = None,
+    settings: Settings | None = None,
+) -> Usage:
     """The organization's plan and counts in one statement; with `lock`, under its row lock
     (taken by a statement of its own, before the counts are read)."""
     if lock:
@@ -91,11 +115,13 @@ async def usage(organization_id: int, *, lock: bool = False, exclude_email: str 
         .values("plan", "n_members", "n_invites", "n_projects")
     )
     [values] = row
+    plan = Plan(values["plan"])
     return Usage(
-        plan=Plan(values["plan"]),
+        plan=plan,
         members=values["n_members"] or 0,
         pending_invites=values["n_invites"] or 0,
         projects=values["n_projects"] or 0,
+        limits=limits(plan, settings),
     )
 
 
@@ -106,28 +132,31 @@ def _refuse(plan: Plan, resource: str, limit: int, current: int, what: str) -> P
     )
 
 
-async def check_seat(organization_id: int, *, exclude_email: str | None = None, adding: int = 1) -> None:
+async def check_seat(
+    organization_id: int, *, exclude_email: str | None = None, adding: int = 1,
+    settings: Settings | None = None,
+) -> None:
     """Room for `adding` more seats (members + pending invites). Locks the organization row.
     `exclude_email`: a pending invite of that address is replaced by this write, so it does not
     count."""
-    u = await usage(organization_id, lock=True, exclude_email=exclude_email)
+    u = await usage(organization_id, lock=True, exclude_email=exclude_email, settings=settings)
     limit = u.limits.members
     if limit is not None and u.seats + adding > limit:
         raise _refuse(u.plan, "members", limit, u.seats, "members (pending invites included)")
 
 
-async def check_project(organization_id: int) -> None:
+async def check_project(organization_id: int, *, settings: Settings | None = None) -> None:
     """Room for one more non-archived project. Locks the organization row."""
-    u = await usage(organization_id, lock=True)
+    u = await usage(organization_id, lock=True, settings=settings)
     limit = u.limits.projects
     if limit is not None and u.projects + 1 > limit:
         raise _refuse(u.plan, "projects", limit, u.projects, "projects (archived ones excluded)")
 
 
-async def check_task(project_id: int, organization_id: int) -> None:
+async def check_task(project_id: int, organization_id: int, *, settings: Settings | None = None) -> None:
     """Room for one more task in the project. The caller holds the project's row lock."""
     plan = Plan((await Organization.filter(id=organization_id).values_list("plan", flat=True))[0])
-    limit = LIMITS[plan].tasks_per_project
+    limit = limits(plan, settings).tasks_per_project
     if limit is None:
         return
     current = await Task.filter(project_id=project_id).count()
@@ -147,3 +176,11 @@ async def check_new_organization(user_id: int) -> None:
     ).count()
     if current + 1 > limit:
         raise _refuse(Plan.FREE, "organizations", limit, current, "organization(s) per owner")
+
+
+def check_comment(plan: Plan, length: int, *, settings: Settings | None = None) -> None:
+    """A comment body of `length` characters fits the plan. No statement: the caller passes
+    the organization's plan as the access layer loaded it with the request."""
+    limit = limits(plan, settings).comment_chars
+    if limit is not None and length > limit:
+        raise _refuse(plan, "commentChars", limit, length, "characters in a comment")

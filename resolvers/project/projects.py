@@ -100,7 +100,7 @@ async def create_project(ctx: Context, organization_id: int, name: str, descript
         description or "", "description", max_len=validation.DESCRIPTION_MAX, required=False
     )
     async with unit_of_work(ctx) as work:
-        await plans.check_project(organization_id)
+        await plans.check_project(organization_id, settings=ctx.settings)
         project = await Project.create(
             organization_id=organization_id,
             name=name,

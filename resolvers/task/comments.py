@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from models import AuditAction, BoardEventType, Comment, Task
+from models import AuditAction, BoardEventType, Comment, Plan, Task
 from models.snapshot import dump
 from resolvers import validation
 from resolvers.access import Permission
 from resolvers.errors import BadInput
+from resolvers.org import plans
 from resolvers.task.tasks import writable_task
 from resolvers.unit_of_work import unit_of_work
 
@@ -21,6 +22,9 @@ async def add_comment(ctx: Context, task_id: int, body: str) -> tuple[Comment, T
     if task.archived_at is not None:
         raise BadInput("The task is archived; unarchive it to comment", field="taskId")
     body = validation.text(body, "body", max_len=validation.COMMENT_MAX)
+    organization_id = task.project.organization_id
+    # The plan as the access layer read it with this request's memberships: no statement.
+    plans.check_comment(ctx.access.org_plan(organization_id) or Plan.FREE, len(body), settings=ctx.settings)
     async with unit_of_work(ctx) as work:
         await work.lock_project(task.project_id)
         comment = await Comment.create(task_id=task.id, author_id=ctx.access.user_id, body=body)

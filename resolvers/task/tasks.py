@@ -227,7 +227,7 @@ async def create_task(
         # The bottom of the column is read under the project's row lock (PostgreSQL; SQLite
         # writes are serial), so two tasks created at once never get the same rank.
         await work.lock_project(project.id)
-        await plans.check_task(project.id, project.organization_id)
+        await plans.check_task(project.id, project.organization_id, settings=ctx.settings)
         position = generate_key_between(await last_position(project.id, status), None)
         task = await Task.create(
             project_id=project.id,
