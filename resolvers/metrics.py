@@ -62,7 +62,7 @@ DELIVERED = Counter(
     "pcg_events_delivered", "Events a live stream handed to its subscription, by log (one per event per subscriber)",
     ["log"],
 )
-APPENDED = Counter("pcg_events_appended", "Events appended to an event log (board, nora)", ["log"])
+APPENDED = Counter("pcg_events_appended", "Events appended to an event log (board, nora, audit)", ["log"])
 PUBLISHED = Counter("pcg_events_published", "Events published to the broadcast after commit", ["log"])
 PUBLISH_FAILED = Counter("pcg_events_publish_failed", "Publishes that failed (subscribers refill)", ["log"])
 REFILLS = Counter(
@@ -87,8 +87,10 @@ NORA_REPLIES = Counter(
 )
 NORA_TOKENS = Counter("pcg_nora_tokens", "NORA tokens used, by provider and direction", ["provider", "direction"])
 
-SUBSCRIPTION_KINDS = {"boardEvents": "board", "taskChanged": "task", "noraEvents": "nora"}
-LOG_KINDS = ("board", "nora")
+SUBSCRIPTION_KINDS = {
+    "boardEvents": "board", "taskChanged": "task", "noraEvents": "nora", "auditEntries": "audit",
+}
+LOG_KINDS = ("board", "nora", "audit")
 
 # Bound once: the fan-out path increments these directly.
 _delivered = {kind: DELIVERED.labels(kind) for kind in LOG_KINDS}

@@ -331,3 +331,64 @@ async def test_a_large_entry_travels_as_a_stub_and_is_read_from_the_log(live, te
         assert big["entry"]["after"]["description"] == description
     finally:
         await ws.close()
+
+
+# -- sharing one execution between subscribers (schema/sharing.py) ------------------------------
+
+
+async def test_subscribers_whose_answers_may_differ_get_their_own(live, team, factory):
+    """Owner and admin select role-dependent fields of the same entry (written with an API
+    key): each gets what it would get alone over HTTP, in either order of first execution."""
+    from tests.membership_helpers import make_key
+
+    _, key = await make_key(team["org"], team["owner"], OrgRole.ADMIN)
+    query = """subscription($o: ID!) { auditEntries(organizationId: $o) { seq
+      ... on AuditEntryAdded { entry { id apiKey { name organization { viewerRole } } } } } }"""
+    actors = [team["owner"], team["admin"], team["owner"], team["admin"]]
+    sockets = [await GraphQLWS.connect(f"ws://{live}/graphql", token=a.token) for a in actors]
+    try:
+        for ws in sockets:
+            await ws.subscribe(query, {"o": team["oid"]})
+        await asyncio.sleep(0.2)
+        await create_task(live, key, team["pid"], "by the key")
+        answers = [(await ws.next_data())["data"]["auditEntries"]["entry"] for ws in sockets]
+    finally:
+        for ws in sockets:
+            await ws.close()
+    alone = {}
+    for actor in (team["owner"], team["admin"]):
+        body = await post(live, actor.token, "query($id: ID!) { node(id: $id) { ... on AuditEntry { id "
+                          "apiKey { name organization { viewerRole } } } } }", {"id": answers[0]["id"]})
+        alone[actor.user.id] = body["data"]["node"]
+    assert alone[team["owner"].user.id] != alone[team["admin"].user.id]
+    assert answers == [alone[a.user.id] for a in actors]
+
+
+async def test_one_execution_per_entry_for_subscribers_who_share_an_answer(live, team, factory, monkeypatch):
+    from schema import sharing
+
+    second_admin = await factory.user("Ada")
+    await factory.org_member(team["org"], second_admin, OrgRole.ADMIN)
+    executions = []
+    original = sharing.execute_shared
+
+    def counting(executor, execute, serially):
+        def counted(s):
+            executions.append(1)
+            return execute(s)
+        return original(executor, counted, serially)
+
+    monkeypatch.setattr(sharing, "execute_shared", counting)
+    actors = [team["owner"], team["admin"], second_admin, team["admin"]]
+    sockets = [await GraphQLWS.connect(f"ws://{live}/graphql", token=a.token) for a in actors]
+    try:
+        for ws in sockets:
+            await ws.subscribe(AUDIT, {"o": team["oid"], "after": None})
+        await asyncio.sleep(0.2)
+        await create_task(live, team["owner"].token, team["pid"], "once")
+        events = [await next_event(ws) for ws in sockets]
+    finally:
+        for ws in sockets:
+            await ws.close()
+    assert {e["entry"]["after"]["title"] for e in events} == {"once"} and len(events) == 4
+    assert len(executions) == 1

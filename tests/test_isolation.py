@@ -520,3 +520,57 @@ async def test_errors_echo_ids_as_the_client_sent_them(gql, tenants):
     error = await gql.error(mutation.document, {"input": value}, beta.owner.token)
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
     assert error["extensions"].get("userIds", [foreign]) == [foreign]
+
+
+# -- subscriptions: every ID a subscription takes ------------------------------------------------
+
+SUBSCRIPTIONS = {
+    # root field: (document, variable, alpha object names it takes)
+    "auditEntries": ("subscription($v: ID!) { auditEntries(organizationId: $v) { seq } }", ["organization"]),
+    "boardEvents": ("subscription($v: ID!) { boardEvents(projectId: $v) { seq } }", ["project"]),
+    "taskChanged": ("subscription($v: ID!) { taskChanged(id: $v) { seq } }", ["task", "subtask", "archived"]),
+}
+
+
+def test_the_subscription_table_covers_every_subscription_that_takes_an_org_owned_id():
+    from schema.root import schema
+
+    taking_ids = {
+        schema.config.name_converter.get_graphql_name(f)
+        for f in schema.get_type_by_name("Subscription").fields
+    }
+    # noraEvents takes a conversation, which is its owner's alone (tests/test_nora_*.py).
+    assert taking_ids - {"noraEvents"} == set(SUBSCRIPTIONS)
+
+
+@pytest.mark.parametrize("attacker", ATTACKERS)
+async def test_subscriptions_to_alpha_answer_like_missing_ids(live, tenants, attacker):
+    """Over a real websocket: alpha's organization (an admin of alpha holds beta's key), project
+    and tasks answer word for word what made-up IDs answer."""
+    from tests.wsclient import GraphQLWS
+
+    token = tenants["tokens"][attacker]
+    payload = {"authorization": f"Bearer {token}"}
+    ws = await GraphQLWS.connect(f"ws://{live}/graphql", payload=payload)
+
+    async def answer(document: str, value: str) -> list:
+        await ws.subscribe(document, {"v": value})
+        result = await ws.next_data()
+        await ws.expect_complete()
+        assert result.get("errors"), result
+        return [{k: v for k, v in e.items() if k != "locations"} for e in result["errors"]]
+
+    try:
+        for name, (document, objects) in SUBSCRIPTIONS.items():
+            for object_name in objects:
+                foreign = tenants["alpha_ids"][object_name]
+                seen = await answer(document, foreign)
+                missing = await answer(document, missing_id_of(foreign))
+                assert seen[0]["extensions"]["code"] == "NOT_FOUND", (name, object_name)
+                assert seen == missing, (name, object_name)
+        # The control: beta's own organization is streamed (no error, waiting for entries).
+        await ws.subscribe(SUBSCRIPTIONS["auditEntries"][0], {"v": gid("Organization", tenants["beta"].org.id)})
+        with pytest.raises(TimeoutError):
+            await ws.receive(timeout=0.3)
+    finally:
+        await ws.close()

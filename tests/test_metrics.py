@@ -100,6 +100,9 @@ async def test_a_known_sequence_moves_exactly_its_counters(live, factory):
     assert delta("pcg_event_refills_total", log="board", reason="seq_jump") == 0
     assert delta("pcg_event_refills_total", log="board", reason="broker_gap") == 0
     assert delta("pcg_event_resyncs_total", log="board") == 0
+    # The mutation's audit entry, numbered and published on its organization's audit log.
+    assert delta("pcg_events_appended_total", log="audit") == 1
+    assert delta("pcg_events_published_total", log="audit") == 1
     assert after("pcg_broker_connected") == 1
     # SQLite: one connection behind a lock.
     assert after("pcg_db_pool_size") == 1 and after("pcg_db_pool_max") == 1
