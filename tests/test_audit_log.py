@@ -298,8 +298,16 @@ async def test_csv_export_with_filters_is_audited(client, log):
     assert (exports[0].resource_type, exports[0].resource_id) == ("Organization", str(log["org"].id))
     # ...and the next export (no filter) lists them, newest first.
     response = await client.get("/api/orgs/acme/audit.csv", headers=headers)
-    actions = [r["action"] for r in _rows(response.text)]
+    rows = _rows(response.text)
+    actions = [r["action"] for r in rows]
     assert actions[:3] == ["audit.export"] * 3 and len(actions) == 6 + 3
+    # The export's own entry records the client's user agent, and the CSV has a column for it.
+    assert list(rows[0]) == [
+        "id", "createdAt", "action", "resourceType", "resourceId", "actor", "actorEmail", "apiKey",
+        "ip", "userAgent", "requestId", "before", "after",
+    ]
+    assert rows[0]["userAgent"].startswith("python-httpx/")
+    assert exports[0].user_agent == rows[0]["userAgent"]
 
 
 def _without_request_id(extensions: dict) -> dict:
@@ -365,12 +373,12 @@ async def test_csv_export_walks_the_log_in_keyset_batches(client, acme):
 
 async def test_csv_cells_that_would_run_as_formulas_are_quoted(client, acme):
     org, owner, _, _ = acme
-    await _entry(org, T0, action="=HYPERLINK(1)", resource_id="-1")
+    await _entry(org, T0, action="=HYPERLINK(1)", resource_id="-1", user_agent="@SUM(1+1)")
     response = await client.get("/api/orgs/acme/audit.csv",
                                 headers={"Authorization": f"Bearer {owner.token}"},
                                 params={"resourceId": "-1"})
     [row] = _rows(response.text)
-    assert (row["action"], row["resourceId"]) == ("'=HYPERLINK(1)", "'-1")
+    assert (row["action"], row["resourceId"], row["userAgent"]) == ("'=HYPERLINK(1)", "'-1", "'@SUM(1+1)")
 
 
 # -- the CLI ------------------------------------------------------------------------------------
