@@ -5,13 +5,15 @@ Each plan has its own setting (PCG_AUDIT_RETENTION_DAYS_FREE / _PRO / _ENTERPRIS
 forever); entries of no organization (sign-ups) follow the free plan's. An organization's
 entries go by its plan at the time of pruning.
 
-No statement deletes more than `batch` rows: a keyset walk in id order reads the next
-`batch` ids of expired entries, then deletes the expired entries whose id lies in that range
-(`id > last AND id <= highest`). Each DELETE is its own short statement (no transaction
-spans the walk), so pruning a backlog of millions never holds the table or a long lock, and
-another instance pruning at the same time only finds fewer rows. Seqs are taken in commit
-order, so what goes is a prefix of each organization's log: a live subscriber resuming from
-a pruned cursor gets AuditResyncRequired (resolvers/audit_stream.py).
+No statement deletes more than `batch` rows, and none reads more than it deletes: each
+organization's expired entries are walked oldest first on the audit index (organization_id,
+created_at, id) by keyset, `batch` keys at a time, and each batch is deleted as the key range
+it spans (`after the previous batch's last key, up to this one's`); entries of no
+organization likewise (the index holds NULL too). Each DELETE is its own short statement (no
+transaction spans the walk), so pruning a backlog of millions never holds the table or a long
+lock, and another instance pruning at the same time only finds fewer rows. Seqs are taken in
+commit order, so what goes is a prefix of each organization's log: a live subscriber resuming
+from a pruned cursor gets AuditResyncRequired (resolvers/audit_stream.py).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from tortoise.expressions import Q, Subquery
+from tortoise.expressions import Q
 
 from models import AuditEntry, Organization, Plan
 
@@ -59,11 +61,61 @@ class Pruned:
         return sum(self.by_scope.values())
 
 
-def _expired(scope: str, cutoff: datetime) -> Q:
+ORG_CHUNK = 1000  # organizations of a plan read per statement
+
+
+def _after(key: tuple[datetime, int] | None) -> Q:
+    """Entries after `key` in (created_at, id) order. The bound on created_at alone is what
+    PostgreSQL seeks the index with; the OR that breaks ties by id only filters."""
+    if key is None:
+        return Q()
+    at, pk = key
+    return Q(Q(created_at__gt=at) | Q(created_at=at, id__gt=pk), created_at__gte=at)
+
+
+def _up_to(key: tuple[datetime, int]) -> Q:
+    at, pk = key
+    return Q(Q(created_at__lt=at) | Q(created_at=at, id__lte=pk), created_at__lte=at)
+
+
+async def _prune_log(owner: Q, cutoff: datetime, batch: int, pruned: Pruned) -> int:
+    """Delete one log's (an organization's, or that of no organization) entries older than
+    `cutoff`, `batch` at a time, oldest first."""
+    deleted, last = 0, None
+    while True:
+        keys = await (
+            AuditEntry.filter(owner, _after(last), created_at__lt=cutoff)
+            .order_by("created_at", "id").limit(batch).values_list("created_at", "id")
+        )
+        if not keys:
+            break
+        upto = keys[-1]
+        count = await AuditEntry.filter(owner, _after(last), _up_to(upto), created_at__lt=cutoff).delete()
+        pruned.batches.append(count)
+        deleted += count
+        last = upto
+        if len(keys) < batch:
+            break
+        await asyncio.sleep(0)  # let requests in between batches
+    return deleted
+
+
+async def _logs_of(scope: str):
+    """The logs a scope holds: each organization of the plan, or the one of no organization."""
     if scope == NO_ORGANIZATION:
-        return Q(organization_id__isnull=True, created_at__lt=cutoff)
-    plan_orgs = Subquery(Organization.filter(plan=Plan(scope)).values("id"))
-    return Q(organization_id__in=plan_orgs, created_at__lt=cutoff)
+        yield Q(organization_id__isnull=True)
+        return
+    last = 0
+    while True:
+        ids = await (
+            Organization.filter(plan=Plan(scope), id__gt=last).order_by("id").limit(ORG_CHUNK)
+            .values_list("id", flat=True)
+        )
+        for organization_id in ids:
+            yield Q(organization_id=organization_id)
+        if len(ids) < ORG_CHUNK:
+            return
+        last = ids[-1]
 
 
 async def prune(settings: Settings, *, now: datetime | None = None, batch: int = PRUNE_BATCH) -> Pruned:
@@ -72,21 +124,10 @@ async def prune(settings: Settings, *, now: datetime | None = None, batch: int =
     for scope, days in retention(settings).items():
         if days == 0:
             continue
-        expired = _expired(scope, now - timedelta(days=days))
-        deleted, last = 0, 0
-        while True:
-            ids = await (
-                AuditEntry.filter(expired, id__gt=last).order_by("id").limit(batch).values_list("id", flat=True)
-            )
-            if not ids:
-                break
-            count = await AuditEntry.filter(expired, id__gt=last, id__lte=ids[-1]).delete()
-            pruned.batches.append(count)
-            deleted += count
-            last = ids[-1]
-            if len(ids) < batch:
-                break
-            await asyncio.sleep(0)  # let requests in between batches
+        cutoff = now - timedelta(days=days)
+        deleted = 0
+        async for owner in _logs_of(scope):
+            deleted += await _prune_log(owner, cutoff, batch, pruned)
         if deleted:
             pruned.by_scope[scope] = deleted
     return pruned

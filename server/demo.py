@@ -315,6 +315,7 @@ async def _create() -> None:
                 for sub in subtasks.get(parent.title, []):
                     await board.add(sub, parent=parent)
             counts[name] = board.count
+        # The organization's first entry: seq 1 of its live audit log (resolvers/audit_stream.py).
         await AuditEntry.create(
             organization=org,
             actor=ada,
@@ -322,7 +323,9 @@ async def _create() -> None:
             resource_type="Organization",
             resource_id=str(org.id),
             after={"slug": DEMO_SLUG, "users": [e for e, _, _ in USERS], "tasks": counts},
+            seq=1,
         )
+        await Organization.filter(id=org.id).update(audit_seq=1)
 
 
 class _Board:

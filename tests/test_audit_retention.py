@@ -81,8 +81,8 @@ async def test_an_organization_is_kept_by_its_plan_at_pruning_time(settings, org
 
 @pytest.mark.both_databases
 async def test_no_statement_deletes_more_than_a_batch(settings, orgs):
-    # Expired free entries interleaved (by id) with kept enterprise ones, so the id ranges of
-    # a batch also hold rows that must stay.
+    # Expired free entries interleaved (by id) with kept enterprise ones, all of one instant
+    # (ties broken by id).
     expired = []
     for _ in range(47):
         expired += await _entries(orgs[Plan.FREE], [200])
@@ -97,10 +97,13 @@ async def test_no_statement_deletes_more_than_a_batch(settings, orgs):
     assert len(deletes) == math.ceil(47 / 10)
     # One SELECT of the next ids per batch, and for the pro scope (nothing expired) one.
     assert len(selects) == len(deletes) + 1 + 1  # + the no-organization scope's one
-    # Every DELETE is bounded by an id range (never "delete everything older than").
-    for sql in deletes:
-        text = sql.replace('"', "")
-        assert "id>" in text.replace(" ", "") and "id<=" in text.replace(" ", ""), sql
+    # Every DELETE is bounded by the key range of its batch (never "delete everything older
+    # than"): up to the batch's last (created_at, id), and after the previous batch's.
+    for index, sql in enumerate(deletes):
+        text = sql.replace('"', "").replace(" ", "")
+        assert "created_at<=" in text and "id<=" in text, sql
+        assert ("id>" in text) == (index > 0), sql
+    assert all("LIMIT" in sql for sql in selects)
     assert not await AuditEntry.filter(id__in=expired).exists()
     assert await AuditEntry.filter(organization_id=orgs[Plan.ENTERPRISE].id).count() == 47
 

@@ -113,6 +113,10 @@ async def follow(
             if message.message == GAP:
                 metrics.refill(log.kind, "broker_gap")
                 async for event in refill():
+                    # As for live events: the event that took the viewer's access away (and
+                    # whatever follows it) is not delivered to them.
+                    if log.type_of(event) in access_events and not await still_readable():
+                        raise Forbidden(lost_access)
                     metrics.delivered(log.kind).inc()
                     yield event
                 continue
