@@ -35,6 +35,9 @@ log = logging.getLogger("pcg.audit")
 
 PRUNE_BATCH = 1000
 PRUNE_EVERY_SECONDS = 3600
+# The first round waits this long after the instance starts: a boot (or several instances
+# started together) is not also a burst of pruning, and short-lived processes prune nothing.
+PRUNE_FIRST_AFTER_SECONDS = 60
 # The scope an entry is kept by: its organization's plan, or none.
 NO_ORGANIZATION = "none"
 
@@ -138,6 +141,7 @@ def enabled(settings: Settings) -> bool:
 
 
 async def prune_forever(settings: Settings) -> None:
+    await asyncio.sleep(PRUNE_FIRST_AFTER_SECONDS)
     while True:
         try:
             pruned = await prune(settings)

@@ -223,7 +223,7 @@ class AuditSubscription:
             # loaders (AuditEntry.actor, apiKey), filled after the write committed.
             context.loaders = Loaders()
             typed = _typed(item)
-            # What ROLES fields read of the viewer: its role in the entry's organization
-            # (AuditEntry.apiKey); there is no project.
-            yield sharing.mark(typed, item if not isinstance(item, LogGap) else typed._e,
-                               (None, viewer.org_role(org_id)), viewer)
+            # Subscribers of this entry share its execution when their answers cannot differ:
+            # ROLES fields read the viewer's role in the entry's organization (AuditEntry.apiKey);
+            # there is no project. A resync marker is this subscriber's own.
+            yield sharing.mark(typed, typed._e, (None, viewer.org_role(org_id)), viewer)

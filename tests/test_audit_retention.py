@@ -138,7 +138,9 @@ async def test_a_resumed_stream_past_pruned_entries_is_told_to_resync(settings, 
 
 @pytest.fixture
 def prune_often(monkeypatch):
-    """Set up before the app (first in the test's arguments): its pruner rounds every 20 ms."""
+    """Set up before the app (first in the test's arguments): its pruner starts at once and
+    rounds every 20 ms (a minute after start, then hourly, otherwise)."""
+    monkeypatch.setattr(audit_retention, "PRUNE_FIRST_AFTER_SECONDS", 0)
     monkeypatch.setattr(audit_retention, "PRUNE_EVERY_SECONDS", 0.02)
 
 
@@ -197,3 +199,13 @@ def test_pcg_audit_prune(tmp_path, monkeypatch, capsys, settings):
     with pytest.raises(SystemExit) as refused:
         main(["audit", "prune", "--batch", "x"])
     assert refused.value.code == 2
+
+
+async def test_the_first_round_waits_after_the_instance_starts(settings, orgs):
+    """A boot is not also a burst of pruning: nothing is read before PRUNE_FIRST_AFTER_SECONDS."""
+    assert audit_retention.enabled(settings) and audit_retention.PRUNE_FIRST_AFTER_SECONDS >= 60
+    await _entries(orgs[Plan.FREE], [(NOW - datetime.now(UTC)).days + 1000])
+    with count_statements() as log:
+        await asyncio.sleep(0.2)
+    assert [s for s in log.statements if '"audit_entry"' in s] == []
+    assert await AuditEntry.all().count() == 1
