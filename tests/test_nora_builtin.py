@@ -222,10 +222,11 @@ async def test_quota_exceeded_before_any_reply_and_usage_reports_it(gql, factory
     }
     assert usage["noraUsage"]["resetsAt"].endswith("T00:00:00+00:00")
 
-    from models import Plan
+    from models import Organization, Plan
 
-    org.plan = Plan.ENTERPRISE
-    await org.save()
+    # Not org.save(): the instance is stale, and a whole-row save would write its old
+    # audit_seq back over the counter the writes since have moved.
+    await Organization.filter(id=org.id).update(plan=Plan.ENTERPRISE)
     sent = await send(gql, owner.token, conversation["id"], "summarize the board")
     assert (await settled(pk(sent["assistantMessage"]["id"]))).status.value == "complete"
     usage = await gql.ok(
