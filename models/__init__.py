@@ -4,7 +4,7 @@ document). No GraphQL and no business rules live here."""
 from models.audit import AuditAction, AuditEntry
 from models.document import TrustedDocument
 from models.event import BoardEvent, BoardEventType
-from models.identity import ApiKey, User
+from models.identity import ApiKey, ApiKeyScope, RefreshToken, Session, SessionEndReason, User
 from models.nora import (
     NoraConversation,
     NoraEvent,
@@ -33,6 +33,7 @@ MODEL_MODULES = [
 __all__ = [
     "PRIORITY_RANK",
     "ApiKey",
+    "ApiKeyScope",
     "AuditAction",
     "AuditEntry",
     "BoardEvent",
@@ -57,6 +58,9 @@ __all__ = [
     "Project",
     "ProjectMember",
     "ProjectRole",
+    "RefreshToken",
+    "Session",
+    "SessionEndReason",
     "Task",
     "TaskLabel",
     "TaskPriority",

@@ -56,6 +56,18 @@ class AuditAction(str, Enum):
     NORA_CONVERSATION_START = ("nora.conversation.start", "NoraConversation")
     NORA_MESSAGE_SEND = ("nora.message.send", "NoraMessage")
     NORA_MESSAGE_CANCEL = ("nora.message.cancel", "NoraMessage")
+    # Identity: the account's own log (organization_id NULL, actor the account's user, read
+    # by them as viewer.securityLog), but for what an organization's owners do to a member.
+    USER_LOG_IN = ("user.log_in", "Session")
+    USER_LOG_IN_FAILED = ("user.log_in_failed", "User")
+    USER_LOG_OUT = ("user.log_out", "Session")
+    USER_LOG_OUT_EVERYWHERE = ("user.log_out_everywhere", "User")
+    SESSION_REFRESH = ("session.refresh", "Session")
+    SESSION_REFRESH_TOKEN_REUSE = ("session.refresh_token_reuse", "Session")
+    SESSION_REVOKE = ("session.revoke", "Session")
+    MEMBER_END_SESSIONS = ("member.end_sessions", "OrganizationMember")
+    ORGANIZATION_UPDATE_SESSION_POLICY = ("organization.update_session_policy", "Organization")
+    API_KEY_WRITE_REFUSED = ("api_key.write_refused", "ApiKey")
 
 
 class AuditEntry(Model):
@@ -85,5 +97,6 @@ class AuditEntry(Model):
     class Meta:
         table = "audit_entry"
         # The audit log is read newest first within one organization, with id breaking ties:
-        # this index serves the page (and the CSV export's keyset walk) without a sort.
-        indexes = (("organization", "created_at", "id"),)
+        # this index serves the page (and the CSV export's keyset walk) without a sort. The
+        # second serves an account's own log (viewer.securityLog) the same way.
+        indexes = (("organization", "created_at", "id"), ("actor", "created_at", "id"))

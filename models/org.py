@@ -38,6 +38,10 @@ class Organization(Model):
     slug = fields.CharField(max_length=64, unique=True)
     name = fields.CharField(max_length=200)
     plan = fields.CharEnumField(Plan, max_length=16, default=Plan.FREE)
+    # The session policy its owners set, in seconds (null: the server's); it applies to its
+    # members' sessions while the organization is on the enterprise plan.
+    session_idle_timeout = fields.IntField(null=True)
+    session_max_age = fields.IntField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 

@@ -74,6 +74,7 @@ class OrgPermission(Enum):
     MANAGE_PLAN = "manage_plan"
     USE_NORA = "use_nora"
     READ_AUDIT_LOG = "read_audit_log"
+    MANAGE_SESSIONS = "manage_sessions"
 
     @property
     def role(self) -> OrgRole:
@@ -90,6 +91,8 @@ _ORG_RIGHTS = {
     OrgPermission.MANAGE_PLAN: OrgRole.OWNER,
     OrgPermission.USE_NORA: OrgRole.MEMBER,
     OrgPermission.READ_AUDIT_LOG: OrgRole.ADMIN,
+    # End members' sessions, set the organization's session policy.
+    OrgPermission.MANAGE_SESSIONS: OrgRole.OWNER,
 }
 
 

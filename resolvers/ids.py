@@ -24,6 +24,7 @@ from models import (
     OrganizationMember,
     Project,
     ProjectMember,
+    Session,
     Task,
     User,
 )
@@ -46,6 +47,7 @@ _MODELS = {
     "NoraConversation": NoraConversation,
     "NoraMessage": NoraMessage,
     "AuditEntry": AuditEntry,
+    "Session": Session,
 }
 NODE_TYPES = frozenset(_MODELS)
 # Serial keys start at 1; the upper bound is the column's (int4 for most, int8 for messages).

@@ -5,14 +5,19 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
+from tortoise.expressions import Q
+
 from models import (
     ApiKey,
+    AuditEntry,
     CustomFieldDefinition,
     Invite,
     OrganizationMember,
     OrgRole,
     ProjectMember,
+    Session,
 )
+from resolvers.access import OrgPermission
 from resolvers.errors import BadInput
 from resolvers.ids import parse_global_id
 
@@ -51,8 +56,25 @@ async def _scope(access, type_name: str):
         case "NoraMessage":
             return await access.nora_messages()
         case "AuditEntry":
-            return await access.audit_entries()
+            return await _audit_entries(access)
+        case "Session":
+            # A person's own sessions only (an API key sees none).
+            if not access.is_authenticated or access.api_key is not None:
+                return Session.filter(id=0)
+            return Session.filter(user_id=access.user_id)
     raise BadInput("Unknown node type")  # pragma: no cover - parse_global_id rejects these
+
+
+async def _audit_entries(access):
+    """Entries of organizations the viewer administers, and a person's own account entries
+    (viewer.securityLog)."""
+    await access.load()
+    least = OrgPermission.READ_AUDIT_LOG.role.rank
+    admin = [o for o in access.org_ids() if access.org_role(o).rank >= least]
+    scope = Q(organization_id__in=admin or [0])
+    if access.is_authenticated and access.api_key is None:
+        scope |= Q(organization_id__isnull=True, actor_id=access.user_id)
+    return AuditEntry.filter(scope)
 
 
 async def nodes(ctx: Context, ids: list[str]) -> list:

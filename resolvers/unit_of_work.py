@@ -44,6 +44,7 @@ class UnitOfWork:
         self._board: list[BoardEvent] = []
         self._nora: list[NoraEvent] = []
         self._access_changed: set[int] = set()
+        self._sessions_ended: list[tuple[int, float]] = []
 
     async def audit(
         self,
@@ -101,8 +102,23 @@ class UnitOfWork:
         """After commit, tell the user's open streams to re-check their access."""
         self._access_changed.add(user_id)
 
+    def sessions_ended(self, entries: list[tuple[int, float]]) -> None:
+        """After commit, refuse these sessions' access tokens and close their websockets on
+        every instance: (session id, when its last access token expires)."""
+        self._sessions_ended.extend(entries)
+
     async def _publish(self) -> None:
         broadcast = self.ctx.broadcast
+        if self._sessions_ended:
+            # This instance first, before the write is answered; then every other one.
+            registry = self.ctx.session_registry
+            if registry is not None:
+                registry.ended(self._sessions_ended)
+                await registry.publish(self._sessions_ended)
+            elif broadcast is not None:
+                from resolvers.identity.revocations import publish
+
+                await publish(broadcast, self._sessions_ended)
         if self._board or self._access_changed:
             nudges = [(log.access_channel(uid), "{}") for uid in sorted(self._access_changed)]
             await log.BOARD.publish(broadcast, self._board, nudges)

@@ -18,6 +18,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from resolvers.broadcast import Hub
 from resolvers.documents import TrustedDocuments
 from resolvers.event.log import prune_forever
+from resolvers.identity.revocations import SessionRegistry
 from resolvers.nora.engine import NoraRuntime
 from schema.root import schema as default_schema
 from server import audit_csv, graphiql, health, metrics
@@ -73,15 +74,18 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
     tracing = start_tracing(settings.otel_endpoint)
     broadcast = Hub(settings.broadcast_url)
     nora = NoraRuntime(settings, broadcast)
+    sessions = SessionRegistry(broadcast)
     persisted = PersistedQueries(settings.broadcast_url, settings.limits.max_document_chars)
     documents = TrustedDocuments(settings.trusted_documents)
     graphql = PcgGraphQL(schema, settings=settings, broadcast=broadcast, nora=nora,
-                         persisted=persisted, documents=documents)
+                         persisted=persisted, documents=documents, sessions=sessions)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         async with RegisterTortoise(app, config=tortoise_config(settings.database_url, settings)):
             await broadcast.connect()
+            # Before the first request: ended sessions are refused from the start.
+            await sessions.start()
             pruner = asyncio.create_task(prune_forever(settings.event_retention_days))
             pool_sampler = asyncio.create_task(metrics.sample_pool_forever())
             await nora.start()
@@ -98,6 +102,7 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
                 # Running NORA replies end (FAILED, with what was written) while the
                 # database and broadcast are still up.
                 await nora.stop()
+                await sessions.stop()
                 await broadcast.disconnect()
                 await persisted.close()
                 if tracing is not None:
@@ -134,6 +139,7 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
     app.state.settings = settings
     app.state.broadcast = broadcast
     app.state.nora = nora
+    app.state.sessions = sessions
     return app
 
 

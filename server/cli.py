@@ -236,11 +236,12 @@ def cmd_export_schema(args: argparse.Namespace) -> int:
 
 
 async def create_api_key(
-    settings: Settings, org_slug: str, name: str, role: str, email: str | None
+    settings: Settings, org_slug: str, name: str, role: str, email: str | None,
+    scope: str = "write",
 ) -> tuple[str, object]:
     """Create a key through the same resolver as the createApiKey mutation, acting as
     `email` (default: the org's first owner), so the rules and the audit entry are the same."""
-    from models import Organization, OrganizationMember, OrgRole
+    from models import ApiKeyScope, Organization, OrganizationMember, OrgRole
     from resolvers.access import Access
     from resolvers.context import Context
     from resolvers.errors import AppError
@@ -266,7 +267,9 @@ async def create_api_key(
         request_id=f"cli-{uuid.uuid4().hex[:24]}",
     )
     try:
-        key, plaintext = await api_keys.create_api_key(ctx, org.id, name, OrgRole(role), None)
+        key, plaintext = await api_keys.create_api_key(
+            ctx, org.id, name, OrgRole(role), None, ApiKeyScope(scope)
+        )
     except AppError as error:
         raise CliError(f"as {member.user.email}: {error.message}") from None
     key.created_by = member.user
@@ -367,12 +370,15 @@ def cmd_create_api_key(args: argparse.Namespace) -> int:
 
     async def run():
         async with database(settings):
-            return await create_api_key(settings, args.org, args.name, args.role, args.user)
+            return await create_api_key(
+                settings, args.org, args.name, args.role, args.user, args.scope
+            )
 
     plaintext, key = asyncio.run(run())
     say(
         f'API key "{key.name}" for organization {args.org!r}, acting as {key.created_by.email} '
-        f"with at most the {key.role.value} role.",
+        f"with at most the {key.role.value} role"
+        + (", read-only." if key.scope.value == "read" else "."),
         "Shown once; store it now. Send it as `Authorization: Bearer <key>`:",
         "",
         plaintext,
@@ -506,6 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
     key.add_argument("--name", required=True)
     key.add_argument("--role", default="admin", choices=["owner", "admin", "member"])
     key.add_argument("--user", metavar="EMAIL", help="the member the key acts as (default: an owner)")
+    key.add_argument("--scope", default="write", choices=["read", "write"],
+                     help="read: queries and subscriptions only (default: write)")
     key.set_defaults(func=cmd_create_api_key)
 
     audit = commands.add_parser("audit", help="read an organization's audit log")

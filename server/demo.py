@@ -36,7 +36,8 @@ from models import (
     User,
 )
 from models.task import PRIORITY_RANK
-from resolvers.identity.auth import hash_password, issue_access_token
+from resolvers.identity.auth import hash_password
+from resolvers.identity.sessions import issue_outside_request
 from server.settings import Settings
 
 DEMO_SLUG = "demo"
@@ -255,12 +256,15 @@ async def seed_demo(settings: Settings) -> DemoInfo:
     else:
         created = False
     user = await _login_user()
-    token, expires = issue_access_token(user, settings.secret_key, DEMO_TOKEN_TTL)
+    # A session of its own, so that logOutEverywhere (or an owner) can end it like any other.
+    issued = await issue_outside_request(
+        user, settings.secret_key, DEMO_TOKEN_TTL, user_agent="pcg seed --demo"
+    )
     return DemoInfo(
         created=created,
         graphiql_url=settings.public_url.rstrip("/") + "/graphql",
-        access_token=token,
-        expires_at=expires,
+        access_token=issued.access_token,
+        expires_at=issued.expires_at,
         email=user.email,
     )
 

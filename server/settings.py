@@ -196,7 +196,16 @@ class Settings(BaseSettings):
     secret_key: str = setting(
         "", "Signs access tokens (at least 32 characters). Generated into the data dir on first run "
         "unless set.", shown="(generated)")
-    access_token_ttl: Annotated[int, at_least(1)] = setting(3600, "Lifetime of a `logIn` access token, in seconds.")
+    access_token_ttl: Annotated[int, at_least(1)] = setting(
+        900, "Lifetime of an access token from `logIn`, `signUp` or `refreshToken`, in seconds "
+        "(never past its session's end); clients renew it with the refresh token.")
+    session_idle_timeout: Annotated[int, at_least(60)] = setting(
+        14 * 24 * 3600, "Seconds a session lives without a refresh (or the login): then "
+        "`refreshToken` answers `SESSION_EXPIRED`. Enterprise organizations may set less for their "
+        "members (`updateSessionPolicy`).")
+    session_max_age: Annotated[int, at_least(60)] = setting(
+        30 * 24 * 3600, "Seconds a session lives at most from its login, refreshed or not. "
+        "Enterprise organizations may set less for their members.")
     event_retention_days: Annotated[int, at_least(1)] = setting(
         30, "Board events older than this are pruned; a subscriber resuming from an older cursor "
         "first receives `ResyncRequired`.")

@@ -72,6 +72,14 @@ def cancel_expiry(websocket) -> None:
         timer.cancel()
 
 
+def forget_socket(context) -> None:
+    """The connection ended: no expiry timer, no watch on its session, holds it any longer."""
+    cancel_expiry(context.request)
+    registry = getattr(context, "session_registry", None)
+    if registry is not None:
+        registry.unwatch(context.request)
+
+
 def _optional(payload: dict, key: str, kind: type) -> bool:
     return payload.get(key) is None or isinstance(payload.get(key), kind)
 
@@ -157,7 +165,7 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler):
         try:
             await super().handle()
         finally:
-            cancel_expiry(self.context.request)
+            forget_socket(self.context)
 
     async def handle_connection_init(self, message) -> None:
         # Strawberry closes a refused init with 4403 "Forbidden"; say why in the reason (the
@@ -224,7 +232,7 @@ class LegacyWSHandler(BaseGraphQLWSHandler):
         try:
             await super().handle()
         finally:
-            cancel_expiry(self.context.request)
+            forget_socket(self.context)
 
     async def handle_message(self, message) -> None:
         problem = _message_problem(message, ("start",), "stop")

@@ -24,7 +24,8 @@ from models import (
     ProjectRole,
     User,
 )
-from resolvers.identity.auth import hash_password, issue_access_token
+from resolvers.identity.auth import hash_password
+from resolvers.identity.sessions import issue_outside_request
 from resolvers.ids import to_global_id
 from schema.limits import Limits
 from server.app import create_app
@@ -203,6 +204,9 @@ def gql(client) -> GraphQLClient:
 class Actor:
     user: User
     token: str
+    # The session the token belongs to, and its refresh token.
+    session_id: int | None = None
+    refresh_token: str | None = None
 
     @property
     def gid(self) -> str:
@@ -221,8 +225,8 @@ class Factory:
         user = await User.create(
             email=f"{name.lower()}.{n}@example.test", name=name, password_hash=self.password_hash
         )
-        token, _ = issue_access_token(user, SECRET, 3600)
-        return Actor(user, token)
+        issued = await issue_outside_request(user, SECRET, 3600)
+        return Actor(user, issued.access_token, issued.session.id, issued.refresh_token)
 
     async def org(
         self, owner: Actor, slug: str | None = None, plan: Plan = Plan.ENTERPRISE

@@ -10,7 +10,8 @@ from models import AuditAction, User
 from models.snapshot import dump
 from resolvers import ratelimit, validation
 from resolvers.errors import BadInput, Conflict, RateLimited, Unauthenticated
-from resolvers.identity.auth import hash_password_async, issue_access_token, verify_password_async
+from resolvers.identity import sessions
+from resolvers.identity.auth import hash_password_async, verify_password_async
 from resolvers.ratelimit import LOGIN_WINDOW, SIGNUP_WINDOW
 from resolvers.unit_of_work import unit_of_work
 
@@ -39,10 +40,11 @@ async def sign_up(ctx: Context, email: str, name: str, password: str):
                 AuditAction.USER_SIGN_UP, user.id, organization_id=None, after=dump(user),
                 actor_id=user.id,
             )
+            # A new account belongs to no organization: the server's policy is the policy.
+            issued = await sessions.open_session(work, ctx, user, sessions.server_policy(ctx))
     except IntegrityError:
         raise Conflict("An account with this email already exists", field="email") from None
-    token, expires = issue_access_token(user, ctx.settings.secret_key, ctx.settings.access_token_ttl)
-    return user, token, expires
+    return issued
 
 
 async def log_in(ctx: Context, email: str, password: str):
@@ -51,13 +53,15 @@ async def log_in(ctx: Context, email: str, password: str):
     if len(email) > EMAIL_MAX:
         raise BadInput(f"`email` is longer than {EMAIL_MAX} characters", field="email", max=EMAIL_MAX)
     email = email.strip().lower()
+    # Refused here (RATE_LIMITED) before the password is checked: not audited, so that
+    # hammering one account cannot fill its log beyond the failures the limit lets through.
     attempts = await _count_attempt(ctx, email)
     user = await User.get_or_none(email=email, is_active=True)
     if not await verify_password_async(user.password_hash if user else None, password):
+        await sessions.audit_failed_log_in(ctx, user)
         raise Unauthenticated("Wrong email or password", reason="BAD_CREDENTIALS")
     await attempts.succeeded()
-    token, expires = issue_access_token(user, ctx.settings.secret_key, ctx.settings.access_token_ttl)
-    return user, token, expires
+    return await sessions.log_in(ctx, user)
 
 
 class _LoginAttempt:
