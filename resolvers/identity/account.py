@@ -103,6 +103,6 @@ async def log_out_everywhere(ctx: Context, keep_current: bool) -> int:
         ended = await end_sessions(work, qs, SessionEndReason.LOG_OUT_EVERYWHERE)
         await work.audit(
             AuditAction.USER_LOG_OUT_EVERYWHERE, user.id, organization_id=None,
-            after={"sessions_ended": len(ended), "kept_current": bool(keep_current and current)},
+            after={"sessionsEnded": len(ended), "keptCurrent": bool(keep_current and current)},
         )
     return len(ended)

@@ -314,8 +314,8 @@ async def _reused(
             await work.audit(
                 AuditAction.SESSION_REFRESH_TOKEN_REUSE, row.session_id, organization_id=None,
                 actor_id=user.id,
-                after={"token_issued_at": row.created_at.isoformat(),
-                       "token_used_at": row.used_at.isoformat() if row.used_at else None},
+                after={"tokenIssuedAt": row.created_at.isoformat(),
+                       "tokenUsedAt": row.used_at.isoformat() if row.used_at else None},
             )
     raise Unauthenticated(
         "This refresh token was already used, so a copy of it may be in other hands: the "

@@ -33,7 +33,7 @@ async def end_member_sessions(ctx: Context, organization_id: int, user_id: int) 
         )
         await work.audit(
             AuditAction.MEMBER_END_SESSIONS, member.id, organization_id=organization_id,
-            after={"user_id": user_id, "sessions_ended": len(ended)},
+            after={"userId": user_id, "sessionsEnded": len(ended)},
         )
     return len(ended)
 
@@ -50,7 +50,7 @@ def _seconds(value: int | None, field: str) -> int | None:
 
 
 def _policy(org: Organization) -> dict:
-    return {"session_idle_timeout": org.session_idle_timeout, "session_max_age": org.session_max_age}
+    return {"sessionIdleTimeout": org.session_idle_timeout, "sessionMaxAge": org.session_max_age}
 
 
 async def update_session_policy(
