@@ -294,6 +294,7 @@ def cmd_documents(args: argparse.Namespace) -> int:
     from models import TrustedDocument
     from resolvers import documents
     from schema.root import schema
+    from schema.runtime import graphql_schema
 
     settings = _settings()
     texts = []
@@ -303,7 +304,7 @@ def cmd_documents(args: argparse.Namespace) -> int:
             raise CliError(f"{path}: no such file")
         text = path.read_text()
         try:
-            errors = validate(schema._schema, parse(text))
+            errors = validate(graphql_schema(schema), parse(text))
         except GraphQLError as error:
             errors = [error]
         if errors:
