@@ -40,7 +40,7 @@ from models import (  # noqa: E402,E501
     TaskStatus,
     User,
 )
-from resolvers.identity.auth import issue_access_token  # noqa: E402
+from resolvers.identity.sessions import issue_outside_request  # noqa: E402
 from resolvers.ids import to_global_id  # noqa: E402
 from schema.limits import Limits  # noqa: E402
 from schema.root import schema  # noqa: E402
@@ -92,7 +92,7 @@ async def seed() -> tuple[str, str]:
              created_by=owner)
         for i in range(100)
     ])
-    token, _ = issue_access_token(owner, SECRET, 3600)
+    token = (await issue_outside_request(owner, SECRET, 3600)).access_token
     return token, to_global_id("Project", project.id)
 
 

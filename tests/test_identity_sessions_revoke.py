@@ -6,7 +6,9 @@ account's own log (viewer.securityLog) shows it all to the person, and to nobody
 from __future__ import annotations
 
 import asyncio
+import json
 
+import httpx
 import jwt
 import pytest
 
@@ -36,6 +38,26 @@ async def log_in(gql, actor) -> dict:
 
 def sid(token: str) -> int:
     return int(jwt.decode(token, SECRET, algorithms=["HS256"])["sid"])
+
+
+async def closed_within(ws: GraphQLWS, seconds: float) -> Closed:
+    """The close of `ws` within `seconds`; a stream's own UNAUTHENTICATED error may come first
+    (its access check and the close race), anything else may not."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        try:
+            message = await ws.receive(timeout=max(0.0, deadline - loop.time()))
+        except Closed as closed:
+            return closed
+        if message["type"] == "complete":
+            continue
+        payload = message.get("payload")
+        if message["type"] in ("next", "data"):
+            errors = payload.get("errors")
+        else:
+            errors = payload if isinstance(payload, list) else [payload]
+        assert errors and errors[0]["extensions"]["code"] == "UNAUTHENTICATED", message
 
 
 async def refused(gql, token: str) -> str:
@@ -234,10 +256,8 @@ async def test_ending_a_session_closes_its_websockets_at_once(live, gql, board, 
             await ws.subscribe(BOARD, {"p": project_id})
         await asyncio.sleep(0.2)
         await gql.ok(REVOKE, {"i": {"sessionId": laptop["session"]["id"]}}, token=owner.token)
-        with pytest.raises(Closed) as closed:
-            await doomed.receive(timeout=1)
-        assert closed.value.code == 4403
-        assert closed.value.reason == "UNAUTHENTICATED: Session ended (SESSION_REVOKED)"
+        closed = await closed_within(doomed, 1.0)
+        assert (closed.code, closed.reason) == (4403, "UNAUTHENTICATED: Session ended (SESSION_REVOKED)")
         # The other session's socket streams on.
         await gql.ok("mutation($i: CreateTaskInput!) { createTask(input: $i) { task { id } } }",
                      {"i": {"projectId": project_id, "title": "still here"}}, token=owner.token)
@@ -259,9 +279,7 @@ async def test_log_out_everywhere_closes_every_socket_and_leaves_no_watch_behind
     assert registry.watched() == 3
     await gql.ok(EVERYWHERE, token=owner.token)
     for ws in sockets:
-        with pytest.raises(Closed) as closed:
-            await ws.receive(timeout=1)
-        assert closed.value.code == 4403
+        assert (await closed_within(ws, 1.0)).code == 4403
     for _ in range(50):
         if registry.watched() == 0:
             break
@@ -309,3 +327,60 @@ async def test_security_log_shows_the_accounts_own_entries(gql, factory, acme):
     assert (await gql.ok(node, {"id": nodes[0]["id"]}, token=owner.token))["node"] is None
     theirs = (await gql.ok(SECURITY_LOG, token=owner.token))["viewer"]["securityLog"]["nodes"]
     assert {n["actor"]["id"] for n in theirs} == {owner.gid}
+
+
+# -- cost and statements of the new lists ------------------------------------------------------------
+
+
+async def test_the_new_fields_are_counted_by_the_cost_analysis(gql, factory):
+    ada = await factory.user("Ada")
+    query = """{ viewer { sessions(first: 100) { nodes { id } }
+                          securityLog(first: 100) { nodes { id actor { id } } } } }"""
+    body = await gql.raw(query, token=ada.token)
+    # viewer 1; sessions 1 + 100 sessions; securityLog 1 + 100 × (entry + actor).
+    assert body["extensions"]["cost"]["requested"] == 1 + (1 + 100) + (1 + 100 * 2)
+    body = await gql.raw('{ organization(slug: "x") { sessionPolicy { maxAge } } }', token=ada.token)
+    assert body["extensions"]["cost"]["requested"] == 2
+
+
+async def test_listing_sessions_costs_the_same_for_2_or_40(gql, factory):
+    counts = []
+    for n in (2, 40):
+        person = await factory.user()
+        for _ in range(n - 1):
+            await log_in(gql, person)
+        with count_statements() as log:
+            data = await gql.ok("""{ viewer { sessions(first: 100) { totalCount nodes { id current active } }
+                                             securityLog(first: 100) { totalCount nodes { action actor { name } } } } }""",
+                                token=person.token)
+        assert data["viewer"]["sessions"]["totalCount"] == n
+        assert data["viewer"]["securityLog"]["totalCount"] == n - 1
+        counts.append(log.count)
+    # user, memberships, sessions page and count, log page and count, the actors' loader.
+    assert counts == [7, 7]
+
+
+async def test_a_subscription_over_server_sent_events_ends_with_its_session(live, gql, board):
+    """No socket to close: the stream is told through the user's access channel, checks its
+    session and ends with UNAUTHENTICATED."""
+    owner, project_id = board
+    laptop = await log_in(gql, owner)
+    headers = {"authorization": f"Bearer {laptop['accessToken']}", "accept": "text/event-stream"}
+    async with httpx.AsyncClient(timeout=10) as client:
+        async with client.stream("POST", f"http://{live}/graphql", headers=headers,
+                                 json={"query": BOARD, "variables": {"p": project_id}}) as response:
+            assert response.status_code == 200
+            await asyncio.sleep(0.3)
+            await gql.ok(REVOKE, {"i": {"sessionId": laptop["session"]["id"]}}, token=owner.token)
+
+            async def first_payload() -> dict:
+                event = None
+                async for line in response.aiter_lines():
+                    if line.startswith("event: "):
+                        event = line.removeprefix("event: ")
+                    elif line.startswith("data: ") and event == "next":
+                        return json.loads(line.removeprefix("data: "))
+                raise AssertionError("the stream ended without a result")
+
+            payload = await asyncio.wait_for(first_payload(), 5)
+    assert payload["errors"][0]["extensions"] == {"code": "UNAUTHENTICATED", "reason": "SESSION_REVOKED"}

@@ -340,4 +340,7 @@ async def end_sessions(work: UnitOfWork, sessions, reason: SessionEndReason) -> 
     for session in rows:
         session.revoked_at, session.revoke_reason = now, reason
     work.sessions_ended([(s.id, s.tokens_expire_at.timestamp()) for s in rows])
+    for user_id in {s.user_id for s in rows}:
+        # Their streams without a socket of their own (graphql-sse, multipart) check again.
+        work.access_changed_for(user_id)
     return rows
