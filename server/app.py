@@ -18,6 +18,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from resolvers.broadcast import Hub
 from resolvers.documents import TrustedDocuments
 from resolvers.event.log import prune_forever
+from resolvers.identity import sessions as session_lifecycle
 from resolvers.identity.revocations import SessionRegistry
 from resolvers.nora.engine import NoraRuntime
 from schema.root import schema as default_schema
@@ -87,6 +88,7 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
             # Before the first request: ended sessions are refused from the start.
             await sessions.start()
             pruner = asyncio.create_task(prune_forever(settings.event_retention_days))
+            session_pruner = asyncio.create_task(session_lifecycle.prune_forever())
             pool_sampler = asyncio.create_task(metrics.sample_pool_forever())
             await nora.start()
             if documents.active:
@@ -96,6 +98,7 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
                 yield
             finally:
                 pruner.cancel()
+                session_pruner.cancel()
                 if documents.active:
                     reloader.cancel()
                 pool_sampler.cancel()

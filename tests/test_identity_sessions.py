@@ -391,3 +391,26 @@ async def test_an_org_member_is_subject_to_the_policy_of_the_org(gql, factory, a
     outside = await Session.get(id=claims((await log_in(gql, outsider))["accessToken"])["sid"])
     assert inside.expires_at - inside.created_at == timedelta(seconds=3600)
     assert outside.expires_at - outside.created_at == timedelta(days=30)
+
+
+@pytest.mark.both_databases
+async def test_pruning_keeps_what_a_live_session_needs(gql, factory):
+    from resolvers.identity import sessions as lifecycle
+
+    ada = await factory.user("Ada")
+    live, recent, old = [await log_in(gql, ada) for _ in range(3)]
+    await refresh(gql, live["refreshToken"])
+    ids = {name: claims(pair["accessToken"])["sid"] for name, pair in
+           (("live", live), ("recent", recent), ("old", old))}
+    now = datetime.now(UTC)
+    await Session.filter(id=ids["recent"]).update(revoked_at=now - timedelta(days=2))
+    await Session.filter(id=ids["old"]).update(expires_at=now - timedelta(days=91))
+    assert await lifecycle.prune() == (1, 1 + 1)  # old: its session; recent and old: tokens
+    assert await RefreshToken.filter(session_id=ids["live"]).count() == 2
+    assert await RefreshToken.filter(session_id=ids["recent"]).count() == 0
+    assert await Session.filter(id=ids["recent"]).exists()
+    assert not await Session.filter(id=ids["old"]).exists()
+    assert await lifecycle.prune() == (0, 0)
+    # The live session goes on (its first token is one retry within the grace window).
+    body = await refresh(gql, live["refreshToken"])
+    assert not (await refresh(gql, body["data"]["refreshToken"]["refreshToken"])).get("errors")

@@ -19,13 +19,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
+
+from tortoise.expressions import Q
 
 from models import AuditAction, Organization, Plan, RefreshToken, Session, SessionEndReason, User
 from models.snapshot import dump
@@ -36,6 +40,8 @@ from resolvers.unit_of_work import unit_of_work
 if TYPE_CHECKING:
     from resolvers.context import Context
     from resolvers.unit_of_work import UnitOfWork
+
+log = logging.getLogger("pcg.sessions")
 
 REFRESH_PREFIX = "pcgr_"
 # A refresh token is the prefix and 43 characters; anything much longer is no token of ours
@@ -344,3 +350,53 @@ async def end_sessions(work: UnitOfWork, sessions, reason: SessionEndReason) -> 
         # Their streams without a socket of their own (graphql-sse, multipart) check again.
         work.access_changed_for(user_id)
     return rows
+
+
+# -- pruning ------------------------------------------------------------------------------------
+
+# A session that ended keeps its row this long (viewer.sessions(includeEnded: true)), and the
+# hashes of its refresh tokens one day (a copy presented later is then merely unknown).
+KEEP_ENDED_SESSIONS = timedelta(days=90)
+KEEP_ENDED_TOKENS = timedelta(days=1)
+PRUNE_BATCH = 1000
+PRUNE_EVERY_SECONDS = 3600
+PRUNE_FIRST_AFTER_SECONDS = 60
+
+
+def _ended_before(cutoff: datetime) -> Q:
+    return Q(revoked_at__lt=cutoff) | Q(expires_at__lt=cutoff) | Q(idle_expires_at__lt=cutoff)
+
+
+async def prune(now: datetime | None = None) -> tuple[int, int]:
+    """Delete refresh tokens of sessions that ended a day ago and sessions that ended 90 days
+    ago (their tokens with them), in batches; returns (sessions, tokens) deleted."""
+    now = now or datetime.now(UTC)
+    tokens = sessions = 0
+    while True:
+        ids = await Session.filter(_ended_before(now - KEEP_ENDED_TOKENS)).filter(
+            refresh_tokens__id__isnull=False
+        ).distinct().limit(PRUNE_BATCH).values_list("id", flat=True)
+        if not ids:
+            break
+        tokens += await RefreshToken.filter(session_id__in=list(ids)).delete()
+    while True:
+        ids = await Session.filter(_ended_before(now - KEEP_ENDED_SESSIONS)).limit(
+            PRUNE_BATCH
+        ).values_list("id", flat=True)
+        if not ids:
+            break
+        await RefreshToken.filter(session_id__in=list(ids)).delete()
+        sessions += await Session.filter(id__in=list(ids)).delete()
+    return sessions, tokens
+
+
+async def prune_forever() -> None:
+    await asyncio.sleep(PRUNE_FIRST_AFTER_SECONDS)
+    while True:
+        try:
+            sessions, tokens = await prune()
+            if sessions or tokens:
+                log.info("pruned %d ended sessions and %d refresh tokens", sessions, tokens)
+        except Exception:  # noqa: BLE001 - try again next round
+            log.warning("pruning sessions failed", exc_info=True)
+        await asyncio.sleep(PRUNE_EVERY_SECONDS)
