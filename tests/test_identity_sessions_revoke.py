@@ -384,3 +384,24 @@ async def test_a_subscription_over_server_sent_events_ends_with_its_session(live
 
             payload = await asyncio.wait_for(first_payload(), 5)
     assert payload["errors"][0]["extensions"] == {"code": "UNAUTHENTICATED", "reason": "SESSION_REVOKED"}
+
+
+async def test_many_sessions_end_in_messages_a_postgres_notify_can_carry(gql, app, factory):
+    """logOutEverywhere over 450 sessions: three messages of at most 200 ids, each well under
+    the 8,000 bytes PostgreSQL's NOTIFY carries, and every token refused."""
+    from resolvers.identity.revocations import CHANNEL
+    from resolvers.identity.sessions import issue_outside_request
+    from tests.conftest import SECRET as secret
+
+    ada = await factory.user("Ada")
+    tokens = [(await issue_outside_request(ada.user, secret, 900)).access_token for _ in range(449)]
+    messages = []
+    async with app.state.broadcast.subscribe(CHANNEL) as subscription:
+        data = await gql.ok(EVERYWHERE, token=ada.token)
+        assert data["logOutEverywhere"]["sessionsEnded"] == 450
+        while sum(len(json.loads(m)) for m in messages) < 450:
+            messages.append((await asyncio.wait_for(subscription.get(), 2)).message)
+    assert [len(json.loads(m)) for m in messages] == [200, 200, 50]
+    assert max(len(m.encode()) for m in messages) < 8000
+    for token in tokens[::50]:
+        assert await refused(gql, token) == "SESSION_REVOKED"
