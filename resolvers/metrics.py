@@ -103,7 +103,7 @@ for _kind in (*SUBSCRIPTION_KINDS.values(), "other"):
     SUBSCRIPTIONS.labels(_kind)
 
 
-def delivered(kind: str):
+def delivered(kind: str) -> Counter:
     """The bound counter of a log (board, nora): the fan-out path increments it directly."""
     return _delivered.get(kind) or DELIVERED.labels(kind)
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from tortoise.models import Model
+from tortoise.queryset import QuerySet
 
 from models import (
     ApiKey,
@@ -17,12 +20,14 @@ from resolvers.errors import BadInput
 from resolvers.ids import parse_global_id
 
 if TYPE_CHECKING:
+    from resolvers.access import Access
     from resolvers.context import Context
 
 MAX_NODES = 100
 
 
-async def _scope(access, type_name: str):
+# A queryset of whichever model the global id names: the caller reads only `id` off its rows.
+async def _scope(access: Access, type_name: str) -> QuerySet[Any]:
     match type_name:
         case "User":
             return await access.users()
@@ -55,7 +60,7 @@ async def _scope(access, type_name: str):
     raise BadInput("Unknown node type")  # pragma: no cover - parse_global_id rejects these
 
 
-async def nodes(ctx: Context, ids: list[str]) -> list:
+async def nodes(ctx: Context, ids: list[str]) -> list[Model | None]:
     """Objects in the order asked; null for what does not exist or may not be seen."""
     if len(ids) > MAX_NODES:
         raise BadInput(f"At most {MAX_NODES} ids at once", field="ids")
@@ -63,7 +68,7 @@ async def nodes(ctx: Context, ids: list[str]) -> list:
     wanted: dict[str, set[int]] = defaultdict(set)
     for type_name, pk in parsed:
         wanted[type_name].add(pk)
-    found: dict[tuple[str, int], object] = {}
+    found: dict[tuple[str, int], Model] = {}
     for type_name, pks in wanted.items():
         qs = await _scope(ctx.access, type_name)
         for row in await qs.filter(id__in=pks):
@@ -71,5 +76,5 @@ async def nodes(ctx: Context, ids: list[str]) -> list:
     return [found.get(key) for key in parsed]
 
 
-async def node(ctx: Context, gid: str):
+async def node(ctx: Context, gid: str) -> Model | None:
     return (await nodes(ctx, [gid]))[0]

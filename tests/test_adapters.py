@@ -24,7 +24,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.subscriptions.protocols.graphql_transport_ws import handlers as transport_ws
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
-from models import Label, OrganizationMember, Task, orm
+from models import Label, Organization, OrganizationMember, Task, orm
 from schema import runtime
 from schema.root import schema
 
@@ -117,6 +117,12 @@ async def test_tortoise_seams(app):
     connection, sql, params = orm.sql_of(Task.filter(project_id=5, title="t"))
     assert connection is orm.db_of(Task)
     assert "task" in sql and 5 in params and "t" in params
+    # values_list(flat=True), typed as it returns: plain values, not tuples.
+    org = await Organization.create(slug="seams", name="Seams")
+    assert await orm.column_values(Organization.filter(id=org.id), "slug") == ["seams"]
+    assert await orm.column_values(Organization.filter(id=-1), "slug") == []
+    assert await orm.first_value(Organization.filter(id=org.id), "slug") == "seams"
+    assert await orm.first_value(Organization.filter(id=-1), "slug") is None
 
 
 def Comment_model():  # noqa: N802 - the model named as the API names it
