@@ -110,17 +110,17 @@ def backoff(attempts: int, base: float, cap: float = 3600.0) -> float:
 
 async def mark_failed(
     row: OutboxEmail, error: str, *, permanent: bool, max_attempts: int, retry_base: float
-) -> OutboxStatus:
-    """Back to PENDING after a backoff, or DEAD when refused for good or out of attempts."""
+) -> float | None:
+    """Back to PENDING after a backoff (its seconds are returned), or DEAD (None) when refused
+    for good or out of attempts."""
     dead = permanent or row.attempts >= max_attempts
     status = OutboxStatus.DEAD if dead else OutboxStatus.PENDING
     changes: dict = {"status": status, "claim": None, "lease_until": None, "last_error": error[:2000]}
-    if not dead:
-        changes["next_attempt_at"] = datetime.now(UTC) + timedelta(
-            seconds=backoff(row.attempts, retry_base)
-        )
+    delay = None if dead else backoff(row.attempts, retry_base)
+    if delay is not None:
+        changes["next_attempt_at"] = datetime.now(UTC) + timedelta(seconds=delay)
     await _ours(row).update(**changes)
-    return status
+    return delay
 
 
 async def counts() -> dict[OutboxStatus, int]:

@@ -41,6 +41,7 @@ class OutboxWorker:
         self.lease = timedelta(seconds=settings.smtp_timeout * (outbox.BATCH + 2) + 60)
         self._task: asyncio.Task | None = None
         self._wakeup: asyncio.Event | None = None
+        self._next_retry = float("inf")  # monotonic time of the soonest retry this worker set
 
     @property
     def enabled(self) -> bool:
@@ -110,10 +111,13 @@ class OutboxWorker:
                 await self._failed(row, str(error), permanent=False)
 
     async def _failed(self, row, error: str, *, permanent: bool) -> None:
-        status = await outbox.mark_failed(
+        delay = await outbox.mark_failed(
             row, error, permanent=permanent, max_attempts=self.max_attempts, retry_base=self.retry_base
         )
-        if status is OutboxStatus.DEAD:
+        if delay is not None:
+            # Wake for this retry even when it comes before the next poll.
+            self._next_retry = min(self._next_retry, time.monotonic() + delay)
+        if delay is None:
             metrics.email_failed(row.template, "dead")
             log.warning("email %s (%s) is dead after %d attempt(s): %s", row.id, row.template, row.attempts, error)
         else:
@@ -147,7 +151,11 @@ class OutboxWorker:
                 handled = 0
             if handled >= outbox.BATCH:
                 continue  # more may be due right away
+            now = time.monotonic()
+            wait = min(self.poll_seconds, max(0.0, self._next_retry - now))
+            if self._next_retry <= now + wait:
+                self._next_retry = float("inf")
             try:
-                await asyncio.wait_for(self._wakeup.wait(), self.poll_seconds)
+                await asyncio.wait_for(self._wakeup.wait(), wait)
             except TimeoutError:
                 pass
