@@ -90,7 +90,7 @@ class SmtpServer:
         ok = isinstance(auth_data, LoginPassword) and (
             auth_data.login.decode(), auth_data.password.decode()
         ) == self.credentials
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)
 
     def start(self) -> None:
         kwargs: dict = {"enable_SMTPUTF8": self.smtputf8}
