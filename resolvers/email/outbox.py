@@ -71,17 +71,19 @@ def _due(now: datetime) -> Q:
 async def claim(lease: timedelta, batch: int = BATCH) -> list[OutboxEmail]:
     """Take up to `batch` due messages for this worker. Runs inside a unit of work."""
     now = datetime.now(UTC)
+    # Model rows, not values_list(): Tortoise drops FOR UPDATE from a values query
+    # (tests/test_email_outbox_claims.py pins the SQL).
     candidates = await (
         OutboxEmail.filter(_due(now))
         .order_by("next_attempt_at", "id")
         .limit(batch)
         .select_for_update(skip_locked=True)
-        .values_list("id", flat=True)
+        .only("id")
     )
     if not candidates:
         return []
     token = secrets.token_hex(16)
-    await OutboxEmail.filter(Q(id__in=list(candidates)) & _due(now)).update(
+    await OutboxEmail.filter(Q(id__in=[row.id for row in candidates]) & _due(now)).update(
         status=OutboxStatus.SENDING, claim=token, lease_until=now + lease,
         attempts=F("attempts") + 1,
     )
