@@ -17,7 +17,10 @@ if TYPE_CHECKING:
     from resolvers.context import Context
 
 EMAIL_MAX = 254
-SIGNUP_NOTICES_PER_HOUR = 1
+# Sign-up attempts per address per hour that may send the account a notice. The attempt that
+# created the account counts too (both branches charge alike), so an account gets at least
+# one notice in the hour after its creation.
+SIGNUP_NOTICES_PER_HOUR = 2
 
 
 async def sign_up(ctx: Context, email: str, name: str, password: str) -> None:
@@ -64,8 +67,8 @@ async def sign_up(ctx: Context, email: str, name: str, password: str) -> None:
 
 
 async def _notice_allowed(ctx: Context, email: str) -> bool:
-    """At most SIGNUP_NOTICES_PER_HOUR "someone tried to sign up" emails per address, so
-    sign-up cannot be used to flood an inbox. Charged on every attempt, so that new and
+    """At most SIGNUP_NOTICES_PER_HOUR sign-up attempts per address an hour may email it,
+    so sign-up cannot be used to flood an inbox. Charged on every attempt, so that new and
     existing addresses cost the same limiter calls; over the limit the notice is skipped
     silently (the answer must not change)."""
     limiter = ratelimit.limiter_of(ctx)
