@@ -108,3 +108,45 @@ async def test_requeued_dead_messages_are_delivered(app, settings, smtp_server):
     await worker.drain()
     assert {r.status for r in await OutboxEmail.all()} == {OutboxStatus.SENT}
     assert sorted(m.rcpt_tos[0] for m in smtp_server.received()) == ["r0@example.test", "r1@example.test"]
+
+
+def test_pcg_outbox_lists_dead_messages_and_retries_them(monkeypatch, tmp_path, capsys):
+    """The operator's view: `pcg outbox` (counts, then the dead), `pcg outbox retry [ID...]`."""
+    import os
+
+    from server.cli import main
+
+    for name in list(os.environ):
+        if name.startswith("PCG_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("PCG_DATA_DIR", str(tmp_path / "data"))
+    assert main(["migrate"]) == 0
+
+    async def arrange() -> None:
+        from tortoise import Tortoise
+
+        from server.db import tortoise_config
+        from server.settings import Settings
+
+        settings = Settings.from_env()
+        await Tortoise.init(config=tortoise_config(settings.database_url, settings))
+        try:
+            await _queue(settings, 2)
+            await OutboxEmail.filter(to_address="r0@example.test").update(
+                status=OutboxStatus.DEAD, attempts=12, last_error="refused: 550 5.1.1 No such mailbox\nmore")
+        finally:
+            await Tortoise.close_connections()
+
+    asyncio.run(arrange())
+    capsys.readouterr()
+    assert main(["outbox"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "pending: 1  sending: 0  sent: 0  dead: 1"
+    [line] = out[1:]
+    assert "password_changed  r0@example.test  attempts=12  refused: 550 5.1.1 No such mailbox" in line
+    dead_id = line.split()[0]
+    assert main(["outbox", "retry", "x1"]) == 1
+    assert main(["outbox", "retry", dead_id]) == 0
+    assert "Requeued 1 dead email(s)." in capsys.readouterr().out
+    assert main(["outbox", "list", "--status", "pending"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "pending: 2  sending: 0  sent: 0  dead: 0"
