@@ -205,3 +205,27 @@ async def test_a_message_out_of_attempts_is_kept_dead(gql, smtp_server):
     row = await OutboxEmail.get(to_address="slow@example.test")
     assert row.attempts == 3 and "451" in row.last_error
     assert row.claim is None and row.lease_until is None
+
+
+async def test_an_emailed_invite_is_accepted_with_its_link_once_the_address_is_verified(gql, factory, smtp_server):
+    from tests.conftest import gid
+
+    owner = await factory.user("Olive")
+    org = await factory.org(owner, "acme")
+    invite = """mutation($i: InviteMemberInput!) { inviteMember(input: $i) { invite { id } } }"""
+    await gql.ok(invite, {"i": {"organizationId": gid("Organization", org.id), "email": "Newbie@Example.test"}},
+                 owner.token)
+    await sign_up(gql, "newbie@example.test", "Newbie")
+    await wait_until(lambda: len(smtp_server.to("newbie@example.test")) == 2, what="the invite and the verification")
+    by_subject = {m.message["Subject"]: m for m in smtp_server.to("newbie@example.test")}
+    invitation = by_subject["Olive invited you to Acme on PCG"]
+    verification = by_subject["Verify your email address for PCG"]
+    assert "as member." in invitation.text and "expires in 7 days" in invitation.text
+
+    newbie = await log_in(gql, "newbie@example.test")
+    accept = "mutation($i: AcceptInviteInput!) { acceptInvite(input: $i) { organization { slug } member { role } } }"
+    error = await gql.error(accept, {"i": {"token": invitation.token()}}, newbie)
+    assert error["extensions"]["code"] == "EMAIL_NOT_VERIFIED"
+    await gql.ok(VERIFY, {"i": {"token": verification.token()}})
+    data = await gql.ok(accept, {"i": {"token": invitation.token()}}, newbie)
+    assert data["acceptInvite"] == {"organization": {"slug": "acme"}, "member": {"role": "MEMBER"}}
