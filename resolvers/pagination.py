@@ -16,6 +16,7 @@ from tortoise.fields import CharField, DateField, DatetimeField, Field, IntField
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
+from models import orm
 from resolvers import codec
 from resolvers.errors import BadInput
 
@@ -130,7 +131,7 @@ def decode_cursor(
         raise BadInput("Malformed cursor", field=arg) from None
     if not isinstance(values, list) or len(values) != len(fields):
         raise BadInput("Cursor does not belong to this list or ordering", field=arg)
-    columns = model._meta.fields_map
+    columns = orm.fields_of(model)
     try:
         return [_decode_value(v, columns[name]) for (name, _), v in zip(fields, values)]
     except (_Malformed, TypeError, ValueError, OverflowError):

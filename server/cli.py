@@ -291,6 +291,7 @@ def cmd_documents(args: argparse.Namespace) -> int:
     from models import TrustedDocument
     from resolvers import documents
     from schema.root import schema
+    from schema.runtime import graphql_schema
 
     settings = _settings()
     texts = []
@@ -300,7 +301,7 @@ def cmd_documents(args: argparse.Namespace) -> int:
             raise CliError(f"{path}: no such file")
         text = path.read_text()
         try:
-            errors = validate(schema._schema, parse(text))
+            errors = validate(graphql_schema(schema), parse(text))
         except GraphQLError as error:
             errors = [error]
         if errors:
