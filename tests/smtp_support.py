@@ -101,7 +101,11 @@ class SmtpServer:
             kwargs |= {"tls_context": self.tls_context, "require_starttls": True}
         if self.implicit_tls_context is not None:
             kwargs |= {"ssl_context": self.implicit_tls_context}
-        self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port, **kwargs)
+        # A generous start-up wait: on a loaded two-core machine the server thread can take a
+        # while to answer the controller's own readiness probe (aiosmtpd's default is 5 s).
+        self.controller = Controller(
+            _Handler(self), hostname="127.0.0.1", port=self.port, ready_timeout=20, **kwargs
+        )
         self.controller.start()
 
     def stop(self) -> None:
