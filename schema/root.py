@@ -23,7 +23,7 @@ from schema.authentication import Authentication
 from schema.common import After, Before, First, IncludeArchived, Info, Last, Node, ProjectSearch, ctx
 from schema.errors import ErrorCodes, is_expected
 from schema.event import EVENT_TYPES, ResyncRequired, Subscription
-from schema.identity import ApiKeyMutations, UserMutations, Viewer
+from schema.identity import AccountEmailMutations, ApiKeyMutations, UserMutations, Viewer
 from schema.limits import RequestLimits
 from schema.metrics import OperationMetrics
 from schema.nora import (
@@ -120,7 +120,7 @@ Mutation = _root(
     "Mutation",
     "Writes. Each takes one `input` object and returns a payload; a refused write changes "
     "nothing and says why in `extensions.code`.",
-    (UserMutations, OrgMutations, ApiKeyMutations, ProjectMutations, TaskMutations, LabelMutations, NoraMutations),
+    (UserMutations, AccountEmailMutations, OrgMutations, ApiKeyMutations, ProjectMutations, TaskMutations, LabelMutations, NoraMutations),
 )
 Subscription = _root(
     "Subscription",

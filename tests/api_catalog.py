@@ -350,6 +350,10 @@ NOT_ID_BEARING = {
     "logIn": "no ID",
     "createOrganization": "no ID",
     "acceptInvite": "takes a secret token, not a global ID",
+    "verifyEmail": "takes a secret token, not a global ID",
+    "resendVerificationEmail": "no input: the viewer's own address",
+    "requestPasswordReset": "takes an email address, not a global ID",
+    "resetPassword": "takes a secret token, not a global ID",
 }
 
 

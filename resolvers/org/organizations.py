@@ -13,6 +13,7 @@ from models.snapshot import dump
 from resolvers import validation
 from resolvers.access import OrgPermission
 from resolvers.errors import Conflict, Forbidden
+from resolvers.identity import verification
 from resolvers.loaders import CountedPage, PageSpec
 from resolvers.org import plans
 from resolvers.pagination import Order
@@ -77,6 +78,7 @@ async def create_organization(ctx: Context, slug: str, name: str) -> Organizatio
         raise Conflict("This slug is taken", field="slug")
     try:
         async with unit_of_work(ctx) as work:
+            await verification.check_new_organization(user.id)
             await plans.check_new_organization(user.id)
             org = await Organization.create(slug=slug, name=name, plan=Plan.FREE)
             await OrganizationMember.create(organization=org, user_id=user.id, role=OrgRole.OWNER)
