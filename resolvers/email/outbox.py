@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tortoise.expressions import F, Q
+from tortoise.queryset import QuerySet
 
 from models import OutboxEmail, OutboxStatus
 from resolvers.email import templates
@@ -46,7 +47,7 @@ def _message_id(sender_address: str) -> str:
 
 
 async def queue(
-    to: str, template: str, context: dict, *, sender_address: str, user_id: int | None = None
+    to: str, template: str, context: dict[str, Any], *, sender_address: str, user_id: int | None = None
 ) -> OutboxEmail:
     """Render and store one message, due now. Call inside a unit of work (work.email)."""
     rendered = templates.render(template, context)
@@ -90,7 +91,7 @@ async def claim(lease: timedelta, batch: int = BATCH) -> list[OutboxEmail]:
     return list(await OutboxEmail.filter(claim=token).order_by("next_attempt_at", "id"))
 
 
-def _ours(row: OutboxEmail):
+def _ours(row: OutboxEmail) -> QuerySet[OutboxEmail]:
     return OutboxEmail.filter(id=row.id, claim=row.claim, status=OutboxStatus.SENDING)
 
 
@@ -107,7 +108,7 @@ def backoff(attempts: int, base: float, cap: float = 3600.0) -> float:
     with "equal jitter" (half fixed, half random) so instances that failed together do not
     retry together, and no retry comes sooner than half the step."""
     step = min(cap, base * 2 ** max(0, attempts - 1))
-    return step / 2 + random.uniform(0, step / 2)
+    return float(step / 2 + random.uniform(0, step / 2))
 
 
 async def mark_failed(
@@ -117,7 +118,7 @@ async def mark_failed(
     for good or out of attempts."""
     dead = permanent or row.attempts >= max_attempts
     status = OutboxStatus.DEAD if dead else OutboxStatus.PENDING
-    changes: dict = {"status": status, "claim": None, "lease_until": None, "last_error": error[:2000]}
+    changes: dict[str, Any] = {"status": status, "claim": None, "lease_until": None, "last_error": error[:2000]}
     delay = None if dead else backoff(row.attempts, retry_base)
     if delay is not None:
         changes["next_attempt_at"] = datetime.now(UTC) + timedelta(seconds=delay)

@@ -94,12 +94,12 @@ class _Parts:
         return Rendered(subject=clean(self.subject, SUBJECT_MAX), text=text, html=document)
 
 
-def _hello(context: dict) -> str:
+def _hello(context: dict[str, Any]) -> str:
     name = clean(context.get("name") or "")
     return f"Hello {name}," if name else "Hello,"
 
 
-def verify_email(c: dict) -> _Parts:
+def verify_email(c: dict[str, Any]) -> _Parts:
     return _Parts(
         subject=f"Verify your email address for {PRODUCT}",
         greeting=_hello(c),
@@ -115,7 +115,7 @@ def verify_email(c: dict) -> _Parts:
     )
 
 
-def signup_existing(c: dict) -> _Parts:
+def signup_existing(c: dict[str, Any]) -> _Parts:
     paragraphs = [
         f"Someone (perhaps you) just tried to sign up for {PRODUCT} with this email address, "
         "which already has an account. No new account was created and nothing changed.",
@@ -135,7 +135,7 @@ def signup_existing(c: dict) -> _Parts:
     )
 
 
-def password_reset(c: dict) -> _Parts:
+def password_reset(c: dict[str, Any]) -> _Parts:
     return _Parts(
         subject=f"Reset your {PRODUCT} password",
         greeting=_hello(c),
@@ -150,7 +150,7 @@ def password_reset(c: dict) -> _Parts:
     )
 
 
-def password_changed(c: dict) -> _Parts:
+def password_changed(c: dict[str, Any]) -> _Parts:
     return _Parts(
         subject=f"Your {PRODUCT} password was changed",
         greeting=_hello(c),
@@ -165,7 +165,7 @@ def password_changed(c: dict) -> _Parts:
     )
 
 
-def invite(c: dict) -> _Parts:
+def invite(c: dict[str, Any]) -> _Parts:
     inviter = clean(c["inviter"])
     org = clean(c["organization"])
     return _Parts(
@@ -183,7 +183,7 @@ def invite(c: dict) -> _Parts:
     )
 
 
-TEMPLATES: dict[str, Callable[[dict], _Parts]] = {
+TEMPLATES: dict[str, Callable[[dict[str, Any]], _Parts]] = {
     "verify_email": verify_email,
     "signup_existing": signup_existing,
     "password_reset": password_reset,
@@ -192,5 +192,5 @@ TEMPLATES: dict[str, Callable[[dict], _Parts]] = {
 }
 
 
-def render(template: str, context: dict) -> Rendered:
+def render(template: str, context: dict[str, Any]) -> Rendered:
     return TEMPLATES[template](context).render()

@@ -16,6 +16,11 @@ the outbox keeps every message until an SMTP URL is set.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from server.settings import Settings
+
 import email.policy
 import email.utils
 import logging
@@ -246,7 +251,7 @@ class LogTransport:
 Transport = SmtpTransport | LogTransport
 
 
-def make_transport(settings) -> Transport | None:
+def make_transport(settings: Settings) -> Transport | None:
     """The settings' transport; None in production without an SMTP URL (nothing is sent)."""
     sender = parse_sender(settings.mail_from)
     if settings.smtp_url:

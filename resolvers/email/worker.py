@@ -10,6 +10,12 @@ is also how a message queued on another instance or retried after its backoff is
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from models import OutboxEmail
+    from server.settings import Settings
+
 import asyncio
 import logging
 import time
@@ -31,7 +37,7 @@ HOUSEKEEPING_SECONDS = 3600.0
 KEEP_SENT = timedelta(days=7)
 
 class OutboxWorker:
-    def __init__(self, settings, transport: Transport | None = None) -> None:
+    def __init__(self, settings: Settings, transport: Transport | None = None) -> None:
         self.settings = settings
         self.transport = transport if transport is not None else make_transport(settings)
         self.max_attempts = settings.outbox_max_attempts
@@ -39,7 +45,7 @@ class OutboxWorker:
         self.poll_seconds = POLL_SECONDS
         # Long enough for a whole batch: connect, then each message, every step bounded.
         self.lease = timedelta(seconds=settings.smtp_timeout * (outbox.BATCH + 2) + 60)
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Event | None = None
         self._next_retry = float("inf")  # monotonic time of the soonest retry this worker set
 
@@ -86,7 +92,7 @@ class OutboxWorker:
             total += handled
         return total
 
-    async def _deliver(self, rows) -> None:
+    async def _deliver(self, rows: list[OutboxEmail]) -> None:
         assert self.transport is not None
         remaining = list(rows)
         try:
@@ -110,7 +116,7 @@ class OutboxWorker:
             for row in remaining:
                 await self._failed(row, str(error), permanent=False)
 
-    async def _failed(self, row, error: str, *, permanent: bool) -> None:
+    async def _failed(self, row: OutboxEmail, error: str, *, permanent: bool) -> None:
         delay = await outbox.mark_failed(
             row, error, permanent=permanent, max_attempts=self.max_attempts, retry_base=self.retry_base
         )
