@@ -1,8 +1,9 @@
 """Tortoise models, one module a domain (identity, org, project, task, event, audit, nora,
-document). No GraphQL and no business rules live here."""
+document, email). No GraphQL and no business rules live here."""
 
 from models.audit import AuditAction, AuditEntry
 from models.document import TrustedDocument
+from models.email import EmailToken, EmailTokenPurpose, OutboxEmail, OutboxStatus
 from models.event import BoardEvent, BoardEventType
 from models.identity import ApiKey, ApiKeyScope, RefreshToken, Session, SessionEndReason, User
 from models.nora import (
@@ -28,6 +29,7 @@ MODEL_MODULES = [
     "models.audit",
     "models.nora",
     "models.document",
+    "models.email",
 ]
 
 __all__ = [
@@ -39,6 +41,8 @@ __all__ = [
     "BoardEvent",
     "BoardEventType",
     "Comment",
+    "EmailToken",
+    "EmailTokenPurpose",
     "CustomFieldDefinition",
     "CustomFieldType",
     "Invite",
@@ -52,6 +56,8 @@ __all__ = [
     "NoraRole",
     "NoraUsageEntry",
     "OrgRole",
+    "OutboxEmail",
+    "OutboxStatus",
     "Organization",
     "OrganizationMember",
     "Plan",

@@ -28,6 +28,14 @@ class AuditAction(str, Enum):
         return member
 
     USER_SIGN_UP = ("user.sign_up", "User")
+    # Email flows (resolvers/identity/verification.py, password_reset.py): user-level entries,
+    # organization NULL. `sign_up_existing`: someone signed up with the email of this account
+    # (the account was sent a notice, the caller learnt nothing).
+    USER_SIGN_UP_EXISTING = ("user.sign_up_existing", "User")
+    USER_VERIFY_EMAIL = ("user.verify_email", "User")
+    USER_RESEND_VERIFICATION = ("user.resend_verification", "User")
+    USER_PASSWORD_RESET_REQUEST = ("user.password_reset_request", "User")
+    USER_PASSWORD_RESET = ("user.password_reset", "User")
     ORGANIZATION_CREATE = ("organization.create", "Organization")
     ORGANIZATION_SET_PLAN = ("organization.set_plan", "Organization")
     MEMBER_UPDATE_ROLE = ("member.update_role", "OrganizationMember")

@@ -20,6 +20,9 @@ class User(Model):
     name = fields.CharField(max_length=200)
     password_hash = fields.CharField(max_length=255)
     is_active = fields.BooleanField(default=True)
+    # When the owner of `email` proved it (a verification link, or a password reset by email);
+    # null: unverified (models/email.py EmailToken, resolvers/identity/verification.py).
+    email_verified_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 

@@ -1,14 +1,15 @@
 """The one write pipeline: a unit of work is one transaction holding the rows, the audit
-entry and the events (board and NORA logs), or nothing.
+entry, the events (board and NORA logs) and the outbox's emails, or nothing.
 
     async with unit_of_work(ctx) as work:
         task = await Task.create(...)
         await work.audit(AuditAction.TASK_CREATE, task.id, organization_id=..., after=dump(task))
         await work.event(project.id, BoardEventType.TASK_CREATED, {...})
+        await work.email(user.email, "invite", {...})  # queued, sent by the outbox worker
 
 After the commit (never before, so a rolled-back write publishes nothing) it clears the
 request's loaders, so what the payload reads next is fresh, and publishes the events and the
-access nudges. A dataloader must never be awaited inside the block: on SQLite the transaction
+access nudges, and wakes this process's outbox worker. A dataloader must never be awaited inside the block: on SQLite the transaction
 holds the only connection and the loader's batch waits for it forever. That rule is enforced
 here, not only written down: `Loaders` refuse to load while `writing()` is true.
 """
@@ -22,7 +23,18 @@ from typing import TYPE_CHECKING, Any
 
 from tortoise.transactions import in_transaction
 
-from models import AuditAction, AuditEntry, BoardEvent, BoardEventType, NoraEvent, NoraEventType, Project
+from models import (
+    AuditAction,
+    AuditEntry,
+    BoardEvent,
+    BoardEventType,
+    NoraEvent,
+    NoraEventType,
+    OutboxEmail,
+    Project,
+)
+from resolvers.email import outbox
+from resolvers.email.transport import parse_sender
 from resolvers.event import log
 from resolvers.nora.events import NORA_LOG
 
@@ -43,6 +55,7 @@ class UnitOfWork:
         self.entries: list[AuditEntry] = []
         self._board: list[BoardEvent] = []
         self._nora: list[NoraEvent] = []
+        self._emails: list[OutboxEmail] = []
         self._access_changed: set[int] = set()
         self._sessions_ended: list[tuple[int, float]] = []
 
@@ -90,6 +103,16 @@ class UnitOfWork:
         self._nora.append(event)
         return event
 
+    async def email(
+        self, to: str, template: str, context: dict[str, Any], *, user_id: int | None = None
+    ) -> OutboxEmail:
+        """Queue an email (rendered now from resolvers/email/templates.py) in this write's
+        transaction: it leaves only if the write commits, and is retried until it does."""
+        sender = parse_sender(self.ctx.settings.mail_from)[1]
+        row = await outbox.queue(to, template, context, sender_address=sender, user_id=user_id)
+        self._emails.append(row)
+        return row
+
     async def lock_project(self, project_id: int) -> None:
         """Hold the project's row until commit: the writers of one board go one at a time.
 
@@ -124,6 +147,8 @@ class UnitOfWork:
             await log.BOARD.publish(broadcast, self._board, nudges)
         if self._nora:
             await NORA_LOG.publish(broadcast, self._nora)
+        if self._emails:
+            outbox.wake_all()
 
 
 @asynccontextmanager

@@ -13,8 +13,10 @@ from models import Session as SessionModel
 from models import User as UserModel
 from resolvers.identity import account as account_resolvers
 from resolvers.identity import api_keys as api_key_resolvers
+from resolvers.identity import password_reset as reset_resolvers
 from resolvers.identity import sessions as session_resolvers
 from resolvers.identity import users as user_resolvers
+from resolvers.identity import verification as verification_resolvers
 from resolvers.ids import decode_id
 from resolvers.org import organizations as org_resolvers
 from schema.common import (
@@ -174,6 +176,15 @@ class Viewer:
         return AuditEntryConnection.of(page)
 
     @strawberry.field(
+        description="Whether the viewer's email address is verified (a link from "
+        "`signUp` or `resendVerificationEmail` was used, or the password was reset by email). "
+        "Until it is, `acceptInvite` and creating a second organization fail with "
+        "EMAIL_NOT_VERIFIED."
+    )
+    def email_verified(self) -> bool:
+        return self.user.email_verified_at is not None
+
+    @strawberry.field(
         description="The viewer's organizations, with the role the viewer acts with in each. "
         "An API key sees its own organization only, at most at the key's role."
     )
@@ -184,7 +195,8 @@ class Viewer:
 @strawberry.input(description="A new account.")
 class SignUpInput:
     email: str = strawberry.field(
-        description="At most 254 characters; stored lowercased; CONFLICT if already taken."
+        description="At most 254 characters; stored lowercased. Whether or not it already has "
+        "an account, the answer is the same (that account is sent a notice instead)."
     )
     name: str = strawberry.field(description="Display name, 1 to 200 characters.")
     password: str = strawberry.field(description="8 to 1,024 characters.")
@@ -224,19 +236,36 @@ class AuthPayload:
         )
 
 
+@strawberry.type(
+    description="The result of signUp: the same whether or not the email already had an account."
+)
+class SignUpPayload:
+    ok: bool = strawberry.field(description="Always true: the request was taken.")
+    message: str = strawberry.field(description="What happens next, to show to the person.")
+
+
+SIGN_UP_MESSAGE = (
+    "Check your inbox: we sent a link to verify your email address. You can log in now with "
+    "logIn; if this address already had an account, it was sent a notice instead and its "
+    "password is unchanged."
+)
+
+
 @strawberry.type(description="Account mutations.")
 class UserMutations:
     @mutation(
         requires=ANYONE,
-        description='Create an account and return an access token; 10 sign-ups per IP address an hour.',
+        description="Create an account and email it a verification link; no token is returned "
+        "(log in with logIn). When the email already has an account, that account is emailed "
+        "a notice instead and the answer is the same. 10 sign-ups per IP address an hour.",
     )
     async def sign_up(
         self,
         info: Info,
         input: Annotated[SignUpInput, strawberry.argument(description="The account to create.")],
-    ) -> AuthPayload:
-        issued = await user_resolvers.sign_up(ctx(info), input.email, input.name, input.password)
-        return AuthPayload.of(issued)
+    ) -> SignUpPayload:
+        await user_resolvers.sign_up(ctx(info), input.email, input.name, input.password)
+        return SignUpPayload(ok=True, message=SIGN_UP_MESSAGE)
 
     @mutation(
         requires=ANYONE,
@@ -368,7 +397,7 @@ class ApiKeyMutations:
 @strawberry.input(description="The refresh token to exchange.")
 class RefreshTokenInput:
     refresh_token: str = strawberry.field(
-        description="The `refreshToken` of the last logIn, signUp or refreshToken."
+        description="The `refreshToken` of the last logIn or refreshToken."
     )
 
 
@@ -454,3 +483,118 @@ class SessionMutations:
         keep = input.keep_current if input is not None else False
         ended = await account_resolvers.log_out_everywhere(ctx(info), keep)
         return LogOutEverywherePayload(sessions_ended=ended)
+# -- email flows: verification and password reset -------------------------------------------
+
+
+@strawberry.input(description="A verification link's token.")
+class VerifyEmailInput:
+    token: str = strawberry.field(
+        description="The `token` from the link's fragment (`.../verify-email#token=...`)."
+    )
+
+
+@strawberry.type(description="The result of verifyEmail.")
+class VerifyEmailPayload:
+    ok: bool = strawberry.field(description="True: the address is verified.")
+    email: str = strawberry.field(description="The address that was verified.")
+
+
+@strawberry.type(description="The result of resendVerificationEmail.")
+class ResendVerificationEmailPayload:
+    sent: bool = strawberry.field(
+        description="True: a new link was sent (earlier ones stop working); false: the address "
+        "is verified already and nothing was sent."
+    )
+    message: str = strawberry.field(description="What happened, to show to the person.")
+
+
+@strawberry.input(description="The account whose password to reset.")
+class RequestPasswordResetInput:
+    email: str = strawberry.field(description="The account's email address.")
+
+
+@strawberry.type(
+    description="The result of requestPasswordReset: the same whether or not the address has an account."
+)
+class RequestPasswordResetPayload:
+    ok: bool = strawberry.field(description="Always true: the request was taken.")
+    message: str = strawberry.field(description="What happens next, to show to the person.")
+
+
+@strawberry.input(description="A reset link's token and the new password.")
+class ResetPasswordInput:
+    token: str = strawberry.field(
+        description="The `token` from the link's fragment (`.../reset-password#token=...`)."
+    )
+    new_password: str = strawberry.field(description="8 to 1,024 characters.")
+
+
+@strawberry.type(description="The result of resetPassword.")
+class ResetPasswordPayload:
+    ok: bool = strawberry.field(description="True: the password was changed; log in with it.")
+    email: str = strawberry.field(description="The account's email address, to log in with.")
+
+
+RESET_REQUEST_MESSAGE = (
+    "If an account uses this address, we sent it a link to choose a new password. The link "
+    "expires in 30 minutes."
+)
+
+
+@strawberry.type(description="Email verification and password reset.")
+class AccountEmailMutations:
+    @mutation(
+        requires=ANYONE.with_(also="with the token of a verification link"),
+        description="Verify an email address with the token of the link sent by signUp or "
+        "resendVerificationEmail. Each link works once and for 48 hours (BAD_USER_INPUT, "
+        "`reason` TOKEN_INVALID or TOKEN_EXPIRED, otherwise).",
+    )
+    async def verify_email(
+        self,
+        info: Info,
+        input: Annotated[VerifyEmailInput, strawberry.argument(description="The link's token.")],
+    ) -> VerifyEmailPayload:
+        user = await verification_resolvers.verify_email(ctx(info), input.token)
+        return VerifyEmailPayload(ok=True, email=user.email)
+
+    @mutation(
+        requires=SIGNED_IN.with_(api_keys=False),
+        description="Email the viewer a new verification link (earlier ones stop working); "
+        "3 an hour per account (PCG_RATE_LIMIT_VERIFY_RESEND).",
+    )
+    async def resend_verification_email(self, info: Info) -> ResendVerificationEmailPayload:
+        sent = await verification_resolvers.resend(ctx(info))
+        if sent:
+            return ResendVerificationEmailPayload(
+                sent=True, message="Check your inbox: we sent a new verification link."
+            )
+        return ResendVerificationEmailPayload(sent=False, message="Your email address is already verified.")
+
+    @mutation(
+        requires=ANYONE,
+        description="Email a password-reset link (single use, 30 minutes) to the account of "
+        "this address. The answer is the same whether or not an account uses it. 3 an hour "
+        "per address and 20 per IP address (RATE_LIMITED).",
+    )
+    async def request_password_reset(
+        self,
+        info: Info,
+        input: Annotated[RequestPasswordResetInput, strawberry.argument(description="The address.")],
+    ) -> RequestPasswordResetPayload:
+        await reset_resolvers.request_reset(ctx(info), input.email)
+        return RequestPasswordResetPayload(ok=True, message=RESET_REQUEST_MESSAGE)
+
+    @mutation(
+        requires=ANYONE.with_(also="with the token of a password-reset link"),
+        description="Set a new password with the token of a reset link. Ends every session "
+        "of the account, verifies its email address and emails it that the password changed. "
+        "BAD_USER_INPUT (`reason` TOKEN_INVALID or TOKEN_EXPIRED) for a used, unknown or "
+        "expired link.",
+    )
+    async def reset_password(
+        self,
+        info: Info,
+        input: Annotated[ResetPasswordInput, strawberry.argument(description="The token and the new password.")],
+    ) -> ResetPasswordPayload:
+        user = await reset_resolvers.reset_password(ctx(info), input.token, input.new_password)
+        return ResetPasswordPayload(ok=True, email=user.email)

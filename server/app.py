@@ -17,6 +17,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from resolvers.broadcast import Hub
 from resolvers.documents import TrustedDocuments
+from resolvers.email.worker import OutboxWorker
 from resolvers.event.log import prune_forever
 from resolvers.identity import sessions as session_lifecycle
 from resolvers.identity.revocations import SessionRegistry
@@ -76,6 +77,7 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
     broadcast = Hub(settings.broadcast_url)
     nora = NoraRuntime(settings, broadcast)
     sessions = SessionRegistry(broadcast)
+    mailer = OutboxWorker(settings)
     persisted = PersistedQueries(settings.broadcast_url, settings.limits.max_document_chars)
     documents = TrustedDocuments(settings.trusted_documents)
     graphql = PcgGraphQL(schema, settings=settings, broadcast=broadcast, nora=nora,
@@ -91,12 +93,14 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
             session_pruner = asyncio.create_task(session_lifecycle.prune_forever())
             pool_sampler = asyncio.create_task(metrics.sample_pool_forever())
             await nora.start()
+            await mailer.start()
             if documents.active:
                 await documents.refresh()
                 reloader = asyncio.create_task(documents.refresh_forever())
             try:
                 yield
             finally:
+                await mailer.stop()
                 pruner.cancel()
                 session_pruner.cancel()
                 if documents.active:
@@ -143,6 +147,7 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
     app.state.broadcast = broadcast
     app.state.nora = nora
     app.state.sessions = sessions
+    app.state.mailer = mailer
     return app
 
 

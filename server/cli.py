@@ -366,6 +366,36 @@ def cmd_set_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_outbox(args: argparse.Namespace) -> int:
+    """The email outbox for operators: counts and the messages of one status; `retry` gives
+    DEAD messages a fresh set of attempts (a running server's worker sends them)."""
+    from models import OutboxEmail, OutboxStatus
+    from resolvers.email import outbox
+
+    settings = Settings.from_env()
+
+    async def run() -> None:
+        async with database(settings):
+            if args.action == "retry":
+                count = await outbox.requeue_dead([int(i) for i in args.ids] if args.ids else None)
+                say(f"Requeued {count} dead email(s).")
+                return
+            counts = await outbox.counts()
+            say("  ".join(f"{status.value}: {counts[status]}" for status in OutboxStatus))
+            status = OutboxStatus(args.status)
+            rows = await OutboxEmail.filter(status=status).order_by("-id").limit(args.limit)
+            for row in rows:
+                error = f"  {row.last_error.splitlines()[0][:120]}" if row.last_error else ""
+                say(f"{row.id}  {row.created_at:%Y-%m-%d %H:%M}  {row.template}  {row.to_address}  "
+                    f"attempts={row.attempts}{error}")
+
+    for value in getattr(args, "ids", None) or []:
+        if not value.isdigit():
+            raise CliError(f"not an outbox id: {value!r}")
+    asyncio.run(run())
+    return 0
+
+
 def cmd_create_api_key(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
 
@@ -537,6 +567,14 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--org", required=True, metavar="SLUG")
     plan.add_argument("--plan", required=True, choices=["free", "pro", "enterprise"])
     plan.set_defaults(func=cmd_set_plan)
+    mail = commands.add_parser("outbox", help="the email outbox: list messages, retry dead ones")
+    mail_actions = mail.add_subparsers(dest="action")
+    listing = mail_actions.add_parser("list", help="counts by status, then the newest messages of one status")
+    listing.add_argument("--status", default="dead", choices=["pending", "sending", "sent", "dead"])
+    listing.add_argument("--limit", type=int, default=50)
+    retry = mail_actions.add_parser("retry", help="give dead messages (all, or these ids) a fresh set of attempts")
+    retry.add_argument("ids", nargs="*", metavar="ID")
+    mail.set_defaults(func=cmd_outbox, action="list", status="dead", limit=50)
     return parser
 
 

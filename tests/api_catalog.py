@@ -370,6 +370,10 @@ NOT_ID_BEARING = {
     # A person's own object, not an organization's: tests/test_identity_sessions_revoke.py
     # proves another person's session answers like a missing one.
     "revokeSession": "takes one of the caller's own Session IDs",
+    "verifyEmail": "takes a secret token, not a global ID",
+    "resendVerificationEmail": "no input: the viewer's own address",
+    "requestPasswordReset": "takes an email address, not a global ID",
+    "resetPassword": "takes a secret token, not a global ID",
 }
 
 

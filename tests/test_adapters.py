@@ -13,18 +13,22 @@ resolvers/broadcast.py (broadcaster).
 from __future__ import annotations
 
 import ast
+import asyncio
 import inspect
 from pathlib import Path
 
 import broadcaster
 import pytest
+from broadcaster import Event
 from broadcaster._backends.base import BroadcastBackend
+from broadcaster._base import Unsubscribed
 from graphql import GraphQLSchema, parse
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.subscriptions.protocols.graphql_transport_ws import handlers as transport_ws
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
-from models import Label, OrganizationMember, Task, orm
+from models import Label, Organization, OrganizationMember, Task, orm
+from resolvers.broadcast import Subscription
 from schema import runtime
 from schema.root import schema
 
@@ -117,6 +121,12 @@ async def test_tortoise_seams(app):
     connection, sql, params = orm.sql_of(Task.filter(project_id=5, title="t"))
     assert connection is orm.db_of(Task)
     assert "task" in sql and 5 in params and "t" in params
+    # values_list(flat=True), typed as it returns: plain values, not tuples.
+    org = await Organization.create(slug="seams", name="Seams")
+    assert await orm.column_values(Organization.filter(id=org.id), "slug") == ["seams"]
+    assert await orm.column_values(Organization.filter(id=-1), "slug") == []
+    assert await orm.first_value(Organization.filter(id=org.id), "slug") == "seams"
+    assert await orm.first_value(Organization.filter(id=-1), "slug") is None
 
 
 def Comment_model():  # noqa: N802 - the model named as the API names it
@@ -161,6 +171,19 @@ def test_broadcaster_seams():
     assert hasattr(hub, "_backend")
     abstract = {"connect", "disconnect", "subscribe", "unsubscribe", "publish", "next_published"}
     assert abstract <= {name for name, _ in inspect.getmembers(BroadcastBackend, inspect.isfunction)}
+
+
+async def test_hub_subscription_ends_on_broadcasters_end_marker():
+    # Hub's queues live in broadcaster's `_subscribers`, typed Queue[Event | None]: None is
+    # broadcaster's end of a subscription, and ends ours the same way (Unsubscribed on get).
+    queue: asyncio.Queue[Event | None] = asyncio.Queue()
+    subscription = Subscription(queue)
+    queue.put_nowait(Event(channel="c", message="m"))
+    queue.put_nowait(None)
+    assert [event async for event in subscription] == [Event(channel="c", message="m")]
+    queue.put_nowait(None)
+    with pytest.raises(Unsubscribed):
+        await subscription.get()
 
 
 @pytest.mark.parametrize("name", sorted(ADAPTERS))

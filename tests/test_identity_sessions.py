@@ -22,8 +22,6 @@ LOG_IN = """mutation($i: LogInInput!) { logIn(input: $i) {
 REFRESH = """mutation($i: RefreshTokenInput!) { refreshToken(input: $i) {
   accessToken expiresAt refreshToken session { id } user { id } } }"""
 VIEWER = "{ viewer { user { id } } }"
-SIGN_UP = """mutation($i: SignUpInput!) { signUp(input: $i) {
-  accessToken refreshToken session { id current } user { id } } }"""
 
 
 async def log_in(gql, actor, user_agent: str | None = None) -> dict:
@@ -77,16 +75,6 @@ async def test_log_in_opens_a_session_with_both_tokens(gql, factory):
     entry = await AuditEntry.get(action="user.log_in")
     assert (entry.organization_id, entry.actor_id, entry.resource_type, entry.resource_id) == (
         None, ada.user.id, "Session", str(session.id))
-
-
-async def test_sign_up_opens_a_session_too(gql):
-    data = await gql.ok(SIGN_UP, {"i": {"email": "new@example.test", "name": "New", "password": PASSWORD}})
-    data = data["signUp"]
-    assert data["refreshToken"].startswith("pcgr_")
-    assert (await gql.ok(VIEWER, token=data["accessToken"]))["viewer"]["user"]["id"] == data["user"]["id"]
-    assert (await refresh(gql, data["refreshToken"]))["data"]["refreshToken"]["user"] == data["user"]
-    # One entry for the sign-up (the session is part of it), one for the refresh.
-    assert [e.action for e in await AuditEntry.all().order_by("id")] == ["user.sign_up", "session.refresh"]
 
 
 # -- refreshToken ---------------------------------------------------------------------------------

@@ -174,7 +174,8 @@ EFFECTS: dict[str, tuple[str, str | None, Callable[[World], dict]]] = {
     ),
     # The creator becomes the new project's owner; nothing is on a board yet.
     "createProject": ("project.create", None, lambda w: {"project": _ins, "project_member": _ins}),
-    "inviteMember": ("invite.create", None, lambda w: {"invite": _ins}),
+    # The invitation is emailed: one message queued in the outbox with the invite.
+    "inviteMember": ("invite.create", None, lambda w: {"invite": _ins, "email_outbox": _ins}),
     "updateMemberRole": (
         "member.update_role",
         None,

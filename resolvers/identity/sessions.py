@@ -1,6 +1,6 @@
 """Sessions: what a login opens, what its refresh tokens rotate within, and how it ends.
 
-- `logIn` (and `signUp`) open a session and hand out a short access token naming it (`sid`)
+- `logIn` opens a session and hands out a short access token naming it (`sid`)
   and an opaque refresh token (`pcgr_...`, 256 random bits; only its SHA-256 is stored).
 - `refreshToken` exchanges the refresh token for a new pair: the old token is marked used and
   its successor stored, one conditional UPDATE deciding which of concurrent callers rotates.
@@ -61,7 +61,7 @@ class Policy:
 
 @dataclass(frozen=True)
 class Issued:
-    """What logIn, signUp and refreshToken hand out."""
+    """What logIn and refreshToken hand out."""
 
     user: User
     session: Session
@@ -156,7 +156,7 @@ def _user_agent(ctx: Context) -> str | None:
 
 async def open_session(work: UnitOfWork, ctx: Context, user: User, policy: Policy) -> Issued:
     """A new session of `user` with its first refresh token, inside the caller's unit of
-    work (logIn and signUp audit it their own way)."""
+    work (which audits it)."""
     now = datetime.now(UTC)
     expires_at = now + timedelta(seconds=policy.max_age)
     deadline = _token_deadline(ctx, now, policy, expires_at)

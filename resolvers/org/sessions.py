@@ -49,7 +49,7 @@ def _seconds(value: int | None, field: str) -> int | None:
     return value
 
 
-def _policy(org: Organization) -> dict:
+def _policy(org: Organization) -> dict[str, int | None]:
     return {"sessionIdleTimeout": org.session_idle_timeout, "sessionMaxAge": org.session_max_age}
 
 
