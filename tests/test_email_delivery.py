@@ -93,7 +93,7 @@ async def test_sign_up_mails_a_verification_link_that_works_through_the_api(gql,
     assert (row.status, row.attempts, row.text_body, row.html_body) == (OutboxStatus.SENT, 1, "", "")
     assert row.message_id == headers["Message-ID"] and row.sent_at is not None
     actions = await AuditEntry.filter(organization_id=None).order_by("id").values_list("action", flat=True)
-    assert actions == ["user.sign_up", "user.verify_email"]
+    assert actions == ["user.sign_up", "user.log_in", "user.verify_email"]
 
 
 async def test_a_rolled_back_write_sends_nothing(app, gql, smtp_server, settings, monkeypatch):
