@@ -29,7 +29,7 @@ test: $(STAMP) graphiql-if-npm
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-## make typecheck: mypy, strict, over the packages listed in pyproject.toml ([tool.mypy] files)
+## make typecheck: mypy, strict, over what pyproject.toml lists ([tool.mypy] files, less the modules not typed yet)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 

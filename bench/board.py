@@ -59,7 +59,7 @@ from models import (
 )
 from models.task import PRIORITY_RANK
 from resolvers import codec
-from resolvers.identity.auth import issue_access_token
+from resolvers.identity.sessions import issue_outside_request
 from resolvers.ids import to_global_id
 from server.app import create_app
 from server.db import migrate
@@ -411,7 +411,7 @@ async def bench(args, url: str, postgres: bool) -> None:
         t0 = time.perf_counter()
         owner, project = await seed(args.tasks, args.users, rng)
         seeded = time.perf_counter() - t0
-        token, _ = issue_access_token(owner, SECRET, 3600)
+        token = (await issue_outside_request(owner, SECRET, 3600)).access_token
         project_gid = to_global_id("Project", project.id)
         n_comments = await Comment.all().count()
         n_links = await TaskLabel.all().count()

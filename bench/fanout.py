@@ -89,7 +89,8 @@ async def seed(database_url: str) -> tuple[str, str]:
     from tortoise import Tortoise
 
     from models import Organization, OrganizationMember, OrgRole, Project, ProjectMember, ProjectRole, User
-    from resolvers.identity.auth import hash_password, issue_access_token
+    from resolvers.identity.auth import hash_password
+    from resolvers.identity.sessions import issue_outside_request
     from resolvers.ids import to_global_id
     from server.db import migrate, tortoise_config
     from server.settings import Settings
@@ -102,7 +103,7 @@ async def seed(database_url: str) -> tuple[str, str]:
         await OrganizationMember.create(organization=org, user=user, role=OrgRole.OWNER)
         project = await Project.create(organization=org, name="Fan-out", created_by=user)
         await ProjectMember.create(project=project, user=user, role=ProjectRole.OWNER)
-        token, _ = issue_access_token(user, SECRET, 3600)
+        token = (await issue_outside_request(user, SECRET, 3600)).access_token
         return token, to_global_id("Project", project.id)
     finally:
         await Tortoise.close_connections()

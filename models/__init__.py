@@ -1,10 +1,11 @@
 """Tortoise models, one module a domain (identity, org, project, task, event, audit, nora,
-document). No GraphQL and no business rules live here."""
+document, email). No GraphQL and no business rules live here."""
 
 from models.audit import AuditAction, AuditEntry
 from models.document import TrustedDocument
+from models.email import EmailToken, EmailTokenPurpose, OutboxEmail, OutboxStatus
 from models.event import BoardEvent, BoardEventType
-from models.identity import ApiKey, User
+from models.identity import ApiKey, ApiKeyScope, RefreshToken, Session, SessionEndReason, User
 from models.nora import (
     NoraConversation,
     NoraEvent,
@@ -28,16 +29,20 @@ MODEL_MODULES = [
     "models.audit",
     "models.nora",
     "models.document",
+    "models.email",
 ]
 
 __all__ = [
     "PRIORITY_RANK",
     "ApiKey",
+    "ApiKeyScope",
     "AuditAction",
     "AuditEntry",
     "BoardEvent",
     "BoardEventType",
     "Comment",
+    "EmailToken",
+    "EmailTokenPurpose",
     "CustomFieldDefinition",
     "CustomFieldType",
     "Invite",
@@ -51,12 +56,17 @@ __all__ = [
     "NoraRole",
     "NoraUsageEntry",
     "OrgRole",
+    "OutboxEmail",
+    "OutboxStatus",
     "Organization",
     "OrganizationMember",
     "Plan",
     "Project",
     "ProjectMember",
     "ProjectRole",
+    "RefreshToken",
+    "Session",
+    "SessionEndReason",
     "Task",
     "TaskLabel",
     "TaskPriority",

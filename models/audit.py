@@ -28,6 +28,14 @@ class AuditAction(str, Enum):
         return member
 
     USER_SIGN_UP = ("user.sign_up", "User")
+    # Email flows (resolvers/identity/verification.py, password_reset.py): user-level entries,
+    # organization NULL. `sign_up_existing`: someone signed up with the email of this account
+    # (the account was sent a notice, the caller learnt nothing).
+    USER_SIGN_UP_EXISTING = ("user.sign_up_existing", "User")
+    USER_VERIFY_EMAIL = ("user.verify_email", "User")
+    USER_RESEND_VERIFICATION = ("user.resend_verification", "User")
+    USER_PASSWORD_RESET_REQUEST = ("user.password_reset_request", "User")
+    USER_PASSWORD_RESET = ("user.password_reset", "User")
     ORGANIZATION_CREATE = ("organization.create", "Organization")
     ORGANIZATION_SET_PLAN = ("organization.set_plan", "Organization")
     MEMBER_UPDATE_ROLE = ("member.update_role", "OrganizationMember")
@@ -56,8 +64,21 @@ class AuditAction(str, Enum):
     NORA_CONVERSATION_START = ("nora.conversation.start", "NoraConversation")
     NORA_MESSAGE_SEND = ("nora.message.send", "NoraMessage")
     NORA_MESSAGE_CANCEL = ("nora.message.cancel", "NoraMessage")
+    # Identity: the account's own log (organization_id NULL, actor the account's user, read
+    # by them as viewer.securityLog), but for what an organization's owners do to a member.
+    USER_LOG_IN = ("user.log_in", "Session")
+    USER_LOG_IN_FAILED = ("user.log_in_failed", "User")
+    USER_LOG_OUT = ("user.log_out", "Session")
+    USER_LOG_OUT_EVERYWHERE = ("user.log_out_everywhere", "User")
+    SESSION_REFRESH = ("session.refresh", "Session")
+    SESSION_REFRESH_TOKEN_REUSE = ("session.refresh_token_reuse", "Session")
+    SESSION_REVOKE = ("session.revoke", "Session")
+    MEMBER_END_SESSIONS = ("member.end_sessions", "OrganizationMember")
+    ORGANIZATION_UPDATE_SESSION_POLICY = ("organization.update_session_policy", "Organization")
+    API_KEY_WRITE_REFUSED = ("api_key.write_refused", "ApiKey")
 
 
+# The longest User-Agent kept (audit entries and sessions, resolvers/context.py user_agent_of).
 USER_AGENT_MAX = 512
 
 
@@ -86,14 +107,16 @@ class AuditEntry(Model):
     # The client's User-Agent header (HTTP request or websocket handshake), cut to fit.
     user_agent = fields.CharField(max_length=USER_AGENT_MAX, null=True)
     # Position in the organization's log, dense from 1 (Organization.audit_seq); null for
-    # entries of no organization (sign-ups), which no live stream carries.
+    # entries of no organization (an account's own: sign-ups, logins, sessions), which no
+    # live stream carries.
     seq = fields.BigIntField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
         table = "audit_entry"
         # The audit log is read newest first within one organization, with id breaking ties:
-        # this index serves the page (and the CSV export's keyset walk) without a sort.
-        indexes = (("organization", "created_at", "id"),)
+        # this index serves the page (and the CSV export's keyset walk) without a sort. The
+        # second serves an account's own log (viewer.securityLog) the same way.
+        indexes = (("organization", "created_at", "id"), ("actor", "created_at", "id"))
         # The live stream's replay (seq > cursor, in order) and its oldest-kept probe.
         unique_together = (("organization", "seq"),)

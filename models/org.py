@@ -43,6 +43,10 @@ class Organization(Model):
     # Organization with update_fields only: a whole-row save of an instance read before other
     # writes puts an old count back, and the next entry's seq collides (as Project.event_seq).
     audit_seq = fields.BigIntField(default=0)
+    # The session policy its owners set, in seconds (null: the server's); it applies to its
+    # members' sessions while the organization is on the enterprise plan.
+    session_idle_timeout = fields.IntField(null=True)
+    session_max_age = fields.IntField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 

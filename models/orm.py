@@ -62,3 +62,16 @@ def sql_of(qs: QuerySet[Any]) -> tuple[BaseDBAsyncClient, str, list[Any]]:
     qs._make_query()
     sql, params = qs.query.get_parameterized_sql()
     return qs._db, sql, params
+
+
+async def column_values(qs: QuerySet[Any], name: str) -> list[Any]:
+    """`name` of every row of `qs`: values_list(name, flat=True), typed as what it returns
+    (Tortoise 1.1 annotates the flat form as a list of tuples)."""
+    values: list[Any] = await qs.values_list(name, flat=True)
+    return values
+
+
+async def first_value(qs: QuerySet[Any], name: str) -> Any:
+    """`name` of the first row of `qs`, None without one: first().values_list(name, flat=True),
+    which Tortoise annotates as a tuple."""
+    return await qs.first().values_list(name, flat=True)

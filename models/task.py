@@ -73,6 +73,9 @@ class Task(Model):
     updated_at = fields.DatetimeField(auto_now=True)
     archived_at = fields.DatetimeField(null=True)
 
+    if TYPE_CHECKING:  # reverse relations, set up by Tortoise from the other side
+        comments: fields.ReverseRelation[Comment]
+
     class Meta:
         table = "task"
         # parent: subtask lists and counts; the board's own order is (project, status, position).

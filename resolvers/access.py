@@ -8,7 +8,11 @@ may not see raises NOT_FOUND exactly as a missing row would: there is no second 
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
 
+from pypika_tortoise import Table
+from pypika_tortoise.functions import Cast
+from pypika_tortoise.terms import Parameterizer, ValueWrapper
 from tortoise.expressions import Q, Subquery
 from tortoise.queryset import QuerySet
 
@@ -24,9 +28,11 @@ from models import (
     OrgRole,
     Plan,
     Project,
+    ProjectMember,
     ProjectRole,
     Task,
     User,
+    orm,
 )
 from resolvers.errors import Forbidden, NotFound, Unauthenticated
 from resolvers.identity.auth import Principal
@@ -74,6 +80,7 @@ class OrgPermission(Enum):
     MANAGE_PLAN = "manage_plan"
     USE_NORA = "use_nora"
     READ_AUDIT_LOG = "read_audit_log"
+    MANAGE_SESSIONS = "manage_sessions"
 
     @property
     def role(self) -> OrgRole:
@@ -90,6 +97,8 @@ _ORG_RIGHTS = {
     OrgPermission.MANAGE_PLAN: OrgRole.OWNER,
     OrgPermission.USE_NORA: OrgRole.MEMBER,
     OrgPermission.READ_AUDIT_LOG: OrgRole.ADMIN,
+    # End members' sessions, set the organization's session policy.
+    OrgPermission.MANAGE_SESSIONS: OrgRole.OWNER,
 }
 
 
@@ -110,27 +119,43 @@ _PLAN_RANK = [Plan.FREE, Plan.PRO, Plan.ENTERPRISE]
 _IMPLIED_PROJECT_ROLE = {OrgRole.OWNER: ProjectRole.OWNER, OrgRole.ADMIN: ProjectRole.ADMIN}
 
 
-async def _memberships(user_id: int, organization_id: int | None) -> list[tuple]:
-    """(organization id, project id or None, role, org plan or None) of every membership, in
-    one statement. The plan rides along so that the rate limiter's budget costs no statement.
-
-    Ids are inlined as integers (never text), so the SQL is the same on both dialects.
-    """
-    user_id = int(user_id)
-    in_org = "" if organization_id is None else f" = {int(organization_id)}"
-    sql = (
-        'SELECT "om"."organization_id" AS "org_id", CAST(NULL AS INTEGER) AS "project_id",'
-        ' "om"."role", "o"."plan" FROM "organization_member" "om"'
-        ' JOIN "organization" "o" ON "o"."id" = "om"."organization_id"'
-        f' WHERE "om"."user_id" = {user_id}'
-        + (f' AND "om"."organization_id"{in_org}' if in_org else "")
-        + ' UNION ALL SELECT "p"."organization_id", "m"."project_id", "m"."role",'
-        ' CAST(NULL AS VARCHAR(16))'
-        ' FROM "project_member" "m" JOIN "project" "p" ON "p"."id" = "m"."project_id"'
-        f' WHERE "m"."user_id" = {user_id}'
-        + (f' AND "p"."organization_id"{in_org}' if in_org else "")
+def _memberships_query(user_id: int, organization_id: int | None) -> tuple[str, list[Any]]:
+    """One UNION ALL statement for every membership, with bound parameters, built by
+    Tortoise's query builder for the connection's dialect."""
+    query = orm.db_of(OrganizationMember).query_class
+    om = Table(orm.table_of(OrganizationMember)).as_("om")
+    o = Table(orm.table_of(Organization)).as_("o")
+    m = Table(orm.table_of(ProjectMember)).as_("m")
+    p = Table(orm.table_of(Project)).as_("p")
+    orgs = (
+        query.from_(om).join(o).on(o.id == om.organization_id)
+        .select(
+            om.organization_id.as_("org_id"), Cast(ValueWrapper(None), "INTEGER").as_("project_id"),
+            om.role, o.plan,
+        )
+        .where(om.user_id == ValueWrapper(int(user_id)))
     )
-    rows = await OrganizationMember._meta.db.execute_query_dict(sql)
+    projects = (
+        query.from_(m).join(p).on(p.id == m.project_id)
+        .select(p.organization_id, m.project_id, m.role, Cast(ValueWrapper(None), "VARCHAR(16)"))
+        .where(m.user_id == ValueWrapper(int(user_id)))
+    )
+    if organization_id is not None:
+        orgs = orgs.where(om.organization_id == ValueWrapper(int(organization_id)))
+        projects = projects.where(p.organization_id == ValueWrapper(int(organization_id)))
+    # One parameterizer numbers the parameters of both halves ($1.. on PostgreSQL). The halves
+    # are joined here: pypika's own union loses the dialect on PostgreSQL, and SQLite refuses
+    # the parentheses it puts around each half.
+    context = query.SQL_CONTEXT.copy(parameterizer=Parameterizer())
+    sql = f"{orgs.get_sql(context)} UNION ALL {projects.get_sql(context)}"
+    return sql, context.parameterizer.values
+
+
+async def _memberships(user_id: int, organization_id: int | None) -> list[tuple[Any, ...]]:
+    """(organization id, project id or None, role, org plan or None) of every membership, in
+    one statement. The plan rides along so that the rate limiter's budget costs no statement."""
+    sql, params = _memberships_query(user_id, organization_id)
+    rows = await orm.db_of(OrganizationMember).execute_query_dict(sql, params)
     return [(r["org_id"], r["project_id"], r["role"], r["plan"]) for r in rows]
 
 

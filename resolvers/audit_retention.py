@@ -2,7 +2,7 @@
 batches, by a background task of every instance (hourly) and by `pcg audit prune`.
 
 Each plan has its own setting (PCG_AUDIT_RETENTION_DAYS_FREE / _PRO / _ENTERPRISE, 0 meaning
-forever); entries of no organization (sign-ups) follow the free plan's. An organization's
+forever); entries of no organization (an account's own: sign-ups, logins, sessions) follow the free plan's. An organization's
 entries go by its plan at the time of pruning.
 
 No statement deletes more than `batch` rows, and none reads more than it deletes: each
@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from tortoise.expressions import Q
 
-from models import AuditEntry, Organization, Plan
+from models import AuditEntry, Organization, Plan, orm
 
 if TYPE_CHECKING:
     from server.settings import Settings
@@ -103,16 +104,15 @@ async def _prune_log(owner: Q, cutoff: datetime, batch: int, pruned: Pruned) -> 
     return deleted
 
 
-async def _logs_of(scope: str):
+async def _logs_of(scope: str) -> AsyncIterator[Q]:
     """The logs a scope holds: each organization of the plan, or the one of no organization."""
     if scope == NO_ORGANIZATION:
         yield Q(organization_id__isnull=True)
         return
     last = 0
     while True:
-        ids = await (
-            Organization.filter(plan=Plan(scope), id__gt=last).order_by("id").limit(ORG_CHUNK)
-            .values_list("id", flat=True)
+        ids: list[int] = await orm.column_values(
+            Organization.filter(plan=Plan(scope), id__gt=last).order_by("id").limit(ORG_CHUNK), "id"
         )
         for organization_id in ids:
             yield Q(organization_id=organization_id)

@@ -11,7 +11,7 @@ Lock order: a write takes any project row lock (task writes first thing, board e
 they are appended) before the organization row, which it takes last. A write that also needs
 the organization row early must take its project locks before it (see
 resolvers/org/members.py `remove_member`); tests/test_audit_every_mutation.py checks the order
-for every mutation. Entries of no organization (sign-ups) take no lock and get no seq.
+for every mutation. Entries of no organization (an account's own: sign-ups, logins, sessions) take no lock and get no seq.
 
 Entries are published after commit on `audit:<organization id>`; a subscriber replays from
 `after`, refills gaps from the table and, once its cursor is older than what retention kept
@@ -29,7 +29,7 @@ import orjson
 
 from models import AuditAction, AuditEntry, Organization, orm
 from resolvers import metrics
-from resolvers.access import OrgPermission
+from resolvers.access import Access, OrgPermission
 from resolvers.event.log import MAX_WIRE_BYTES, EventLog
 from resolvers.event.streams import LogGap, credential_still_valid, follow
 
@@ -59,7 +59,7 @@ class AuditLog(EventLog):
     """`EventLog` over `AuditEntry`: the entry is its own event (action for type)."""
 
     def type_of(self, event: Any) -> str:
-        return event.action
+        return str(event.action)
 
     async def record(self, entries: list[AuditEntry]) -> None:
         """Number and store a write's entries; the unit of work calls this last, inside its
@@ -93,10 +93,10 @@ class AuditLog(EventLog):
     async def oldest_kept(self, key: int) -> int | None:
         # Entries written before numbering existed are numbered by the migration; a row
         # without seq (written by hand) must not pass for the oldest (SQLite sorts NULL first).
-        return await (
-            AuditEntry.filter(organization_id=key, seq__isnull=False)
-            .order_by("seq").first().values_list("seq", flat=True)
+        seq = await orm.first_value(
+            AuditEntry.filter(organization_id=key, seq__isnull=False).order_by("seq"), "seq"
         )
+        return int(seq) if seq is not None else None
 
     def wire(self, event: AuditEntry) -> str:
         full = orjson.dumps({
@@ -110,7 +110,7 @@ class AuditLog(EventLog):
             return orjson.dumps({"key": event.organization_id, "seq": event.seq}).decode()
         return full.decode()
 
-    def from_wire(self, data: dict) -> AuditEntry:
+    def from_wire(self, data: dict[str, Any]) -> AuditEntry:
         return orm.detached(AuditEntry, {
             "id": data["id"],
             "organization_id": data["key"],
@@ -136,7 +136,7 @@ async def current_cursor(ctx: Context, organization_id: int) -> str:
     return encode_cursor(organization_id, await AUDIT_LOG.current_seq(organization_id))
 
 
-async def _still_readable(access, organization_id: int) -> bool:
+async def _still_readable(access: Access, organization_id: int) -> bool:
     if not await credential_still_valid(access):
         return False
     await access.reload()

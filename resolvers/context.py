@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from resolvers.broadcast import Hub
     from resolvers.documents import TrustedDocuments
+    from resolvers.identity.revocations import SessionRegistry
     from resolvers.nora.engine import NoraRuntime
     from server.settings import Settings
 
@@ -49,6 +50,8 @@ class Context:
     documents: TrustedDocuments | None = None
     # The instance's NORA runtime: running replies, rate limiter, provider.
     nora: NoraRuntime | None = None
+    # The instance's ended sessions and the websockets open on each session.
+    session_registry: SessionRegistry | None = None
 
 
 def user_agent_of(headers: Any) -> str | None:

@@ -24,8 +24,10 @@ from models import (
     OrganizationMember,
     Project,
     ProjectMember,
+    Session,
     Task,
     User,
+    orm,
 )
 from resolvers import codec
 from resolvers.errors import BadInput
@@ -46,10 +48,11 @@ _MODELS = {
     "NoraConversation": NoraConversation,
     "NoraMessage": NoraMessage,
     "AuditEntry": AuditEntry,
+    "Session": Session,
 }
 NODE_TYPES = frozenset(_MODELS)
 # Serial keys start at 1; the upper bound is the column's (int4 for most, int8 for messages).
-_PK_MAX = {name: model._meta.pk.constraints["le"] for name, model in _MODELS.items()}
+_PK_MAX = {name: orm.pk_max(model) for name, model in _MODELS.items()}
 _CANONICAL = re.compile(r"[1-9][0-9]*")
 
 

@@ -33,6 +33,7 @@ from models import (
     Task,
     TaskLabel,
     User,
+    orm,
 )
 from resolvers.errors import BadInput
 from resolvers.pagination import (
@@ -102,18 +103,10 @@ def _counted(queryset: Callable, field: str) -> Callable:
     return batch
 
 
-def _sql(qs: QuerySet) -> tuple[Any, str, list]:
-    """The connection, parameterized SQL and parameters Tortoise would run for `qs`."""
-    qs._choose_db_if_not_chosen()
-    qs._make_query()
-    sql, params = qs.query.get_parameterized_sql()
-    return qs._db, sql, params
-
-
 async def _labels_by_task(task_ids: list[int]) -> list[list[Label]]:
     # One JOIN statement; a project has a handful of labels carried by hundreds of tasks,
     # so each label is built once and shared rather than once per link.
-    db, sql, params = _sql(
+    db, sql, params = orm.sql_of(
         TaskLabel.filter(task_id__in=task_ids)
         .select_related("label")
         .order_by("label__name", "label__id")
@@ -123,9 +116,10 @@ async def _labels_by_task(task_ids: list[int]) -> list[list[Label]]:
     for row in await db.execute_query_dict(sql, params):
         label = labels.get(row["label_id"])
         if label is None:
-            label = labels[row["label_id"]] = Label._init_from_db(
+            label = labels[row["label_id"]] = orm.from_row(
+                Label,
                 # select_related names the label's columns "<join alias>.<column>"
-                **{k.split(".", 1)[1]: v for k, v in row.items() if "." in k}
+                {k.split(".", 1)[1]: v for k, v in row.items() if "." in k},
             )
         groups[row["task_id"]].append(label)
     return [groups.get(t, []) for t in task_ids]
@@ -180,7 +174,7 @@ class PageSpec:
 
 
 def _column(model, name: str) -> str:
-    return model._meta.fields_db_projection.get(name, name)
+    return orm.column_of(model, name)
 
 
 async def _ranked_rows(
@@ -192,7 +186,7 @@ async def _ranked_rows(
     is Tortoise's own (so access-layer filters and parameter style carry over unchanged).
     """
     model = qs.model
-    table = model._meta.db_table
+    table = orm.table_of(model)
     partition = ", ".join(f'"{table}"."{_column(model, c)}"' for c in spec.group)
     ordering = ", ".join(
         f'"{table}"."{_column(model, name)}" {"DESC" if desc else "ASC"}'
@@ -202,14 +196,14 @@ async def _ranked_rows(
         _rn=RawSQL(f"ROW_NUMBER() OVER (PARTITION BY {partition} ORDER BY {ordering})"),
         _total=RawSQL(f"COUNT(*) OVER (PARTITION BY {partition})"),
     )
-    db, sql, params = _sql(inner)
+    db, sql, params = orm.sql_of(inner)
     columns, joins = spec.extras("_p", groups) if spec.extras else ("", "")
     statement = (
         f'SELECT "_p".*{columns} FROM ({sql}) "_p"{joins} '
         f'WHERE "_p"."_rn" <= {int(keep)} ORDER BY "_p"."_rn"'
     )
     rows = await db.execute_query_dict(statement, params)
-    return [(model._init_from_db(**row), row) for row in rows]
+    return [(orm.from_row(model, row), row) for row in rows]
 
 
 def _page(rows: list[Any], limit: int, total: int, order: Order) -> CountedPage:

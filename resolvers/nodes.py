@@ -3,26 +3,35 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from tortoise.expressions import Q
+from tortoise.models import Model
+from tortoise.queryset import QuerySet
 
 from models import (
     ApiKey,
+    AuditEntry,
     CustomFieldDefinition,
     Invite,
     OrganizationMember,
     OrgRole,
     ProjectMember,
+    Session,
 )
+from resolvers.access import OrgPermission
 from resolvers.errors import BadInput
 from resolvers.ids import parse_global_id
 
 if TYPE_CHECKING:
+    from resolvers.access import Access
     from resolvers.context import Context
 
 MAX_NODES = 100
 
 
-async def _scope(access, type_name: str):
+# A queryset of whichever model the global id names: the caller reads only `id` off its rows.
+async def _scope(access: Access, type_name: str) -> QuerySet[Any]:
     match type_name:
         case "User":
             return await access.users()
@@ -51,11 +60,28 @@ async def _scope(access, type_name: str):
         case "NoraMessage":
             return await access.nora_messages()
         case "AuditEntry":
-            return await access.audit_entries()
+            return await _audit_entries(access)
+        case "Session":
+            # A person's own sessions only (an API key sees none).
+            if not access.is_authenticated or access.api_key is not None:
+                return Session.filter(id=0)
+            return Session.filter(user_id=access.user_id)
     raise BadInput("Unknown node type")  # pragma: no cover - parse_global_id rejects these
 
 
-async def nodes(ctx: Context, ids: list[str]) -> list:
+async def _audit_entries(access: Access) -> QuerySet[AuditEntry]:
+    """Entries of organizations the viewer administers, and a person's own account entries
+    (viewer.securityLog)."""
+    await access.load()
+    least = OrgPermission.READ_AUDIT_LOG.role.rank
+    admin = [o for o in access.org_ids() if (role := access.org_role(o)) is not None and role.rank >= least]
+    scope = Q(organization_id__in=admin or [0])
+    if access.is_authenticated and access.api_key is None:
+        scope |= Q(organization_id__isnull=True, actor_id=access.user_id)
+    return AuditEntry.filter(scope)
+
+
+async def nodes(ctx: Context, ids: list[str]) -> list[Model | None]:
     """Objects in the order asked; null for what does not exist or may not be seen."""
     if len(ids) > MAX_NODES:
         raise BadInput(f"At most {MAX_NODES} ids at once", field="ids")
@@ -63,7 +89,7 @@ async def nodes(ctx: Context, ids: list[str]) -> list:
     wanted: dict[str, set[int]] = defaultdict(set)
     for type_name, pk in parsed:
         wanted[type_name].add(pk)
-    found: dict[tuple[str, int], object] = {}
+    found: dict[tuple[str, int], Model] = {}
     for type_name, pks in wanted.items():
         qs = await _scope(ctx.access, type_name)
         for row in await qs.filter(id__in=pks):
@@ -71,5 +97,5 @@ async def nodes(ctx: Context, ids: list[str]) -> list:
     return [found.get(key) for key in parsed]
 
 
-async def node(ctx: Context, gid: str):
+async def node(ctx: Context, gid: str) -> Model | None:
     return (await nodes(ctx, [gid]))[0]

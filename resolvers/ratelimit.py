@@ -25,17 +25,20 @@ import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.errors import StorageError
 
 from models import Plan
 from resolvers.errors import RateLimited
 
 if TYPE_CHECKING:
+    from redis.asyncio import ConnectionPool
+
     from resolvers.context import Context
+    from server.settings import Settings
 
 log = logging.getLogger("pcg.ratelimit")
 
@@ -80,7 +83,8 @@ class Window:
 
 class Limiter:
     def __init__(self, url: str = "memory://", retry_redis_after: float = RETRY_REDIS_AFTER) -> None:
-        self._pool = None
+        self._pool: ConnectionPool | None = None
+        self.storage: Storage
         if urlparse(url).scheme in ("redis", "rediss"):
             from redis import asyncio as redis
 
@@ -88,7 +92,10 @@ class Limiter:
             self._pool = redis.ConnectionPool.from_url(url, socket_connect_timeout=1, socket_timeout=1)
             self.storage = RedisStorage(
                 "async+" + url, wrap_exceptions=True, implementation="redispy",
-                key_prefix="pcg:ratelimit", connection_pool=self._pool,
+                key_prefix="pcg:ratelimit",
+                # limits 5 annotates **options as scalars, yet its redispy implementation
+                # takes connection_pool from them (limits/aio/storage/redis/redispy.py).
+                connection_pool=self._pool,  # type: ignore[arg-type]
             )
         else:
             self.storage = MemoryStorage(wrap_exceptions=True)
@@ -160,13 +167,14 @@ def limiter_of(ctx: Context) -> Limiter | None:
     request = getattr(ctx, "request", None)
     if request is None:
         return None
-    return request.scope.get("state", {}).get(SCOPE_KEY)
+    limiter: Limiter | None = request.scope.get("state", {}).get(SCOPE_KEY)  # server/ratelimit.py
+    return limiter
 
 
 # -- the GraphQL budget --------------------------------------------------------------------------
 
 
-def plan_limit(settings, plan: Plan) -> int:
+def plan_limit(settings: Settings, plan: Plan) -> int:
     if plan is Plan.ENTERPRISE:
         return settings.rate_limit_enterprise
     return settings.rate_limit_pro if plan is Plan.PRO else settings.rate_limit_free
@@ -203,7 +211,7 @@ def over_budget(window: Window) -> RateLimited:
     return RateLimited(message, **limit_extensions(window))
 
 
-def limit_extensions(window: Window) -> dict:
+def limit_extensions(window: Window) -> dict[str, Any]:
     return {
         "cost": window.cost,
         "limit": window.limit,

@@ -1,16 +1,18 @@
 """The one write pipeline: a unit of work is one transaction holding the rows, the audit
-entry and the events (board and NORA logs), or nothing.
+entry, the events (board and NORA logs) and the outbox's emails, or nothing.
 
     async with unit_of_work(ctx) as work:
         task = await Task.create(...)
         await work.audit(AuditAction.TASK_CREATE, task.id, organization_id=..., after=dump(task))
         await work.event(project.id, BoardEventType.TASK_CREATED, {...})
+        await work.email(user.email, "invite", {...})  # queued, sent by the outbox worker
 
 Audit entries are collected and written last, just before the commit: their per-organization
 seq takes the organization's row lock, held only for that tail (resolvers/audit_stream.py).
 After the commit (never before, so a rolled-back write publishes nothing) it clears the
-request's loaders, so what the payload reads next is fresh, and publishes the events, the
-audit entries and the access nudges. A dataloader must never be awaited inside the block: on SQLite the transaction
+request's loaders, so what the payload reads next is fresh, publishes the events, the audit
+entries and the access nudges, and wakes this process's outbox worker. A dataloader must never
+be awaited inside the block: on SQLite the transaction
 holds the only connection and the loader's batch waits for it forever. That rule is enforced
 here, not only written down: `Loaders` refuse to load while `writing()` is true.
 """
@@ -24,8 +26,19 @@ from typing import TYPE_CHECKING, Any
 
 from tortoise.transactions import in_transaction
 
-from models import AuditAction, AuditEntry, BoardEvent, BoardEventType, NoraEvent, NoraEventType, Project
+from models import (
+    AuditAction,
+    AuditEntry,
+    BoardEvent,
+    BoardEventType,
+    NoraEvent,
+    NoraEventType,
+    OutboxEmail,
+    Project,
+)
 from resolvers.audit_stream import AUDIT_LOG
+from resolvers.email import outbox
+from resolvers.email.transport import parse_sender
 from resolvers.event import log
 from resolvers.nora.events import NORA_LOG
 
@@ -46,7 +59,9 @@ class UnitOfWork:
         self.entries: list[AuditEntry] = []
         self._board: list[BoardEvent] = []
         self._nora: list[NoraEvent] = []
+        self._emails: list[OutboxEmail] = []
         self._access_changed: set[int] = set()
+        self._sessions_ended: list[tuple[int, float]] = []
 
     async def audit(
         self,
@@ -94,6 +109,16 @@ class UnitOfWork:
         self._nora.append(event)
         return event
 
+    async def email(
+        self, to: str, template: str, context: dict[str, Any], *, user_id: int | None = None
+    ) -> OutboxEmail:
+        """Queue an email (rendered now from resolvers/email/templates.py) in this write's
+        transaction: it leaves only if the write commits, and is retried until it does."""
+        sender = parse_sender(self.ctx.settings.mail_from)[1]
+        row = await outbox.queue(to, template, context, sender_address=sender, user_id=user_id)
+        self._emails.append(row)
+        return row
+
     async def lock_project(self, project_id: int) -> None:
         """Hold the project's row until commit: the writers of one board go one at a time.
 
@@ -106,6 +131,11 @@ class UnitOfWork:
         """After commit, tell the user's open streams to re-check their access."""
         self._access_changed.add(user_id)
 
+    def sessions_ended(self, entries: list[tuple[int, float]]) -> None:
+        """After commit, refuse these sessions' access tokens and close their websockets on
+        every instance: (session id, when its last access token expires)."""
+        self._sessions_ended.extend(entries)
+
     async def _finish(self) -> None:
         """The commit tail, inside the transaction: the audit entries, numbered."""
         if self.entries:
@@ -113,6 +143,16 @@ class UnitOfWork:
 
     async def _publish(self) -> None:
         broadcast = self.ctx.broadcast
+        if self._sessions_ended:
+            # This instance first, before the write is answered; then every other one.
+            registry = self.ctx.session_registry
+            if registry is not None:
+                registry.ended(self._sessions_ended)
+                await registry.publish(self._sessions_ended)
+            elif broadcast is not None:
+                from resolvers.identity.revocations import publish
+
+                await publish(broadcast, self._sessions_ended)
         if self._board:
             await log.BOARD.publish(broadcast, self._board)
         live = [entry for entry in self.entries if entry.seq is not None]
@@ -122,6 +162,8 @@ class UnitOfWork:
             await AUDIT_LOG.publish(broadcast, live, nudges)
         if self._nora:
             await NORA_LOG.publish(broadcast, self._nora)
+        if self._emails:
+            outbox.wake_all()
 
 
 @asynccontextmanager

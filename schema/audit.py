@@ -66,7 +66,7 @@ class AuditEntry(Node):
     seq: int | None = strawberry.field(
         description="Position in the organization's audit log: 1, 2, 3... with no gap, in "
         "commit order (the `auditEntries` subscription's order); null for entries of no "
-        "organization (sign-ups)."
+        "organization (an account's own: sign-ups, logins, sessions)."
     )
     created_at: datetime = strawberry.field(description="When the write was committed.")
 

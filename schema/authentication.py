@@ -3,10 +3,14 @@ parser, validation or cost analysis runs no SQL at all, not even the credential 
 
 from __future__ import annotations
 
+from graphql import ExecutionResult as GraphQLExecutionResult
+from graphql.error import GraphQLError
 from strawberry.extensions import SchemaExtension
+from strawberry.types.graphql import OperationType
 
 from resolvers.access import Access
 from resolvers.errors import Unauthenticated
+from resolvers.identity import key_scope
 from resolvers.identity.auth import authenticate
 from resolvers.loaders import Loaders
 
@@ -23,9 +27,10 @@ class FailedAuth(Access):
         raise self.error
 
 
-async def access_for(authorization: str | None, secret: str) -> Access:
+async def access_for(authorization: str | None, secret: str, sessions) -> Access:
+    """`sessions`: the instance's SessionRegistry (ended sessions are refused)."""
     try:
-        return Access(await authenticate(authorization, secret))
+        return Access(await authenticate(authorization, secret, sessions))
     except Unauthenticated as error:
         return FailedAuth(error)
 
@@ -45,5 +50,29 @@ class Authentication(SchemaExtension):
         pending = getattr(context, "authorization", None)
         if pending is not None:
             context.authorization = None
-            context.access = await access_for(pending, context.settings.secret_key)
+            context.access = await access_for(
+                pending, context.settings.secret_key, getattr(context, "session_registry", None)
+            )
+        key = context.access.api_key
+        if not key_scope.may_write(key) and self._is_mutation():
+            await self._refuse(await key_scope.refuse_write(
+                context, key, self.execution_context.operation_name
+            ))
         yield
+
+    def _is_mutation(self) -> bool:
+        try:
+            return self.execution_context.operation_type is OperationType.MUTATION
+        except RuntimeError:  # no single operation: execution reports it
+            return False
+
+    async def _refuse(self, error) -> None:
+        """The whole operation, before any resolver: HTTP 403, no data."""
+        context = self.execution_context.context
+        request = getattr(context, "request", None)
+        response = getattr(context, "response", None)
+        if request is not None and request.scope.get("type") == "http" and response is not None:
+            response.status_code = 403
+        self.execution_context.result = GraphQLExecutionResult(
+            data=None, errors=[GraphQLError(error.message, original_error=error)]
+        )

@@ -2,25 +2,72 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
+import models as enums
 from models import ApiKey as ApiKeyModel
+from models import Session as SessionModel
 from models import User as UserModel
+from resolvers.identity import account as account_resolvers
 from resolvers.identity import api_keys as api_key_resolvers
+from resolvers.identity import password_reset as reset_resolvers
+from resolvers.identity import sessions as session_resolvers
 from resolvers.identity import users as user_resolvers
+from resolvers.identity import verification as verification_resolvers
 from resolvers.ids import decode_id
 from resolvers.org import organizations as org_resolvers
-from schema.common import Connection, Info, Node, OrgRole, ctx, model_type_check, node_id
-from schema.permissions import ANYONE, OrgPermission, in_org, mutation
+from schema.common import (
+    After,
+    Before,
+    Connection,
+    First,
+    Info,
+    Last,
+    Node,
+    OrgRole,
+    ctx,
+    described_enum,
+    model_type_check,
+    node_id,
+)
+from schema.permissions import ANYONE, SIGNED_IN, OrgPermission, in_org, mutation, own
 
 if TYPE_CHECKING:
+    from schema.audit import AuditEntryConnection
     from schema.org import Organization, OrganizationMember
 
 OrganizationRef = Annotated["Organization", strawberry.lazy("schema.org")]
 OrganizationMemberRef = Annotated["OrganizationMember", strawberry.lazy("schema.org")]
+AuditEntryConnectionRef = Annotated["AuditEntryConnection", strawberry.lazy("schema.audit")]
+
+ApiKeyScope = described_enum(
+    enums.ApiKeyScope,
+    "What an API key may do within its role.",
+    {
+        "READ": "Queries and subscriptions only: every mutation is refused with FORBIDDEN "
+        "(reason API_KEY_READ_ONLY).",
+        "WRITE": "Queries, subscriptions and mutations, as its role allows (keys made before "
+        "scopes existed are WRITE).",
+    },
+)
+SessionEndReason = described_enum(
+    enums.SessionEndReason,
+    "Why a session ended before its time.",
+    {
+        "LOG_OUT": "Logged out from the session itself (logOut, or revokeSession of the "
+        "current session).",
+        "REVOKED": "Ended by its user from another session (revokeSession).",
+        "LOG_OUT_EVERYWHERE": "Ended by its user's logOutEverywhere.",
+        "ENDED_BY_ORGANIZATION": "Ended by an owner of one of the user's organizations "
+        "(endMemberSessions).",
+        "REFRESH_TOKEN_REUSE": "A refresh token of the session was used twice: someone may "
+        "hold a copy, so the session was ended.",
+        "PASSWORD_RESET": "The account's password was reset.",
+    },
+)
 
 
 @strawberry.type(description="A person with an account.")
@@ -33,11 +80,109 @@ class User(Node):
     id: strawberry.ID = node_id("User")
 
 
+@strawberry.type(
+    description="A login: where and when it happened, until when it lasts, and how it ended. "
+    "Its access tokens carry its ID; ending it refuses them at once and closes its websockets."
+)
+class Session(Node):
+    is_type_of = model_type_check(SessionModel)
+    user_agent: str | None = strawberry.field(
+        description="The client's User-Agent at login (at most 512 characters)."
+    )
+    ip: str | None = strawberry.field(
+        description="The client address of the login or the last refresh."
+    )
+    created_at: datetime = strawberry.field(description="When the login happened.")
+    last_used_at: datetime = strawberry.field(
+        description="The login or the last token refresh (an open client refreshes every "
+        "access-token lifetime, PCG_ACCESS_TOKEN_TTL)."
+    )
+    idle_expires_at: datetime = strawberry.field(
+        description="When it ends unless refreshed before (the idle timeout, as of the last "
+        "refresh)."
+    )
+    expires_at: datetime = strawberry.field(
+        description="When it ends whatever the refreshes (its absolute lifetime, as of the last "
+        "refresh)."
+    )
+    revoked_at: datetime | None = strawberry.field(
+        description="When it was ended before its time, if it was."
+    )
+    id: strawberry.ID = node_id("Session")
+
+    @strawberry.field(
+        description="Why it was ended before its time; null while it lasts, or once it expired."
+    )
+    def end_reason(self) -> SessionEndReason | None:
+        return self.revoke_reason
+
+    @strawberry.field(description="Whether the caller's access token belongs to this session.")
+    def current(self, info: Info) -> bool:
+        return self.id == account_resolvers.current_session_id(ctx(info))
+
+    @strawberry.field(description="Whether it still lasts: not ended, not expired.")
+    def active(self) -> bool:
+        now = datetime.now(UTC)
+        return self.revoked_at is None and now < self.expires_at and now < self.idle_expires_at
+
+
+@strawberry.type(description="A page of sessions, newest first.")
+class SessionConnection(Connection[Session]):
+    pass
+
+
 @strawberry.type(description="The authenticated caller.")
 class Viewer:
     user: User = strawberry.field(
         description="The user the caller acts as (an API key acts as its creator)."
     )
+
+    @strawberry.field(
+        description="The viewer's sessions, newest first: those that last, or with "
+        "`includeEnded` also the ended and expired ones. The one the caller's token belongs "
+        "to has `current: true`. Only the person's own, not with an API key (FORBIDDEN)."
+    )
+    async def sessions(
+        self,
+        info: Info,
+        include_ended: Annotated[
+            bool, strawberry.argument(description="Include ended and expired sessions.")
+        ] = False,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+    ) -> SessionConnection:
+        page = await account_resolvers.sessions(ctx(info), include_ended, first, after, last, before)
+        return SessionConnection.of(page)
+
+    @strawberry.field(
+        description="The account's own audit entries, newest first: logins, failed logins "
+        "(without what was typed), token refreshes, logouts, ended sessions, sign-up. What "
+        "happens in an organization is in its auditEntries. Only the person's own, not with "
+        "an API key (FORBIDDEN)."
+    )
+    async def security_log(
+        self,
+        info: Info,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+    ) -> AuditEntryConnectionRef:
+        from schema.audit import AuditEntryConnection
+
+        page = await account_resolvers.security_log(ctx(info), first, after, last, before)
+        return AuditEntryConnection.of(page)
+
+    @strawberry.field(
+        description="Whether the viewer's email address is verified (a link from "
+        "`signUp` or `resendVerificationEmail` was used, or the password was reset by email). "
+        "Until it is, `acceptInvite` and creating a second organization fail with "
+        "EMAIL_NOT_VERIFIED."
+    )
+    def email_verified(self) -> bool:
+        return self.user.email_verified_at is not None
 
     @strawberry.field(
         description="The viewer's organizations, with the role the viewer acts with in each. "
@@ -50,7 +195,8 @@ class Viewer:
 @strawberry.input(description="A new account.")
 class SignUpInput:
     email: str = strawberry.field(
-        description="At most 254 characters; stored lowercased; CONFLICT if already taken."
+        description="At most 254 characters; stored lowercased. Whether or not it already has "
+        "an account, the answer is the same (that account is sent a notice instead)."
     )
     name: str = strawberry.field(description="Display name, 1 to 200 characters.")
     password: str = strawberry.field(description="8 to 1,024 characters.")
@@ -64,43 +210,76 @@ class LogInInput:
     )
 
 
-@strawberry.type(description="An access token and the user it belongs to.")
+@strawberry.type(
+    description="A session's tokens: a short-lived access token and the refresh token that "
+    "renews it."
+)
 class AuthPayload:
     user: User | None = strawberry.field(description="The user the token authenticates.")
     access_token: str = strawberry.field(description="Send as `Authorization: Bearer <token>`.")
     expires_at: datetime = strawberry.field(
-        description="When the token stops working (PCG_ACCESS_TOKEN_TTL, 1 hour by default); "
-        "log in again then."
+        description="When the access token stops working (PCG_ACCESS_TOKEN_TTL, 15 minutes by "
+        "default, never past the session's end); get a new one with `refreshToken` before then."
     )
+    refresh_token: str = strawberry.field(
+        description="Opaque; exchange it once with `refreshToken` for a new pair (it rotates: "
+        "the old one stops working, and using it again ends the session). Keep it secret, and "
+        "never send it as Authorization."
+    )
+    session: Session | None = strawberry.field(description="The session the tokens belong to.")
+
+    @classmethod
+    def of(cls, issued: session_resolvers.Issued) -> AuthPayload:
+        return cls(
+            user=issued.user, access_token=issued.access_token, expires_at=issued.expires_at,
+            refresh_token=issued.refresh_token, session=issued.session,
+        )
+
+
+@strawberry.type(
+    description="The result of signUp: the same whether or not the email already had an account."
+)
+class SignUpPayload:
+    ok: bool = strawberry.field(description="Always true: the request was taken.")
+    message: str = strawberry.field(description="What happens next, to show to the person.")
+
+
+SIGN_UP_MESSAGE = (
+    "Check your inbox: we sent a link to verify your email address. You can log in now with "
+    "logIn; if this address already had an account, it was sent a notice instead and its "
+    "password is unchanged."
+)
 
 
 @strawberry.type(description="Account mutations.")
 class UserMutations:
     @mutation(
         requires=ANYONE,
-        description='Create an account and return an access token; 10 sign-ups per IP address an hour.',
+        description="Create an account and email it a verification link; no token is returned "
+        "(log in with logIn). When the email already has an account, that account is emailed "
+        "a notice instead and the answer is the same. 10 sign-ups per IP address an hour.",
     )
     async def sign_up(
         self,
         info: Info,
         input: Annotated[SignUpInput, strawberry.argument(description="The account to create.")],
-    ) -> AuthPayload:
-        user, token, expires = await user_resolvers.sign_up(
-            ctx(info), input.email, input.name, input.password
-        )
-        return AuthPayload(user=user, access_token=token, expires_at=expires)
+    ) -> SignUpPayload:
+        await user_resolvers.sign_up(ctx(info), input.email, input.name, input.password)
+        return SignUpPayload(ok=True, message=SIGN_UP_MESSAGE)
 
     @mutation(
         requires=ANYONE,
-        description='Exchange email and password for a short-lived access token.',
+        description="Exchange email and password for a new session: a short-lived access token "
+        "and a refresh token. Audited in the account's security log (user.log_in; a failure "
+        "as user.log_in_failed).",
     )
     async def log_in(
         self,
         info: Info,
         input: Annotated[LogInInput, strawberry.argument(description="The credentials.")],
     ) -> AuthPayload:
-        user, token, expires = await user_resolvers.log_in(ctx(info), input.email, input.password)
-        return AuthPayload(user=user, access_token=token, expires_at=expires)
+        issued = await user_resolvers.log_in(ctx(info), input.email, input.password)
+        return AuthPayload.of(issued)
 
 
 @strawberry.type(
@@ -113,6 +292,9 @@ class ApiKey(Node):
     prefix: str = strawberry.field(description="The key's first characters, to recognise it.")
     role: OrgRole = strawberry.field(
         description="The most the key may do; it never exceeds its creator's current role."
+    )
+    scope: ApiKeyScope = strawberry.field(
+        description="READ: queries and subscriptions only; WRITE: mutations too."
     )
     created_at: datetime = strawberry.field(description="When the key was created.")
     last_used_at: datetime | None = strawberry.field(
@@ -145,6 +327,11 @@ class CreateApiKeyInput:
     organization_id: strawberry.ID = strawberry.field(description="The organization it works in.")
     name: str = strawberry.field(description="What the key is for, 1 to 200 characters.")
     role: OrgRole = strawberry.field(description="The most it may do; at most the creator's role.")
+    scope: ApiKeyScope = strawberry.field(
+        default=enums.ApiKeyScope.WRITE,
+        description="READ for a key that only reads (queries, subscriptions); WRITE (the "
+        "default) for one that may also run mutations.",
+    )
     expires_at: datetime | None = strawberry.field(
         default=None, description="When it stops working, in the future; never if omitted."
     )
@@ -185,6 +372,7 @@ class ApiKeyMutations:
             input.name,
             input.role,
             input.expires_at,
+            input.scope,
         )
         return CreateApiKeyPayload(api_key=api_key, key=key)
 
@@ -201,3 +389,212 @@ class ApiKeyMutations:
             ctx(info), decode_id(input.api_key_id, "ApiKey", "apiKeyId")
         )
         return ApiKeyPayload(api_key=api_key)
+
+
+# -- sessions -------------------------------------------------------------------------------------
+
+
+@strawberry.input(description="The refresh token to exchange.")
+class RefreshTokenInput:
+    refresh_token: str = strawberry.field(
+        description="The `refreshToken` of the last logIn or refreshToken."
+    )
+
+
+@strawberry.input(description="The session to end.")
+class RevokeSessionInput:
+    session_id: strawberry.ID = strawberry.field(description="A Session ID of the viewer's.")
+
+
+@strawberry.type(description="The result of revokeSession and logOut.")
+class SessionPayload:
+    session: Session | None = strawberry.field(description="The session, now ended.")
+
+
+@strawberry.input(description="Which of the viewer's sessions to end.")
+class LogOutEverywhereInput:
+    keep_current: bool = strawberry.field(
+        default=False,
+        description="Keep the session this request comes from (\"log out other sessions\").",
+    )
+
+
+@strawberry.type(description="The result of logOutEverywhere.")
+class LogOutEverywherePayload:
+    sessions_ended: int = strawberry.field(description="How many sessions were ended.")
+
+
+@strawberry.type(description="Session mutations.")
+class SessionMutations:
+    @mutation(
+        requires=ANYONE,
+        description="Exchange a refresh token for a new access token and refresh token (the old "
+        "one stops working). UNAUTHENTICATED with `reason`: TOKEN_INVALID, SESSION_REVOKED, "
+        "SESSION_EXPIRED, or REFRESH_TOKEN_REUSED when a token already exchanged comes back "
+        "(the session is then ended: someone may hold a copy). The same token sent again "
+        "within 10 seconds of its exchange, while its successor is unused (a retry, or two "
+        "tabs at once), gets that same successor. Audited as session.refresh.",
+    )
+    async def refresh_token(
+        self,
+        info: Info,
+        input: Annotated[RefreshTokenInput, strawberry.argument(description="The refresh token.")],
+    ) -> AuthPayload:
+        return AuthPayload.of(await session_resolvers.refresh(ctx(info), input.refresh_token))
+
+    @mutation(
+        requires=own("session").with_(api_keys=False),
+        description="End one of your sessions: its access tokens stop working at once and its "
+        "websockets close (4403). Another person's session is NOT_FOUND; an ended one is "
+        "returned unchanged. Audited as session.revoke.",
+    )
+    async def revoke_session(
+        self,
+        info: Info,
+        input: Annotated[RevokeSessionInput, strawberry.argument(description="The session.")],
+    ) -> SessionPayload:
+        session = await account_resolvers.revoke_session(
+            ctx(info), decode_id(input.session_id, "Session", "sessionId")
+        )
+        return SessionPayload(session=session)
+
+    @mutation(
+        requires=SIGNED_IN.with_(api_keys=False),
+        description="End the session of the access token this request carries; its refresh "
+        "token stops working too. Audited as user.log_out.",
+    )
+    async def log_out(self, info: Info) -> SessionPayload:
+        return SessionPayload(session=await account_resolvers.log_out(ctx(info)))
+
+    @mutation(
+        requires=SIGNED_IN.with_(api_keys=False),
+        description="End every session of yours (or every other one, with keepCurrent): "
+        "their access tokens stop working at once and their websockets close, on every "
+        "instance. Audited as user.log_out_everywhere.",
+    )
+    async def log_out_everywhere(
+        self,
+        info: Info,
+        input: Annotated[
+            LogOutEverywhereInput | None,
+            strawberry.argument(description="Whether to keep the current session."),
+        ] = None,
+    ) -> LogOutEverywherePayload:
+        keep = input.keep_current if input is not None else False
+        ended = await account_resolvers.log_out_everywhere(ctx(info), keep)
+        return LogOutEverywherePayload(sessions_ended=ended)
+# -- email flows: verification and password reset -------------------------------------------
+
+
+@strawberry.input(description="A verification link's token.")
+class VerifyEmailInput:
+    token: str = strawberry.field(
+        description="The `token` from the link's fragment (`.../verify-email#token=...`)."
+    )
+
+
+@strawberry.type(description="The result of verifyEmail.")
+class VerifyEmailPayload:
+    ok: bool = strawberry.field(description="True: the address is verified.")
+    email: str = strawberry.field(description="The address that was verified.")
+
+
+@strawberry.type(description="The result of resendVerificationEmail.")
+class ResendVerificationEmailPayload:
+    sent: bool = strawberry.field(
+        description="True: a new link was sent (earlier ones stop working); false: the address "
+        "is verified already and nothing was sent."
+    )
+    message: str = strawberry.field(description="What happened, to show to the person.")
+
+
+@strawberry.input(description="The account whose password to reset.")
+class RequestPasswordResetInput:
+    email: str = strawberry.field(description="The account's email address.")
+
+
+@strawberry.type(
+    description="The result of requestPasswordReset: the same whether or not the address has an account."
+)
+class RequestPasswordResetPayload:
+    ok: bool = strawberry.field(description="Always true: the request was taken.")
+    message: str = strawberry.field(description="What happens next, to show to the person.")
+
+
+@strawberry.input(description="A reset link's token and the new password.")
+class ResetPasswordInput:
+    token: str = strawberry.field(
+        description="The `token` from the link's fragment (`.../reset-password#token=...`)."
+    )
+    new_password: str = strawberry.field(description="8 to 1,024 characters.")
+
+
+@strawberry.type(description="The result of resetPassword.")
+class ResetPasswordPayload:
+    ok: bool = strawberry.field(description="True: the password was changed; log in with it.")
+    email: str = strawberry.field(description="The account's email address, to log in with.")
+
+
+RESET_REQUEST_MESSAGE = (
+    "If an account uses this address, we sent it a link to choose a new password. The link "
+    "expires in 30 minutes."
+)
+
+
+@strawberry.type(description="Email verification and password reset.")
+class AccountEmailMutations:
+    @mutation(
+        requires=ANYONE.with_(also="with the token of a verification link"),
+        description="Verify an email address with the token of the link sent by signUp or "
+        "resendVerificationEmail. Each link works once and for 48 hours (BAD_USER_INPUT, "
+        "`reason` TOKEN_INVALID or TOKEN_EXPIRED, otherwise).",
+    )
+    async def verify_email(
+        self,
+        info: Info,
+        input: Annotated[VerifyEmailInput, strawberry.argument(description="The link's token.")],
+    ) -> VerifyEmailPayload:
+        user = await verification_resolvers.verify_email(ctx(info), input.token)
+        return VerifyEmailPayload(ok=True, email=user.email)
+
+    @mutation(
+        requires=SIGNED_IN.with_(api_keys=False),
+        description="Email the viewer a new verification link (earlier ones stop working); "
+        "3 an hour per account (PCG_RATE_LIMIT_VERIFY_RESEND).",
+    )
+    async def resend_verification_email(self, info: Info) -> ResendVerificationEmailPayload:
+        sent = await verification_resolvers.resend(ctx(info))
+        if sent:
+            return ResendVerificationEmailPayload(
+                sent=True, message="Check your inbox: we sent a new verification link."
+            )
+        return ResendVerificationEmailPayload(sent=False, message="Your email address is already verified.")
+
+    @mutation(
+        requires=ANYONE,
+        description="Email a password-reset link (single use, 30 minutes) to the account of "
+        "this address. The answer is the same whether or not an account uses it. 3 an hour "
+        "per address and 20 per IP address (RATE_LIMITED).",
+    )
+    async def request_password_reset(
+        self,
+        info: Info,
+        input: Annotated[RequestPasswordResetInput, strawberry.argument(description="The address.")],
+    ) -> RequestPasswordResetPayload:
+        await reset_resolvers.request_reset(ctx(info), input.email)
+        return RequestPasswordResetPayload(ok=True, message=RESET_REQUEST_MESSAGE)
+
+    @mutation(
+        requires=ANYONE.with_(also="with the token of a password-reset link"),
+        description="Set a new password with the token of a reset link. Ends every session "
+        "of the account, verifies its email address and emails it that the password changed. "
+        "BAD_USER_INPUT (`reason` TOKEN_INVALID or TOKEN_EXPIRED) for a used, unknown or "
+        "expired link.",
+    )
+    async def reset_password(
+        self,
+        info: Info,
+        input: Annotated[ResetPasswordInput, strawberry.argument(description="The token and the new password.")],
+    ) -> ResetPasswordPayload:
+        user = await reset_resolvers.reset_password(ctx(info), input.token, input.new_password)
+        return ResetPasswordPayload(ok=True, email=user.email)

@@ -17,6 +17,7 @@ from resolvers.ids import decode_id, to_global_id
 from resolvers.org import invites as invite_resolvers
 from resolvers.org import members as member_resolvers
 from resolvers.org import organizations as org_resolvers
+from resolvers.org import sessions as org_session_resolvers
 from resolvers.project import projects as project_resolvers
 from schema.common import (
     After,
@@ -151,6 +152,32 @@ class OrganizationUsage:
         )
 
 
+@strawberry.type(
+    description="How long its members' sessions may last, in seconds. The strictest of the "
+    "server's settings and every enterprise organization a user belongs to applies to that "
+    "user's sessions, checked at each token refresh."
+)
+class SessionPolicy:
+    idle_timeout: int | None = strawberry.field(
+        description="A session ends when not refreshed for this long; null: the server's "
+        "(PCG_SESSION_IDLE_TIMEOUT)."
+    )
+    max_age: int | None = strawberry.field(
+        description="A session ends this long after its login, whatever the refreshes; null: "
+        "the server's (PCG_SESSION_MAX_AGE)."
+    )
+    enforced: bool = strawberry.field(
+        description="Whether it applies now: only while the organization is on the enterprise plan."
+    )
+
+    @classmethod
+    def of(cls, org) -> SessionPolicy:
+        return cls(
+            idle_timeout=org.session_idle_timeout, max_age=org.session_max_age,
+            enforced=org.plan is Plan.ENTERPRISE,
+        )
+
+
 @strawberry.type(description="A tenant: its members, projects and API keys.")
 class Organization(Node):
     is_type_of = model_type_check(OrganizationModel)
@@ -170,6 +197,13 @@ class Organization(Node):
     @field(requires=in_org(OrgPermission.READ), description="Counts against the plan's limits.")
     async def usage(self, info: Info) -> OrganizationUsage:
         return OrganizationUsage.of(await org_resolvers.usage(ctx(info), self))
+
+    @field(
+        requires=in_org(OrgPermission.READ),
+        description="The session policy its owners set for its members (enterprise plan).",
+    )
+    async def session_policy(self, info: Info) -> SessionPolicy:
+        return SessionPolicy.of(await org_session_resolvers.session_policy(ctx(info), self))
 
     @strawberry.field(description="Projects of this organization that the viewer may see.")
     async def projects(
@@ -504,3 +538,82 @@ class OrgMutations:
         )
 
 
+
+
+@strawberry.input(description="The member whose sessions to end.")
+class EndMemberSessionsInput:
+    organization_id: strawberry.ID = strawberry.field(description="The organization.")
+    user_id: strawberry.ID = strawberry.field(
+        description="A User ID of one of its members; anyone else is NOT_FOUND."
+    )
+
+
+@strawberry.type(description="The result of endMemberSessions.")
+class EndMemberSessionsPayload:
+    sessions_ended: int = strawberry.field(description="How many sessions were ended.")
+
+
+@strawberry.input(description="An organization's session policy; null (or omitted) clears a limit.")
+class UpdateSessionPolicyInput:
+    organization_id: strawberry.ID = strawberry.field(description="The organization.")
+    idle_timeout: int | None = strawberry.field(
+        default=None,
+        description="Seconds without a refresh after which a member's session ends: 300 to "
+        "31,622,400 (a year), or null for the server's.",
+    )
+    max_age: int | None = strawberry.field(
+        default=None,
+        description="Seconds after its login at which a member's session ends: 300 to "
+        "31,622,400, or null for the server's.",
+    )
+
+
+@strawberry.type(description="The result of updateSessionPolicy.")
+class UpdateSessionPolicyPayload:
+    organization: Organization | None = strawberry.field(
+        description="The organization, with its new policy."
+    )
+
+
+@strawberry.type(description="What an organization's owners decide about members' sessions.")
+class OrgSessionMutations:
+    @mutation(
+        requires=in_org(OrgPermission.MANAGE_SESSIONS),
+        description="End every session of a member (everywhere: a session is the person's): "
+        "their access tokens stop working at once and their websockets close; they must log in "
+        "again. Audited in the organization's log as member.end_sessions.",
+    )
+    async def end_member_sessions(
+        self,
+        info: Info,
+        input: Annotated[
+            EndMemberSessionsInput, strawberry.argument(description="The organization and member.")
+        ],
+    ) -> EndMemberSessionsPayload:
+        ended = await org_session_resolvers.end_member_sessions(
+            ctx(info),
+            decode_id(input.organization_id, "Organization", "organizationId"),
+            decode_id(input.user_id, "User", "userId"),
+        )
+        return EndMemberSessionsPayload(sessions_ended=ended)
+
+    @mutation(
+        requires=in_org(OrgPermission.MANAGE_SESSIONS, also="enterprise plan only (FORBIDDEN, requiredPlan, otherwise)"),
+        description="Set the organization's session policy; it applies to every member's "
+        "sessions at their next token refresh. An unchanged policy writes nothing. Audited as "
+        "organization.update_session_policy.",
+    )
+    async def update_session_policy(
+        self,
+        info: Info,
+        input: Annotated[
+            UpdateSessionPolicyInput, strawberry.argument(description="The organization and policy.")
+        ],
+    ) -> UpdateSessionPolicyPayload:
+        org = await org_session_resolvers.update_session_policy(
+            ctx(info),
+            decode_id(input.organization_id, "Organization", "organizationId"),
+            input.idle_timeout,
+            input.max_age,
+        )
+        return UpdateSessionPolicyPayload(organization=org)

@@ -24,7 +24,7 @@ from schema.authentication import Authentication
 from schema.common import After, Before, First, IncludeArchived, Info, Last, Node, ProjectSearch, ctx
 from schema.errors import ErrorCodes, is_expected
 from schema.event import EVENT_TYPES, ResyncRequired, Subscription
-from schema.identity import ApiKeyMutations, UserMutations, Viewer
+from schema.identity import AccountEmailMutations, ApiKeyMutations, SessionMutations, UserMutations, Viewer
 from schema.limits import RequestLimits
 from schema.metrics import OperationMetrics
 from schema.nora import (
@@ -34,7 +34,7 @@ from schema.nora import (
     NoraResyncRequired,
     NoraSubscription,
 )
-from schema.org import Organization, OrgMutations
+from schema.org import Organization, OrgMutations, OrgSessionMutations
 from schema.project import LabelMutations, Project, ProjectConnection, ProjectMutations
 from schema.ratelimit import RateLimitExtension, RateLimitQueries
 from schema.scalars import SCALAR_OVERRIDES
@@ -119,9 +119,11 @@ Query = _root(
 )
 Mutation = _root(
     "Mutation",
-    "Writes. Each takes one `input` object and returns a payload; a refused write changes "
-    "nothing and says why in `extensions.code`.",
-    (UserMutations, OrgMutations, ApiKeyMutations, ProjectMutations, TaskMutations, LabelMutations, NoraMutations),
+    "Writes. Each takes one `input` object (logOut and resendVerificationEmail none, "
+    "logOutEverywhere an optional one) and returns a payload; a refused write changes nothing "
+    "and says why in `extensions.code`.",
+    (UserMutations, SessionMutations, AccountEmailMutations, OrgMutations, OrgSessionMutations,
+     ApiKeyMutations, ProjectMutations, TaskMutations, LabelMutations, NoraMutations),
 )
 Subscription = _root(
     "Subscription",

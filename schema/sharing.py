@@ -111,6 +111,9 @@ DECLARED: dict[str, Depends] = {
     **_each(ROLES, "Organization", "viewerRole invites apiKeys auditEntries auditCursor"),
     # Counts of the organization, the same for every viewer who passes its READ check.
     **_each(ROLES, "Organization", "usage"),
+    # The organization's own columns, the same for every viewer who passes its READ check.
+    **_each(ROLES, "Organization", "sessionPolicy"),
+    **_each(EVENT, "SessionPolicy", "idleTimeout maxAge enforced"),
     **_each(EVENT, "OrganizationUsage", "plan members pendingInvites projects limits"),
     **_each(EVENT, "PlanLimits", "members projects tasksPerProject commentChars"),
     # Narrowed to the viewer's own memberships, and reaches other projects.
@@ -124,7 +127,7 @@ DECLARED: dict[str, Depends] = {
     ),
     **_each(
         EVENT, "ApiKey",
-        "id name prefix role createdAt lastUsedAt expiresAt revokedAt createdBy organization",
+        "id name prefix role scope createdAt lastUsedAt expiresAt revokedAt createdBy organization",
     ),
     # Reached only through the admin-only Organization.auditEntries (or node(id)).
     **_each(

@@ -18,7 +18,10 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from resolvers import audit_retention
 from resolvers.broadcast import Hub
 from resolvers.documents import TrustedDocuments
+from resolvers.email.worker import OutboxWorker
 from resolvers.event.log import prune_forever
+from resolvers.identity import sessions as session_lifecycle
+from resolvers.identity.revocations import SessionRegistry
 from resolvers.nora.engine import NoraRuntime
 from schema.root import schema as default_schema
 from server import audit_csv, graphiql, health, metrics
@@ -74,27 +77,35 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
     tracing = start_tracing(settings.otel_endpoint)
     broadcast = Hub(settings.broadcast_url)
     nora = NoraRuntime(settings, broadcast)
+    sessions = SessionRegistry(broadcast)
+    mailer = OutboxWorker(settings)
     persisted = PersistedQueries(settings.broadcast_url, settings.limits.max_document_chars)
     documents = TrustedDocuments(settings.trusted_documents)
     graphql = PcgGraphQL(schema, settings=settings, broadcast=broadcast, nora=nora,
-                         persisted=persisted, documents=documents)
+                         persisted=persisted, documents=documents, sessions=sessions)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         async with RegisterTortoise(app, config=tortoise_config(settings.database_url, settings)):
             await broadcast.connect()
+            # Before the first request: ended sessions are refused from the start.
+            await sessions.start()
             pruner = asyncio.create_task(prune_forever(settings.event_retention_days))
+            session_pruner = asyncio.create_task(session_lifecycle.prune_forever())
             audit_pruner = (asyncio.create_task(audit_retention.prune_forever(settings))
                             if audit_retention.enabled(settings) else None)
             pool_sampler = asyncio.create_task(metrics.sample_pool_forever())
             await nora.start()
+            await mailer.start()
             if documents.active:
                 await documents.refresh()
                 reloader = asyncio.create_task(documents.refresh_forever())
             try:
                 yield
             finally:
+                await mailer.stop()
                 pruner.cancel()
+                session_pruner.cancel()
                 if audit_pruner is not None:
                     audit_pruner.cancel()
                 if documents.active:
@@ -103,6 +114,7 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
                 # Running NORA replies end (FAILED, with what was written) while the
                 # database and broadcast are still up.
                 await nora.stop()
+                await sessions.stop()
                 await broadcast.disconnect()
                 await persisted.close()
                 if tracing is not None:
@@ -139,6 +151,8 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
     app.state.settings = settings
     app.state.broadcast = broadcast
     app.state.nora = nora
+    app.state.sessions = sessions
+    app.state.mailer = mailer
     return app
 
 

@@ -112,8 +112,11 @@ async def endpoint(request: Request) -> Response:
     request_id = request.scope.get("state", {}).get("request_id")
     ctx = Context(
         settings=settings,
-        access=await access_for(request.headers.get("authorization"), settings.secret_key),
+        access=await access_for(
+            request.headers.get("authorization"), settings.secret_key, request.app.state.sessions
+        ),
         broadcast=request.app.state.broadcast,
+        session_registry=request.app.state.sessions,
         request=request,
         ip=request.client.host if request.client else None,
         user_agent=user_agent_of(request.headers),

@@ -236,11 +236,12 @@ def cmd_export_schema(args: argparse.Namespace) -> int:
 
 
 async def create_api_key(
-    settings: Settings, org_slug: str, name: str, role: str, email: str | None
+    settings: Settings, org_slug: str, name: str, role: str, email: str | None,
+    scope: str = "write",
 ) -> tuple[str, object]:
     """Create a key through the same resolver as the createApiKey mutation, acting as
     `email` (default: the org's first owner), so the rules and the audit entry are the same."""
-    from models import Organization, OrganizationMember, OrgRole
+    from models import ApiKeyScope, Organization, OrganizationMember, OrgRole
     from resolvers.access import Access
     from resolvers.context import Context
     from resolvers.errors import AppError
@@ -266,7 +267,9 @@ async def create_api_key(
         request_id=f"cli-{uuid.uuid4().hex[:24]}",
     )
     try:
-        key, plaintext = await api_keys.create_api_key(ctx, org.id, name, OrgRole(role), None)
+        key, plaintext = await api_keys.create_api_key(
+            ctx, org.id, name, OrgRole(role), None, ApiKeyScope(scope)
+        )
     except AppError as error:
         raise CliError(f"as {member.user.email}: {error.message}") from None
     key.created_by = member.user
@@ -291,6 +294,7 @@ def cmd_documents(args: argparse.Namespace) -> int:
     from models import TrustedDocument
     from resolvers import documents
     from schema.root import schema
+    from schema.runtime import graphql_schema
 
     settings = _settings()
     texts = []
@@ -300,7 +304,7 @@ def cmd_documents(args: argparse.Namespace) -> int:
             raise CliError(f"{path}: no such file")
         text = path.read_text()
         try:
-            errors = validate(schema._schema, parse(text))
+            errors = validate(graphql_schema(schema), parse(text))
         except GraphQLError as error:
             errors = [error]
         if errors:
@@ -362,17 +366,50 @@ def cmd_set_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_outbox(args: argparse.Namespace) -> int:
+    """The email outbox for operators: counts and the messages of one status; `retry` gives
+    DEAD messages a fresh set of attempts (a running server's worker sends them)."""
+    from models import OutboxEmail, OutboxStatus
+    from resolvers.email import outbox
+
+    settings = Settings.from_env()
+
+    async def run() -> None:
+        async with database(settings):
+            if args.action == "retry":
+                count = await outbox.requeue_dead([int(i) for i in args.ids] if args.ids else None)
+                say(f"Requeued {count} dead email(s).")
+                return
+            counts = await outbox.counts()
+            say("  ".join(f"{status.value}: {counts[status]}" for status in OutboxStatus))
+            status = OutboxStatus(args.status)
+            rows = await OutboxEmail.filter(status=status).order_by("-id").limit(args.limit)
+            for row in rows:
+                error = f"  {row.last_error.splitlines()[0][:120]}" if row.last_error else ""
+                say(f"{row.id}  {row.created_at:%Y-%m-%d %H:%M}  {row.template}  {row.to_address}  "
+                    f"attempts={row.attempts}{error}")
+
+    for value in getattr(args, "ids", None) or []:
+        if not value.isdigit():
+            raise CliError(f"not an outbox id: {value!r}")
+    asyncio.run(run())
+    return 0
+
+
 def cmd_create_api_key(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
 
     async def run():
         async with database(settings):
-            return await create_api_key(settings, args.org, args.name, args.role, args.user)
+            return await create_api_key(
+                settings, args.org, args.name, args.role, args.user, args.scope
+            )
 
     plaintext, key = asyncio.run(run())
     say(
         f'API key "{key.name}" for organization {args.org!r}, acting as {key.created_by.email} '
-        f"with at most the {key.role.value} role.",
+        f"with at most the {key.role.value} role"
+        + (", read-only." if key.scope.value == "read" else "."),
         "Shown once; store it now. Send it as `Authorization: Bearer <key>`:",
         "",
         plaintext,
@@ -534,6 +571,8 @@ def build_parser() -> argparse.ArgumentParser:
     key.add_argument("--name", required=True)
     key.add_argument("--role", default="admin", choices=["owner", "admin", "member"])
     key.add_argument("--user", metavar="EMAIL", help="the member the key acts as (default: an owner)")
+    key.add_argument("--scope", default="write", choices=["read", "write"],
+                     help="read: queries and subscriptions only (default: write)")
     key.set_defaults(func=cmd_create_api_key)
 
     audit = commands.add_parser("audit", help="read an organization's audit log, or prune it")
@@ -562,6 +601,14 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--org", required=True, metavar="SLUG")
     plan.add_argument("--plan", required=True, choices=["free", "pro", "enterprise"])
     plan.set_defaults(func=cmd_set_plan)
+    mail = commands.add_parser("outbox", help="the email outbox: list messages, retry dead ones")
+    mail_actions = mail.add_subparsers(dest="action")
+    listing = mail_actions.add_parser("list", help="counts by status, then the newest messages of one status")
+    listing.add_argument("--status", default="dead", choices=["pending", "sending", "sent", "dead"])
+    listing.add_argument("--limit", type=int, default=50)
+    retry = mail_actions.add_parser("retry", help="give dead messages (all, or these ids) a fresh set of attempts")
+    retry.add_argument("ids", nargs="*", metavar="ID")
+    mail.set_defaults(func=cmd_outbox, action="list", status="dead", limit=50)
     return parser
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from fractional_indexing import generate_key_between
 from tortoise.exceptions import IntegrityError
@@ -36,7 +36,8 @@ from models import (
     User,
 )
 from models.task import PRIORITY_RANK
-from resolvers.identity.auth import hash_password, issue_access_token
+from resolvers.identity.auth import hash_password
+from resolvers.identity.sessions import issue_outside_request
 from server.settings import Settings
 
 DEMO_SLUG = "demo"
@@ -255,12 +256,15 @@ async def seed_demo(settings: Settings) -> DemoInfo:
     else:
         created = False
     user = await _login_user()
-    token, expires = issue_access_token(user, settings.secret_key, DEMO_TOKEN_TTL)
+    # A session of its own, so that logOutEverywhere (or an owner) can end it like any other.
+    issued = await issue_outside_request(
+        user, settings.secret_key, DEMO_TOKEN_TTL, user_agent="pcg seed --demo"
+    )
     return DemoInfo(
         created=created,
         graphiql_url=settings.public_url.rstrip("/") + "/graphql",
-        access_token=token,
-        expires_at=expires,
+        access_token=issued.access_token,
+        expires_at=issued.expires_at,
         email=user.email,
     )
 
@@ -291,7 +295,10 @@ async def _create() -> None:
         for email, name, role in USERS:
             user = await User.get_or_none(email=email)
             if user is None:
-                user = await User.create(email=email, name=name, password_hash=hashes[email])
+                # Demo addresses (@demo.pcg) receive no mail: they start verified.
+                user = await User.create(
+                    email=email, name=name, password_hash=hashes[email], email_verified_at=datetime.now(UTC)
+                )
             users[email.split("@")[0]] = user
             await OrganizationMember.create(organization=org, user=user, role=role)
         ada = users["ada"]

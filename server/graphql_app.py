@@ -72,7 +72,7 @@ class PcgGraphQL(GraphQL):
     request_adapter_class = RequestAdapter
 
     def __init__(self, schema, settings: Settings, broadcast, nora=None, persisted=None,
-                 documents=None) -> None:
+                 documents=None, sessions=None) -> None:
         super().__init__(
             schema,
             graphql_ide="graphiql" if settings.graphiql_enabled else None,
@@ -93,6 +93,8 @@ class PcgGraphQL(GraphQL):
         self.documents = documents or TrustedDocuments(settings.trusted_documents)
         self.broadcast = broadcast
         self.nora = nora
+        # The instance's SessionRegistry: ended sessions, and the sockets open on each.
+        self.sessions = sessions
 
     async def get_context(self, request, response) -> Context:
         headers = request.headers
@@ -106,6 +108,7 @@ class PcgGraphQL(GraphQL):
             authorization=None if is_websocket else headers.get("authorization"),
             broadcast=self.broadcast,
             nora=self.nora,
+            session_registry=self.sessions,
             request=request,
             response=response,
             documents=self.documents,
@@ -121,7 +124,7 @@ class PcgGraphQL(GraphQL):
         if credential and not credential.lower().startswith("bearer "):
             credential = f"Bearer {credential}"
         try:
-            principal = await authenticate(credential, self.settings.secret_key)
+            principal = await authenticate(credential, self.settings.secret_key, self.sessions)
         except Unauthenticated as error:
             context.ws_rejection = {"message": error.message, "code": error.code, **error.extensions}
             raise ConnectionRejectionError(context.ws_rejection) from None
@@ -135,6 +138,9 @@ class PcgGraphQL(GraphQL):
         context.access = Access(principal)
         if principal.token_expires_at is not None:
             close_at_expiry(context.request, principal.token_expires_at)
+        if principal.session_id is not None and self.sessions is not None:
+            # Closed (4403) on every instance as soon as its session ends.
+            self.sessions.watch(principal.session_id, context.request)
         return {"userId": principal.user.id}
 
     async def process_result(self, request, result):

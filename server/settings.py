@@ -133,6 +133,23 @@ def _metrics(value: Any) -> str:
     raise ValueError("must be off, loopback or token:SECRET (a secret of 16+ characters)")
 
 
+def _smtp_url(value: Any) -> str:
+    text = str(value).strip()
+    if text:
+        from resolvers.email.transport import SmtpConfig
+
+        SmtpConfig.parse(text)  # its messages never repeat the URL, which may hold a password
+    return text
+
+
+def _mail_from(value: Any) -> str:
+    from resolvers.email.transport import parse_sender
+
+    text = str(value).strip() or "PCG <no-reply@localhost>"
+    parse_sender(text)
+    return text
+
+
 def _default(value: Any, default: str) -> str:
     return str(value).strip() or default
 
@@ -196,13 +213,22 @@ class Settings(BaseSettings):
     secret_key: str = setting(
         "", "Signs access tokens (at least 32 characters). Generated into the data dir on first run "
         "unless set.", shown="(generated)")
-    access_token_ttl: Annotated[int, at_least(1)] = setting(3600, "Lifetime of a `logIn` access token, in seconds.")
+    access_token_ttl: Annotated[int, at_least(1)] = setting(
+        900, "Lifetime of an access token from `logIn` or `refreshToken`, in seconds "
+        "(never past its session's end); clients renew it with the refresh token.")
+    session_idle_timeout: Annotated[int, at_least(60)] = setting(
+        14 * 24 * 3600, "Seconds a session lives without a refresh (or the login): then "
+        "`refreshToken` answers `SESSION_EXPIRED`. Enterprise organizations may set less for their "
+        "members (`updateSessionPolicy`).")
+    session_max_age: Annotated[int, at_least(60)] = setting(
+        30 * 24 * 3600, "Seconds a session lives at most from its login, refreshed or not. "
+        "Enterprise organizations may set less for their members.")
     event_retention_days: Annotated[int, at_least(1)] = setting(
         30, "Board events older than this are pruned; a subscriber resuming from an older cursor "
         "first receives `ResyncRequired`.")
     audit_retention_days_free: Annotated[int, at_least(0)] = setting(
         90, "Days audit entries of free-plan organizations are kept, and entries of no organization "
-        "(sign-ups); older ones are pruned hourly in batches (and by `pcg audit prune`); `0`: kept "
+        "(an account's own: sign-ups, logins, sessions); older ones are pruned hourly in batches (and by `pcg audit prune`); `0`: kept "
         "forever.")
     audit_retention_days_pro: Annotated[int, at_least(0)] = setting(
         365, "Days audit entries of pro-plan organizations are kept; `0`: kept forever.")
@@ -211,6 +237,25 @@ class Settings(BaseSettings):
     public_url: Annotated[str, BeforeValidator(lambda v: str(v).strip().rstrip("/"))] = setting(
         "http://127.0.0.1:8000", "Base URL printed in instructions (GraphiQL link). `pcg serve` "
         "derives it from `--host`/`--port` when unset.")
+    smtp_url: Annotated[str, BeforeValidator(_smtp_url)] = setting(
+        "", "Where emails go: `smtp://user:pass@host:port` (STARTTLS when offered; `?starttls=1` "
+        "requires it, `?starttls=0` never), `smtps://...` (implicit TLS, port 465), "
+        "`?cafile=PATH` to trust a private CA. Unset: outside production emails are written to "
+        "the log (with their links) and count as sent; in production they wait in the outbox. "
+        "See Email.")
+    mail_from: Annotated[str, BeforeValidator(_mail_from)] = setting(
+        "PCG <no-reply@localhost>", "The `From` of every email: an address, optionally with a name.")
+    smtp_timeout: Annotated[float, BeforeValidator(_seconds)] = setting(
+        30, "Seconds each SMTP step (connect, TLS, each command) may take; then the attempt fails "
+        "and the email is retried.")
+    outbox_worker: StrictFlag = setting(
+        True, "`1`: this process delivers the email outbox (claims are exclusive, so every "
+        "instance may); `0`: it only queues.")
+    outbox_max_attempts: Annotated[int, at_least(1)] = setting(
+        12, "Attempts to deliver one email before it is kept `dead` for operators (`pcg outbox`).")
+    outbox_retry_seconds: Annotated[float, BeforeValidator(_seconds)] = setting(
+        30, "First retry delay of a failed email; it doubles with each attempt (up to an hour), "
+        "with jitter.")
     migrations_dir: Path = setting(PROJECT_ROOT / "migrations", "Where the migrations are read from.", env=False)
     nora_provider: Annotated[Literal["builtin", "openai"], BeforeValidator(_choice("builtin", "openai"))] = setting(
         "builtin", "NORA's model provider: `builtin` or `openai`.")
@@ -284,6 +329,13 @@ class Settings(BaseSettings):
         "count); `0`: off.")
     rate_limit_login_ip: Annotated[int, at_least(0)] = setting(50, "Failed `logIn`s per IP address per 15 minutes; `0`: off.")
     rate_limit_signup_ip: Annotated[int, at_least(0)] = setting(10, "`signUp` attempts per IP address per hour; `0`: off.")
+    rate_limit_reset_email: Annotated[int, at_least(0)] = setting(
+        3, "`requestPasswordReset`s per email address per hour, whether or not it has an account; "
+        "`0`: off.")
+    rate_limit_reset_ip: Annotated[int, at_least(0)] = setting(
+        20, "`requestPasswordReset`s per IP address per hour; `0`: off.")
+    rate_limit_verify_resend: Annotated[int, at_least(0)] = setting(
+        3, "`resendVerificationEmail`s per user per hour; `0`: off.")
     rate_limit_sockets_per_ip: Annotated[int, at_least(0)] = setting(
         50, "Open websockets per IP address on one instance; more are closed with 1013 (try again "
         "later); `0`: off.")

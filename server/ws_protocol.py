@@ -26,6 +26,7 @@ from strawberry.types.execution import PreExecutionError
 from strawberry.utils.aio import aclosing
 
 from schema.errors import INTERNAL_MESSAGE, convert
+from schema.runtime import graphql_schema
 
 log = logging.getLogger("pcg.ws")
 
@@ -70,6 +71,14 @@ def cancel_expiry(websocket) -> None:
     timer = _expiry_timers.pop(id(websocket), None)
     if timer is not None:
         timer.cancel()
+
+
+def forget_socket(context) -> None:
+    """The connection ended: no expiry timer, no watch on its session, holds it any longer."""
+    cancel_expiry(context.request)
+    registry = getattr(context, "session_registry", None)
+    if registry is not None:
+        registry.unwatch(context.request)
 
 
 def _optional(payload: dict, key: str, kind: type) -> bool:
@@ -129,7 +138,7 @@ def _start_errors(handler, query: str, error: Exception) -> list[dict]:
     anything else is the server's fault, logged and masked."""
     request_id = getattr(handler.context, "request_id", None)
     try:
-        errors = validate(handler.schema._schema, parse(query))
+        errors = validate(graphql_schema(handler.schema), parse(query))
     except GraphQLError as syntax:
         errors = [syntax]
     except Exception:  # noqa: BLE001 - the original error is the one to report
@@ -157,7 +166,7 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler):
         try:
             await super().handle()
         finally:
-            cancel_expiry(self.context.request)
+            forget_socket(self.context)
 
     async def handle_connection_init(self, message) -> None:
         # Strawberry closes a refused init with 4403 "Forbidden"; say why in the reason (the
@@ -224,7 +233,7 @@ class LegacyWSHandler(BaseGraphQLWSHandler):
         try:
             await super().handle()
         finally:
-            cancel_expiry(self.context.request)
+            forget_socket(self.context)
 
     async def handle_message(self, message) -> None:
         problem = _message_problem(message, ("start",), "stop")

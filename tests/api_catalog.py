@@ -340,6 +340,20 @@ _LIST = [
         {"inviteId": "Invite"},
         "org",
     ),
+    Mutation(
+        "endMemberSessions", "sessionsEnded",
+        lambda w: {"organizationId": gid("Organization", w.org.id), "userId": w.member.gid},
+        {"organizationId": "Organization", "userId": "User"},
+        "org",
+    ),
+    Mutation(
+        "updateSessionPolicy", "organization { id sessionPolicy { idleTimeout maxAge } }",
+        # The world's organization is on ENTERPRISE, where a policy of its own applies.
+        lambda w: {"organizationId": gid("Organization", w.org.id), "idleTimeout": 3600,
+                   "maxAge": 86400},
+        {"organizationId": "Organization"},
+        "org",
+    ),
 ]
 
 MUTATIONS: dict[str, Mutation] = {m.name: m for m in _LIST}
@@ -350,6 +364,16 @@ NOT_ID_BEARING = {
     "logIn": "no ID",
     "createOrganization": "no ID",
     "acceptInvite": "takes a secret token, not a global ID",
+    "refreshToken": "takes a secret token, not a global ID",
+    "logOut": "no ID: the caller's own session",
+    "logOutEverywhere": "no ID: the caller's own sessions",
+    # A person's own object, not an organization's: tests/test_identity_sessions_revoke.py
+    # proves another person's session answers like a missing one.
+    "revokeSession": "takes one of the caller's own Session IDs",
+    "verifyEmail": "takes a secret token, not a global ID",
+    "resendVerificationEmail": "no input: the viewer's own address",
+    "requestPasswordReset": "takes an email address, not a global ID",
+    "resetPassword": "takes a secret token, not a global ID",
 }
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -23,16 +24,21 @@ import pytest
 from models import (
     AuditAction,
     AuditEntry,
+    EmailTokenPurpose,
     NoraConversation,
     NoraMessage,
     Organization,
     OrganizationMember,
     OrgRole,
     ProjectRole,
+    User,
 )
+from resolvers.identity import email_tokens
+from resolvers.identity.sessions import issue_outside_request
 from resolvers.ids import parse_global_id
 from schema.root import schema
 from tests.api_catalog import MUTATIONS, World, arrange, gid
+from tests.conftest import PASSWORD, SECRET
 from tests.nora_support import SEND, settled
 from tests.querycount import count_statements
 from tests.test_role_matrix import ORG_RULES, PROJECT_RULES
@@ -50,9 +56,13 @@ class Run:
     """One call: its document, input and token, and what the catalogue needs to check it."""
 
     document: str
-    input: dict
+    input: dict | None  # None: the mutation takes no input
     token: str | None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def variables(self) -> dict:
+        return {} if self.input is None else {"input": self.input}
 
 
 @dataclass(frozen=True)
@@ -115,6 +125,8 @@ CATALOGUED: dict[str, tuple[AuditAction, Callable[[World, dict, Run], int]]] = {
     "revokeApiKey": (AuditAction.API_KEY_REVOKE, _fixed(lambda w: w.api_key.id)),
     "setOrganizationPlan": (AuditAction.ORGANIZATION_SET_PLAN, _fixed(lambda w: w.org.id)),
     "revokeInvite": (AuditAction.INVITE_REVOKE, _fixed(lambda w: w.invite.id)),
+    "endMemberSessions": (AuditAction.MEMBER_END_SESSIONS, _fixed(lambda w: w.org_rows["member"].id)),
+    "updateSessionPolicy": (AuditAction.ORGANIZATION_UPDATE_SESSION_POLICY, _fixed(lambda w: w.org.id)),
 }
 
 
@@ -167,8 +179,17 @@ def _catalogued(name: str) -> Audited:
 
 # -- the mutations arranged here -----------------------------------------------------------------
 
-SIGN_UP = "mutation($input: SignUpInput!) { signUp(input: $input) { user { id } } }"
-LOG_IN = "mutation($input: LogInInput!) { logIn(input: $input) { user { id } } }"
+SIGN_UP = "mutation($input: SignUpInput!) { signUp(input: $input) { ok } }"
+LOG_IN = "mutation($input: LogInInput!) { logIn(input: $input) { session { id } } }"
+REFRESH = "mutation($input: RefreshTokenInput!) { refreshToken(input: $input) { session { id } } }"
+REVOKE_SESSION = "mutation($input: RevokeSessionInput!) { revokeSession(input: $input) { session { id } } }"
+LOG_OUT = "mutation { logOut { session { id } } }"
+LOG_OUT_EVERYWHERE = ("mutation($input: LogOutEverywhereInput) { logOutEverywhere(input: $input) "
+                      "{ sessionsEnded } }")
+VERIFY = "mutation($input: VerifyEmailInput!) { verifyEmail(input: $input) { ok } }"
+RESEND = "mutation { resendVerificationEmail { sent } }"
+REQUEST_RESET = "mutation($input: RequestPasswordResetInput!) { requestPasswordReset(input: $input) { ok } }"
+RESET = "mutation($input: ResetPasswordInput!) { resetPassword(input: $input) { ok } }"
 CREATE_ORG = ("mutation($input: CreateOrganizationInput!) { createOrganization(input: $input) "
               "{ organization { id } } }")
 ACCEPT = ("mutation($input: AcceptInviteInput!) { acceptInvite(input: $input) "
@@ -185,12 +206,16 @@ async def _sign_up(gql, world, factory) -> Run:
     return Run(SIGN_UP, {"email": "fresh@example.test", "name": "Fresh", "password": "a long password"}, None)
 
 
+def _new_user_id(run: Run) -> int:
+    """signUp answers no ID (the same answer whether or not the address had an account)."""
+    return run.extra["new_user"]
+
+
 async def _sign_up_failures(gql, world, factory):
     good = (await _sign_up(gql, world, factory)).input
     return [
         ("malformed email", Run(SIGN_UP, good | {"email": "not-an-email"}, None), "BAD_USER_INPUT"),
         ("short password", Run(SIGN_UP, good | {"password": "short"}, None), "BAD_USER_INPUT"),
-        ("taken email", Run(SIGN_UP, good | {"email": world.owner.user.email}, None), "CONFLICT"),
     ]
 
 
@@ -305,11 +330,166 @@ async def _settle_send(data: dict) -> None:
     await settled(pk(data["sendNoraMessage"]["assistantMessage"]["id"]))
 
 
+# -- sessions and account mutations (user-level entries: no organization, no seq) -------------
+
+
+async def _log_in(gql, world, factory) -> Run:
+    return Run(LOG_IN, {"email": world.owner.user.email, "password": PASSWORD}, None)
+
+
+async def _log_in_failures(gql, world, factory):
+    return [("malformed email", Run(LOG_IN, {"email": "x" * 300, "password": PASSWORD}, None), "BAD_USER_INPUT")]
+
+
+async def _refresh(gql, world, factory) -> Run:
+    return Run(REFRESH, {"refreshToken": world.owner.refresh_token}, None)
+
+
+async def _refresh_failures(gql, world, factory):
+    return [
+        ("unknown token", Run(REFRESH, {"refreshToken": "pcgr_" + "x" * 40}, None), "UNAUTHENTICATED"),
+        ("not a token", Run(REFRESH, {"refreshToken": "x" * 5000}, None), "UNAUTHENTICATED"),
+    ]
+
+
+async def _second_session(world: World) -> int:
+    issued = await issue_outside_request(world.owner.user, SECRET, 3600)
+    return issued.session.id
+
+
+async def _revoke_session(gql, world, factory) -> Run:
+    return Run(REVOKE_SESSION, {"sessionId": gid("Session", await _second_session(world))}, world.owner.token)
+
+
+async def _revoke_session_failures(gql, world, factory):
+    own = gid("Session", await _second_session(world))
+    return [
+        ("session of nothing", Run(REVOKE_SESSION, {"sessionId": _missing(own)}, world.owner.token), "NOT_FOUND"),
+        ("someone else's session", Run(REVOKE_SESSION, {"sessionId": own}, world.member.token), "NOT_FOUND"),
+        ("anonymous", Run(REVOKE_SESSION, {"sessionId": own}, None), "UNAUTHENTICATED"),
+    ]
+
+
+async def _log_out(gql, world, factory) -> Run:
+    return Run(LOG_OUT, None, world.owner.token)
+
+
+async def _anonymous_and_key(document: str, input_: dict | None, world: World):
+    from tests.membership_helpers import make_key
+
+    _, key = await make_key(world.org, world.owner, OrgRole.OWNER)
+    return [
+        ("anonymous", Run(document, input_, None), "UNAUTHENTICATED"),
+        ("with an API key", Run(document, input_, key), "FORBIDDEN"),
+    ]
+
+
+async def _log_out_failures(gql, world, factory):
+    return await _anonymous_and_key(LOG_OUT, None, world)
+
+
+async def _log_out_everywhere(gql, world, factory) -> Run:
+    await _second_session(world)
+    return Run(LOG_OUT_EVERYWHERE, {"keepCurrent": True}, world.owner.token)
+
+
+async def _log_out_everywhere_failures(gql, world, factory):
+    return await _anonymous_and_key(LOG_OUT_EVERYWHERE, {"keepCurrent": True}, world)
+
+
+async def _unverified(factory):
+    return await factory.user("Unverified", verified=False)
+
+
+async def _verify(gql, world, factory) -> Run:
+    user = await _unverified(factory)
+    token, _ = await email_tokens.issue(user.user, EmailTokenPurpose.VERIFY_EMAIL, timedelta(hours=1))
+    return Run(VERIFY, {"token": token}, None, {"user": user.user.id})
+
+
+async def _verify_failures(gql, world, factory):
+    user = await _unverified(factory)
+    reset, _ = await email_tokens.issue(user.user, EmailTokenPurpose.RESET_PASSWORD, timedelta(hours=1))
+    return [
+        ("unknown token", Run(VERIFY, {"token": "nope"}, None), "BAD_USER_INPUT"),
+        ("a token of another purpose", Run(VERIFY, {"token": reset}, None), "BAD_USER_INPUT"),
+    ]
+
+
+async def _resend(gql, world, factory) -> Run:
+    user = await _unverified(factory)
+    return Run(RESEND, None, user.token, {"user": user.user.id})
+
+
+async def _resend_failures(gql, world, factory):
+    return await _anonymous_and_key(RESEND, None, world)
+
+
+async def _request_reset(gql, world, factory) -> Run:
+    return Run(REQUEST_RESET, {"email": world.owner.user.email}, None)
+
+
+async def _request_reset_failures(gql, world, factory):
+    return [("malformed email", Run(REQUEST_RESET, {"email": "no at sign"}, None), "BAD_USER_INPUT")]
+
+
+async def _reset(gql, world, factory) -> Run:
+    token, _ = await email_tokens.issue(world.owner.user, EmailTokenPurpose.RESET_PASSWORD, timedelta(minutes=30))
+    return Run(RESET, {"token": token, "newPassword": "a brand new password"}, None)
+
+
+async def _reset_failures(gql, world, factory):
+    token, _ = await email_tokens.issue(world.owner.user, EmailTokenPurpose.RESET_PASSWORD, timedelta(minutes=30))
+    return [
+        ("unknown token", Run(RESET, {"token": "nope", "newPassword": "a brand new password"}, None), "BAD_USER_INPUT"),
+        ("short password", Run(RESET, {"token": token, "newPassword": "short"}, None), "BAD_USER_INPUT"),
+    ]
+
+
+def _user_level(**kwargs) -> dict:
+    return {"organization": lambda w, d: None, **kwargs}
+
+
 AUDITED: dict[str, Audited] = {
     **{name: _catalogued(name) for name in CATALOGUED},
     "signUp": Audited(
-        AuditAction.USER_SIGN_UP, _data("signUp", "user", "id"), _sign_up, _sign_up_failures,
-        organization=lambda w, d: None, actor=lambda w, d, r: pk(d["signUp"]["user"]["id"]),
+        AuditAction.USER_SIGN_UP, lambda w, d, r: _new_user_id(r), _sign_up, _sign_up_failures,
+        **_user_level(actor=lambda w, d, r: _new_user_id(r)),
+    ),
+    "logIn": Audited(
+        AuditAction.USER_LOG_IN, _data("logIn", "session", "id"), _log_in, _log_in_failures, **_user_level(),
+    ),
+    "refreshToken": Audited(
+        AuditAction.SESSION_REFRESH, _fixed(lambda w: w.owner.session_id), _refresh, _refresh_failures,
+        **_user_level(),
+    ),
+    "revokeSession": Audited(
+        AuditAction.SESSION_REVOKE, lambda w, d, r: pk(r.input["sessionId"]), _revoke_session,
+        _revoke_session_failures, **_user_level(),
+    ),
+    "logOut": Audited(
+        AuditAction.USER_LOG_OUT, _fixed(lambda w: w.owner.session_id), _log_out, _log_out_failures,
+        **_user_level(),
+    ),
+    "logOutEverywhere": Audited(
+        AuditAction.USER_LOG_OUT_EVERYWHERE, _fixed(lambda w: w.owner.user.id), _log_out_everywhere,
+        _log_out_everywhere_failures, **_user_level(),
+    ),
+    "verifyEmail": Audited(
+        AuditAction.USER_VERIFY_EMAIL, lambda w, d, r: r.extra["user"], _verify, _verify_failures,
+        **_user_level(actor=lambda w, d, r: r.extra["user"]),
+    ),
+    "resendVerificationEmail": Audited(
+        AuditAction.USER_RESEND_VERIFICATION, lambda w, d, r: r.extra["user"], _resend, _resend_failures,
+        **_user_level(actor=lambda w, d, r: r.extra["user"]),
+    ),
+    "requestPasswordReset": Audited(
+        AuditAction.USER_PASSWORD_RESET_REQUEST, _fixed(lambda w: w.owner.user.id), _request_reset,
+        _request_reset_failures, **_user_level(),
+    ),
+    "resetPassword": Audited(
+        AuditAction.USER_PASSWORD_RESET, _fixed(lambda w: w.owner.user.id), _reset, _reset_failures,
+        **_user_level(),
     ),
     "createOrganization": Audited(
         AuditAction.ORGANIZATION_CREATE, _data("createOrganization", "organization", "id"), _create_org,
@@ -334,10 +514,40 @@ AUDITED: dict[str, Audited] = {
 }
 
 # Mutations that write no audit entry at all, and why.
-NOT_AUDITED: dict[str, str] = {
-    "logIn": "a log-in changes no row here; auditing logins (and failed ones) comes with "
-    "sessions, which must then move logIn into AUDITED",
-}
+NOT_AUDITED: dict[str, str] = {}
+
+# Other outcomes of audited mutations, with the one entry each leaves: failed calls that are
+# security events the account's owner must see (code: the error), and answers that look
+# alike on purpose but record what happened (code None). label -> (the call, code, action).
+OTHER_OUTCOMES: dict[str, tuple[Callable[[Any, World, Any], Awaitable[Run]], str | None, AuditAction, bool]] = {}
+
+
+async def _wrong_password(gql, world, factory) -> Run:
+    return Run(LOG_IN, {"email": world.owner.user.email, "password": "not the password"}, None)
+
+
+async def _reused_refresh_token(gql, world, factory) -> Run:
+    """The token was exchanged, and its successor used too: presented again, it is a copy."""
+    exchange = "mutation($input: RefreshTokenInput!) { refreshToken(input: $input) { refreshToken } }"
+    first = await gql.ok(exchange, {"input": {"refreshToken": world.owner.refresh_token}})
+    await gql.ok(exchange, {"input": {"refreshToken": first["refreshToken"]["refreshToken"]}})
+    return Run(REFRESH, {"refreshToken": world.owner.refresh_token}, None)
+
+
+async def _existing_address(gql, world, factory) -> Run:
+    return Run(SIGN_UP, {"email": world.owner.user.email, "name": "Again", "password": "a long password"}, None)
+
+
+OTHER_OUTCOMES.update({
+    # The last element: whether the entry names the account's owner as actor.
+    "logIn(wrong password)": (_wrong_password, "UNAUTHENTICATED", AuditAction.USER_LOG_IN_FAILED, True),
+    # Outside the grace window (the successor was used, or the window is over): a stolen copy.
+    "refreshToken(already exchanged)": (
+        _reused_refresh_token, "UNAUTHENTICATED", AuditAction.SESSION_REFRESH_TOKEN_REUSE, True),
+    # The same answer as a new account (no enumeration oracle); the account is emailed. The
+    # anonymous caller is not the account's owner: no actor.
+    "signUp(existing address)": (_existing_address, None, AuditAction.USER_SIGN_UP_EXISTING, False),
+})
 
 
 # Calls of audited mutations that succeed and change nothing, so write no entry.
@@ -364,7 +574,27 @@ async def _same_project_role(gql, world, factory) -> Run:
                world.owner.token)
 
 
+async def _unknown_address(gql, world, factory) -> Run:
+    return Run(REQUEST_RESET, {"email": "nobody@example.test"}, None)
+
+
+async def _already_verified(gql, world, factory) -> Run:
+    return Run(RESEND, None, world.owner.token)
+
+
+async def _ended_session(gql, world, factory) -> Run:
+    from models import Session
+
+    session_id = await _second_session(world)
+    await Session.filter(id=session_id).update(revoked_at=datetime.now(UTC))
+    return Run(REVOKE_SESSION, {"sessionId": gid("Session", session_id)}, world.owner.token)
+
+
 NO_OPS: dict[str, tuple[Callable[[Any, World, Any], Awaitable[Run]], str]] = {
+    "requestPasswordReset(of an unknown address)": (
+        _unknown_address, "no account: the same answer, nothing written (no enumeration oracle)"),
+    "resendVerificationEmail(when verified)": (_already_verified, "the address is verified already"),
+    "revokeSession(of an ended session)": (_ended_session, "the session has already ended"),
     "updateMemberRole(same role)": (_same_role, "the member already holds the role"),
     "updateProjectMemberRole(same role)": (_same_project_role, "the member already holds the role"),
     "setOrganizationPlan(same plan)": (_same_plan, "the organization is already on the plan"),
@@ -432,11 +662,13 @@ async def test_a_committed_call_leaves_exactly_one_entry(gql, factory, backend, 
     run = await case.prepare(gql, world, factory)
     before, counters = await _entries(), await _counters()
     with count_statements() as log:
-        body = await gql.raw(run.document, {"input": run.input}, token=run.token)
+        body = await gql.raw(run.document, run.variables, token=run.token)
     assert not body.get("errors"), body
     data = body["data"]
     if case.settle is not None:
         await case.settle(data)
+    if name == "signUp":
+        run.extra["new_user"] = (await User.get(email=run.input["email"])).id
     after = await _entries()
     new = [after[i] for i in after.keys() - before.keys()]
     assert len(new) == 1, f"{name} wrote {[e.action for e in new]}"
@@ -473,7 +705,7 @@ async def test_a_failed_call_leaves_no_entry(gql, factory, backend, name):
     assert failures, f"{name} has no failing call in the catalogue"
     for label, run, code in failures:
         before, counters = await _entries(), await _counters()
-        body = await gql.raw(run.document, {"input": run.input}, token=run.token)
+        body = await gql.raw(run.document, run.variables, token=run.token)
         got = [e.get("extensions", {}).get("code") for e in body.get("errors") or []]
         codes = code if isinstance(code, tuple) else (code,)
         assert len(got) == 1 and got[0] in codes and body["data"] is None, f"{name} {label}: {body}"
@@ -495,17 +727,18 @@ async def test_a_write_refused_inside_its_transaction_leaves_no_entry(gql, facto
     assert await OrganizationMember.exists(id=world.org_rows["owner"].id)
 
 
-@pytest.mark.parametrize("name", sorted(NOT_AUDITED))
-async def test_a_mutation_that_is_not_audited_writes_no_entry(gql, factory, name):
+@pytest.mark.parametrize("label", sorted(OTHER_OUTCOMES))
+async def test_each_other_outcome_leaves_exactly_its_entry(gql, factory, label):
+    prepare, code, action, by_owner = OTHER_OUTCOMES[label]
     world = await arrange(factory)
-    from tests.conftest import PASSWORD
-
-    runs = {"logIn": Run(LOG_IN, {"email": world.owner.user.email, "password": PASSWORD}, None)}
-    assert set(runs) == set(NOT_AUDITED)
+    run = await prepare(gql, world, factory)
     before = await _entries()
-    body = await gql.raw(runs[name].document, {"input": runs[name].input}, token=runs[name].token)
-    assert not body.get("errors"), body
-    assert await _entries() == before
+    body = await gql.raw(run.document, run.variables, token=run.token)
+    assert [e["extensions"]["code"] for e in body.get("errors") or []] == ([code] if code else []), body
+    new = [e for i, e in (await _entries()).items() if i not in before]
+    assert [(e.action, e.organization_id, e.seq, e.actor_id, e.resource_type) for e in new] == [
+        (action.value, None, None, world.owner.user.id if by_owner else None, action.resource_type)
+    ]
 
 
 @pytest.mark.parametrize("label", sorted(NO_OPS))
@@ -514,7 +747,7 @@ async def test_a_call_that_changes_nothing_writes_no_entry(gql, factory, label):
     world = await arrange(factory)
     run = await prepare(gql, world, factory)
     before, counters = await _entries(), await _counters()
-    body = await gql.raw(run.document, {"input": run.input}, token=run.token)
+    body = await gql.raw(run.document, run.variables, token=run.token)
     assert not body.get("errors"), body
     assert await _entries() == before and await _counters() == counters
 

@@ -12,7 +12,7 @@ import pytest
 from models import AuditEntry, Organization, OrganizationMember, OrgRole
 from resolvers.audit_stream import encode_cursor
 from resolvers.event.streams import encode_cursor as board_cursor
-from tests.conftest import gid
+from tests.conftest import PASSWORD, gid
 from tests.wsclient import LEGACY_WS, TRANSPORT_WS, GraphQLWS
 
 AUDIT = """subscription($o: ID!, $after: String) {
@@ -304,16 +304,20 @@ async def test_entries_of_another_organization_or_of_none_are_not_streamed(live,
     ws = await subscribe(live, team["owner"].token, team["oid"])
     try:
         await create_task(live, team["owner"].token, gid("Project", other_project.id), "not here")
-        body = await post(live, None, "mutation($i: SignUpInput!) { signUp(input: $i) { user { id } } }",
+        body = await post(live, None, "mutation($i: SignUpInput!) { signUp(input: $i) { ok } }",
                           {"i": {"email": "new@example.test", "name": "New", "password": "long enough password"}})
+        assert not body.get("errors"), body
+        body = await post(live, None, "mutation($i: LogInInput!) { logIn(input: $i) { accessToken } }",
+                          {"i": {"email": team["owner"].user.email, "password": PASSWORD}})
         assert not body.get("errors"), body
         await create_task(live, team["owner"].token, team["pid"], "here")
         event = await next_event(ws)
         assert (event["seq"], event["entry"]["after"]["title"]) == (1, "here")
     finally:
         await ws.close()
-    signed_up = await AuditEntry.get(action="user.sign_up")
-    assert signed_up.organization_id is None and signed_up.seq is None
+    for action in ("user.sign_up", "user.log_in"):
+        entry = await AuditEntry.get(action=action)
+        assert entry.organization_id is None and entry.seq is None
 
 
 async def test_a_large_entry_travels_as_a_stub_and_is_read_from_the_log(live, team):

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from models import BoardEvent, OrgRole, ProjectRole
-from resolvers.identity.auth import issue_access_token
+from resolvers.identity.sessions import issue_outside_request
 from tests.conftest import SECRET, gid
 from tests.wsclient import LEGACY_WS, TRANSPORT_WS, Closed, GraphQLWS
 
@@ -74,7 +74,7 @@ async def test_bad_credentials_close_with_4403(live, team, factory, protocol, cr
     if credential == "garbage":
         payload = {"authorization": "Bearer not-a-token"}
     elif credential == "expired":
-        token, _ = issue_access_token(team["owner"].user, SECRET, -10)
+        token = (await issue_outside_request(team["owner"].user, SECRET, -10)).access_token
         payload = {"authorization": f"Bearer {token}"}
     elif credential == "revoked-key":
         from datetime import UTC, datetime
@@ -311,7 +311,7 @@ async def test_task_changed_follows_one_task(live, gql, team):
 
 async def test_socket_closes_when_the_token_expires(live, team):
     # exp is whole seconds: a 2 s lifetime leaves at least 1 s to connect and subscribe.
-    token, _ = issue_access_token(team["owner"].user, SECRET, 2)
+    token = (await issue_outside_request(team["owner"].user, SECRET, 2)).access_token
     ws = await GraphQLWS.connect(f"ws://{live}/graphql", token=token)
     await ws.subscribe(BOARD, {"p": team["pid"]})
     with pytest.raises(Closed) as closed:

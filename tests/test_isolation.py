@@ -522,6 +522,35 @@ async def test_errors_echo_ids_as_the_client_sent_them(gql, tenants):
     assert error["extensions"].get("userIds", [foreign]) == [foreign]
 
 
+# -- sessions: a person's own, whatever the organization ---------------------------------------
+
+
+@pytest.mark.parametrize("attacker", ATTACKERS)
+async def test_sessions_of_others_answer_like_missing_ones(gql, tenants, attacker):
+    """Every alpha person's session ID, through node(id) and revokeSession, answers exactly as
+    an ID that never existed, and ends nothing. (An API key has no sessions at all: its
+    revokeSession is FORBIDDEN whatever the ID.)"""
+    token = tenants["tokens"][attacker]
+    alpha = tenants["alpha"]
+    sessions = [gid("Session", actor.session_id) for actor in alpha.users().values()]
+    sessions.append(gid("Session", tenants["double"].session_id))
+    node = "query($id: ID!) { node(id: $id) { id } }"
+    revoke = "mutation($i: RevokeSessionInput!) { revokeSession(input: $i) { session { id } } }"
+    before = await db_snapshot()
+    for foreign in sessions:
+        seen = await gql.raw(node, {"id": foreign}, token)
+        missing = await gql.raw(node, {"id": missing_id_of(foreign)}, token)
+        assert seen == missing and _data_only(seen) == {"node": None}
+        seen = await gql.raw(revoke, {"i": {"sessionId": foreign}}, token)
+        missing = await gql.raw(revoke, {"i": {"sessionId": missing_id_of(foreign)}}, token)
+        assert _normalize(seen, foreign) == _normalize(missing, missing_id_of(foreign))
+        code = seen["errors"][0]["extensions"]["code"]
+        assert code == ("NOT_FOUND" if attacker == "beta owner" else "FORBIDDEN")
+    assert await db_snapshot() == before
+    for actor in alpha.users().values():
+        await gql.ok("{ viewer { user { id } } }", token=actor.token)
+
+
 # -- subscriptions: every ID a subscription takes ------------------------------------------------
 
 SUBSCRIPTIONS = {

@@ -117,6 +117,31 @@ async def test_text_and_a_tool_call_then_a_second_turn(live, gql, factory, fake)
     ]
 
 
+async def test_tool_arguments_that_are_not_an_object_are_kept_as_text(live, gql, factory, fake):
+    # A model may write any JSON as a call's arguments; the API shows them as an object.
+    owner, org, project = await make_team(factory)
+    fake.script = [
+        fake.stream(tool_events(["On it."], "create_task", ["Fix login"])),
+        fake.stream(text_events(["Sorry."])),
+    ]
+    conversation = await start(gql, owner.token, org, project)
+    ws = await subscribe(live, owner.token, conversation)
+    try:
+        await send(gql, owner.token, conversation["id"], "add Fix login")
+        events = await until_final(ws)
+    finally:
+        await ws.close()
+    started = next(e for e in events if e["__typename"] == "ToolCallStarted")
+    assert started["arguments"] == {"unparsed": '["Fix login"]'}
+    finished = next(e for e in events if e["__typename"] == "ToolCallFinished")
+    assert finished["ok"] is False
+    assert finished["error"] == {"code": "BAD_USER_INPUT", "message": "Tool arguments must be a JSON object"}
+    assert events[-1]["__typename"] == "MessageCompleted"
+    tool = await NoraMessage.get(tool_call_id="call_abc")
+    assert tool.tool_arguments == {"unparsed": '["Fix login"]'}
+    assert await Task.filter(project_id=project.id).count() == 0
+
+
 async def test_the_server_failing_mid_stream_ends_the_reply_failed(live, gql, factory, fake):
     owner, org, project = await make_team(factory)
     fake.script = [fake.break_after(text_events(["Half", " an"])[:3])]

@@ -558,14 +558,14 @@ async def test_depth_limit_holds_on_every_request_with_the_validation_cache(gql,
 
 
 async def test_a_repeated_query_is_validated_once(gql, factory):
-    from strawberry.extensions.validation_cache import _get_validate_cache
+    from schema.runtime import validate_cached
 
     owner = await factory.user()
     query = "query RepeatedOnce { viewer { user { id name } } }"
     await gql.ok(query, token=owner.token)
-    before = _get_validate_cache(1024).cache_info()
+    before = validate_cached.cache_info()
     await gql.ok(query, token=owner.token)
-    after = _get_validate_cache(1024).cache_info()
+    after = validate_cached.cache_info()
     assert (after.hits, after.misses) == (before.hits + 1, before.misses)
 
 

@@ -174,7 +174,8 @@ EFFECTS: dict[str, tuple[str, str | None, Callable[[World], dict]]] = {
     ),
     # The creator becomes the new project's owner; nothing is on a board yet.
     "createProject": ("project.create", None, lambda w: {"project": _ins, "project_member": _ins}),
-    "inviteMember": ("invite.create", None, lambda w: {"invite": _ins}),
+    # The invitation is emailed: one message queued in the outbox with the invite.
+    "inviteMember": ("invite.create", None, lambda w: {"invite": _ins, "email_outbox": _ins}),
     "updateMemberRole": (
         "member.update_role",
         None,
@@ -210,6 +211,14 @@ EFFECTS: dict[str, tuple[str, str | None, Callable[[World], dict]]] = {
     ),
     "revokeInvite(of an OWNER invite)": (
         "invite.revoke", None, lambda w: {"invite": {"updated": [w.owner_invite.id]}}
+    ),
+    # The member's one session ends (tests/conftest.py gives every user one).
+    "endMemberSessions": (
+        "member.end_sessions", None, lambda w: {"session": {"updated": [w.member.session_id]}}
+    ),
+    "updateSessionPolicy": (
+        "organization.update_session_policy", None,
+        lambda w: {"organization": {"updated": [w.org.id]}},
     ),
 }
 # A variant without an entry of its own writes what its base mutation writes.
@@ -409,7 +418,7 @@ def test_every_right_is_its_own_member():
     """Rights held by the same role used to alias each other (list(Permission) had 4 members
     and Permission.COMMENT.name was "WRITE_TASKS")."""
     assert len(list(Permission)) == 8 and Permission.COMMENT.name == "COMMENT"
-    assert len(list(OrgPermission)) == 8 and OrgPermission.USE_NORA.name == "USE_NORA"
+    assert len(list(OrgPermission)) == 9 and OrgPermission.USE_NORA.name == "USE_NORA"
     assert OrgPermission.READ_AUDIT_LOG.role is OrgPermission.MANAGE_MEMBERS.role
     assert Permission.COMMENT.role is Permission.WRITE_TASKS.role
 

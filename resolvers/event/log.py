@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from tortoise.expressions import F
 
-from models import BoardEvent, Project
+from models import BoardEvent, Project, orm
 from resolvers import codec, metrics
 from resolvers.errors import BadInput
 
@@ -114,17 +114,15 @@ class EventLog:
 
     def from_wire(self, data: dict) -> Any:
         """A read-only event from a full wire message (as if read from the log)."""
-        event = self.model(
-            id=data["id"],
-            seq=data["seq"],
-            type=data["type"],
-            payload=data["payload"],
-            created_at=datetime.fromisoformat(data["at"]),
-            **{self.key: data["key"]},
+        return orm.detached(self.model, {
+            "id": data["id"],
+            "seq": data["seq"],
+            "type": data["type"],
+            "payload": data["payload"],
+            "created_at": datetime.fromisoformat(data["at"]),
+            self.key: data["key"],
             **{name: data[name] for name in self.extra},
-        )
-        event._saved_in_db = True
-        return event
+        })
 
     async def publish(self, broadcast, events: list, nudges: list[tuple[str, str]] = ()) -> None:
         """Best effort: subscribers refill any gap from the log, so a lost publish loses no

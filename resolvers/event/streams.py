@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from tortoise.expressions import Q
 
-from models import ApiKey, BoardEvent, BoardEventType
+from models import ApiKey, BoardEvent, BoardEventType, Session
 from resolvers import metrics
 from resolvers.broadcast import GAP
-from resolvers.errors import BadInput, Forbidden, NotFound
+from resolvers.errors import BadInput, Forbidden, NotFound, Unauthenticated
 from resolvers.event.log import BOARD, REFILL_BATCH, EventLog, access_channel
 
 if TYPE_CHECKING:
@@ -147,9 +147,15 @@ def _decoded(log: EventLog, message: str) -> tuple[dict, Any]:
 
 
 async def credential_still_valid(access) -> bool:
-    """A revoked or expired API key ends its streams, not only its next request."""
+    """A revoked or expired API key ends its streams, not only its next request; so does an
+    ended session (UNAUTHENTICATED): a websocket is closed as the session ends, and this ends
+    the streams that have no socket (graphql-sse, multipart) at their next access check."""
     key = access.api_key
     if key is None:
+        principal = access.principal
+        session_id = principal.session_id if principal is not None else None
+        if session_id is not None and not await Session.filter(id=session_id, revoked_at__isnull=True).exists():
+            raise Unauthenticated("This session has ended: log in again", reason="SESSION_REVOKED")
         return True
     return await ApiKey.filter(id=key.id, revoked_at__isnull=True).filter(
         Q(expires_at__isnull=True) | Q(expires_at__gt=datetime.now(UTC))

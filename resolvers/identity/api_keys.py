@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from models import ApiKey, AuditAction, Organization, OrgRole
+from models import ApiKey, ApiKeyScope, AuditAction, Organization, OrgRole
 from models.snapshot import dump
 from resolvers import validation
 from resolvers.access import OrgPermission
@@ -53,7 +53,8 @@ def _expiry(value: datetime | None) -> datetime | None:
 
 
 async def create_api_key(
-    ctx: Context, organization_id: int, name: str, role: OrgRole, expires_at: datetime | None
+    ctx: Context, organization_id: int, name: str, role: OrgRole, expires_at: datetime | None,
+    scope: ApiKeyScope = ApiKeyScope.WRITE,
 ) -> tuple[ApiKey, str]:
     creator_role = await ctx.access.require_org(OrgPermission.MANAGE_API_KEYS, organization_id)
     if ctx.access.api_key is not None:
@@ -75,6 +76,7 @@ async def create_api_key(
             prefix=prefix,
             key_hash=key_hash,
             role=role,
+            scope=scope,
             expires_at=expires_at,
         )
         await work.audit(

@@ -9,6 +9,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import jwt
 from argon2 import PasswordHasher
@@ -18,6 +19,9 @@ from models import ApiKey, User
 from resolvers.errors import Unauthenticated
 from resolvers.identity import key_usage
 from resolvers.ids import parse_pk
+
+if TYPE_CHECKING:
+    from resolvers.identity.revocations import SessionRegistry
 
 API_KEY_PREFIX = "pcg_"
 _hasher = PasswordHasher()
@@ -54,17 +58,25 @@ async def verify_password_async(password_hash: str | None, password: str) -> boo
     )
 
 
-def issue_access_token(user: User, secret: str, ttl_seconds: int) -> tuple[str, datetime]:
+def issue_access_token(
+    user: User, secret: str, ttl_seconds: int, session_id: int, *, not_after: datetime | None = None
+) -> tuple[str, datetime]:
+    """A signed access token of `session_id` (its `sid` claim), valid `ttl_seconds` and never
+    past `not_after` (the session's own end)."""
     now = datetime.now(UTC)
     expires = now + timedelta(seconds=ttl_seconds)
+    if not_after is not None and not_after < expires:
+        expires = not_after
     claims = {
         "sub": str(user.id),
+        "sid": str(session_id),
         "iat": int(now.timestamp()),
         "exp": int(expires.timestamp()),
         "jti": uuid.uuid4().hex,
         "typ": "access",
     }
-    return jwt.encode(claims, secret, algorithm="HS256"), expires
+    # `exp` is whole seconds: report what the token says.
+    return jwt.encode(claims, secret, algorithm="HS256"), datetime.fromtimestamp(claims["exp"], UTC)
 
 
 def new_api_key() -> tuple[str, str, str]:
@@ -82,13 +94,19 @@ class Principal:
     user: User
     api_key: ApiKey | None = None
     token_expires_at: datetime | None = None
+    # The session an access token belongs to (None for an API key).
+    session_id: int | None = None
 
 
-async def authenticate(authorization: str | None, secret: str) -> Principal | None:
+async def authenticate(
+    authorization: str | None, secret: str, sessions: SessionRegistry | None
+) -> Principal | None:
     """Resolve an Authorization header value to a principal.
 
     None means anonymous; a credential that is present but bad raises UNAUTHENTICATED,
     so a client with an expired token learns it instead of silently seeing nothing.
+    `sessions` is the process's set of ended sessions (None only where no token can come:
+    the CLI).
     """
     if not authorization:
         return None
@@ -98,10 +116,10 @@ async def authenticate(authorization: str | None, secret: str) -> Principal | No
         raise Unauthenticated("Authorization must be 'Bearer <token or API key>'")
     if credential.startswith(API_KEY_PREFIX):
         return await _api_key_principal(credential)
-    return await _token_principal(credential, secret)
+    return await _token_principal(credential, secret, sessions)
 
 
-async def _token_principal(token: str, secret: str) -> Principal:
+async def _token_principal(token: str, secret: str, sessions: SessionRegistry | None) -> Principal:
     try:
         claims = jwt.decode(
             token, secret, algorithms=["HS256"], options={"require": ["exp", "sub", "iat"]}
@@ -115,10 +133,25 @@ async def _token_principal(token: str, secret: str) -> Principal:
     user_id = parse_pk("User", claims["sub"])
     if claims.get("typ") != "access" or user_id is None:
         raise Unauthenticated("Invalid access token", reason="TOKEN_INVALID")
+    if "sid" not in claims:
+        # Issued before sessions existed: such a token could not be ended by logOutEverywhere
+        # or an organization owner, so it is not honoured (README "Sessions").
+        raise Unauthenticated(
+            "This access token belongs to no session (issued before sessions existed): log in again",
+            reason="TOKEN_INVALID",
+        )
+    session_id = parse_pk("Session", claims["sid"])
+    if session_id is None:
+        raise Unauthenticated("Invalid access token", reason="TOKEN_INVALID")
+    # Before any statement: an ended session's token costs nothing to refuse.
+    if sessions is not None and sessions.is_revoked(session_id):
+        raise Unauthenticated("This session has ended: log in again", reason="SESSION_REVOKED")
     user = await User.get_or_none(id=user_id, is_active=True)
     if user is None:
         raise Unauthenticated("Invalid access token", reason="TOKEN_INVALID")
-    return Principal(user=user, token_expires_at=datetime.fromtimestamp(claims["exp"], UTC))
+    return Principal(
+        user=user, token_expires_at=datetime.fromtimestamp(claims["exp"], UTC), session_id=session_id
+    )
 
 
 async def _api_key_principal(key: str) -> Principal:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tortoise.exceptions import IntegrityError
-
 from models import AuditAction, User
 from models.snapshot import dump
 from resolvers import ratelimit, validation
-from resolvers.errors import BadInput, Conflict, RateLimited, Unauthenticated
-from resolvers.identity.auth import hash_password_async, issue_access_token, verify_password_async
+from resolvers.errors import BadInput, RateLimited, Unauthenticated
+from resolvers.identity import password_reset, sessions, verification
+from resolvers.identity.auth import hash_password_async, verify_password_async
 from resolvers.ratelimit import LOGIN_WINDOW, SIGNUP_WINDOW
 from resolvers.unit_of_work import unit_of_work
 
@@ -18,9 +17,22 @@ if TYPE_CHECKING:
     from resolvers.context import Context
 
 EMAIL_MAX = 254
+# Sign-up attempts per address per hour that may send the account a notice. The attempt that
+# created the account counts too (both branches charge alike), so an account gets at least
+# one notice in the hour after its creation.
+SIGNUP_NOTICES_PER_HOUR = 2
 
 
-async def sign_up(ctx: Context, email: str, name: str, password: str):
+async def sign_up(ctx: Context, email: str, name: str, password: str) -> None:
+    """Create an account and send its verification link; or, when the email already has an
+    account, send that account a notice (with a password-reset link) and change nothing.
+
+    The caller cannot tell which happened: the answer is the same, and so is the work done
+    before it (one password hash, the same limiter calls, the same six SQL statements in one
+    transaction: insert-if-absent, read back, replace the user's unused link tokens, store the
+    new one, queue the email, audit). The email itself leaves later, from the outbox. Nothing
+    here returns a token: the new account logs in with logIn like any other.
+    """
     email = validation.email(email)
     name = validation.text(name, "name", max_len=validation.NAME_MAX)
     password = validation.password(password)
@@ -29,35 +41,60 @@ async def sign_up(ctx: Context, email: str, name: str, password: str):
         ctx, f"signup-ip:{ctx.ip or 'unknown'}", ctx.settings.rate_limit_signup_ip, SIGNUP_WINDOW,
         "sign-ups from this address",
     )
+    notice_allowed = await _notice_allowed(ctx, email)
     password_hash = await hash_password_async(password)  # slow on purpose: outside the transaction
-    if await User.exists(email=email):
-        raise Conflict("An account with this email already exists", field="email")
-    try:
-        async with unit_of_work(ctx) as work:
-            user = await User.create(email=email, name=name, password_hash=password_hash)
+    async with unit_of_work(ctx) as work:
+        # Insert-if-absent (ON CONFLICT DO NOTHING / INSERT OR IGNORE): a concurrent sign-up
+        # with the same email waits for ours on PostgreSQL, then finds the account taken.
+        await User.bulk_create(
+            [User(email=email, name=name, password_hash=password_hash)], ignore_conflicts=True
+        )
+        user = await User.get(email=email)
+        if user.password_hash == password_hash:  # a fresh argon2 salt: only our insert has it
+            await verification.send_link(work, user)
             await work.audit(
                 AuditAction.USER_SIGN_UP, user.id, organization_id=None, after=dump(user),
                 actor_id=user.id,
             )
-    except IntegrityError:
-        raise Conflict("An account with this email already exists", field="email") from None
-    token, expires = issue_access_token(user, ctx.settings.secret_key, ctx.settings.access_token_ttl)
-    return user, token, expires
+            return
+        notify = notice_allowed and user.is_active
+        if notify:
+            await password_reset.send_link(work, user, "signup_existing")
+        await work.audit(
+            AuditAction.USER_SIGN_UP_EXISTING, user.id, organization_id=None,
+            after={"noticeSent": notify},
+        )
 
 
-async def log_in(ctx: Context, email: str, password: str):
+async def _notice_allowed(ctx: Context, email: str) -> bool:
+    """At most SIGNUP_NOTICES_PER_HOUR sign-up attempts per address an hour may email it,
+    so sign-up cannot be used to flood an inbox. Charged on every attempt, so that new and
+    existing addresses cost the same limiter calls; over the limit the notice is skipped
+    silently (the answer must not change)."""
+    limiter = ratelimit.limiter_of(ctx)
+    if limiter is None:
+        return True
+    window = await limiter.charge(
+        "signup-notice:" + ratelimit.email_key(email), 1, SIGNUP_NOTICES_PER_HOUR, SIGNUP_WINDOW
+    )
+    return window.allowed
+
+
+async def log_in(ctx: Context, email: str, password: str) -> sessions.Issued:
     if not isinstance(email, str) or not isinstance(password, str) or len(password) > 1024:
         raise BadInput("Email and password are required")
     if len(email) > EMAIL_MAX:
         raise BadInput(f"`email` is longer than {EMAIL_MAX} characters", field="email", max=EMAIL_MAX)
     email = email.strip().lower()
+    # Refused here (RATE_LIMITED) before the password is checked: not audited, so that
+    # hammering one account cannot fill its log beyond the failures the limit lets through.
     attempts = await _count_attempt(ctx, email)
     user = await User.get_or_none(email=email, is_active=True)
     if not await verify_password_async(user.password_hash if user else None, password):
+        await sessions.audit_failed_log_in(ctx, user)
         raise Unauthenticated("Wrong email or password", reason="BAD_CREDENTIALS")
     await attempts.succeeded()
-    token, expires = issue_access_token(user, ctx.settings.secret_key, ctx.settings.access_token_ttl)
-    return user, token, expires
+    return await sessions.log_in(ctx, user)
 
 
 class _LoginAttempt:

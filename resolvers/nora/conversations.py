@@ -8,7 +8,9 @@ else is NOT_FOUND, exactly like a conversation that does not exist.
 from __future__ import annotations
 
 import unicodedata
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from tortoise import timezone
 
@@ -31,7 +33,7 @@ from resolvers.event.streams import credential_still_valid, follow
 from resolvers.nora import engine
 from resolvers.nora.events import NORA_LOG
 from resolvers.nora.limits import UsageReport, check_quota, check_rate, usage_today
-from resolvers.pagination import Order, paginate
+from resolvers.pagination import Order, Page, paginate
 from resolvers.unit_of_work import unit_of_work
 
 if TYPE_CHECKING:
@@ -87,14 +89,41 @@ async def visible_message(ctx: Context, message_id: int) -> NoraMessage:
     return message
 
 
-async def conversations(ctx: Context, organization_id: int, **page):
+async def conversations(
+    ctx: Context,
+    organization_id: int,
+    *,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> Page[NoraConversation]:
     await ctx.access.require_org(OrgPermission.USE_NORA, organization_id)
     qs = (await ctx.access.nora_conversations()).filter(organization_id=organization_id)
-    return await paginate(qs, CONVERSATION_ORDER, **page)
+    return await paginate(qs, CONVERSATION_ORDER, first=first, after=after, last=last, before=before)
 
 
-async def messages(ctx: Context, conversation: NoraConversation, **page):
-    return await paginate(NoraMessage.filter(conversation_id=conversation.id), MESSAGE_ORDER, **page)
+async def messages(
+    ctx: Context,
+    conversation: NoraConversation,
+    *,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> Page[NoraMessage]:
+    return await paginate(
+        NoraMessage.filter(conversation_id=conversation.id), MESSAGE_ORDER,
+        first=first, after=after, last=last, before=before,
+    )
+
+
+def _runtime(ctx: Context) -> engine.NoraRuntime:
+    """The instance's NORA runtime: every context the server builds has one
+    (server/graphql_app.py); only the CLI's, which sends no messages, do not."""
+    if ctx.nora is None:
+        raise RuntimeError("This context has no NORA runtime")
+    return ctx.nora
 
 
 async def usage(ctx: Context, organization_id: int) -> UsageReport:
@@ -125,7 +154,7 @@ async def send_message(ctx: Context, conversation_id: int, content: str) -> tupl
     """Store the user's message and an empty STREAMING reply, start the reply, return at once."""
     content = message_content(content)
     conversation = await visible_conversation(ctx, conversation_id)
-    runtime = ctx.nora
+    runtime = _runtime(ctx)
     await check_rate(runtime.limiter, ctx.access.user_id)
     await check_quota(ctx.settings, conversation.organization_id)
     if await NoraMessage.exists(
@@ -150,7 +179,7 @@ async def send_message(ctx: Context, conversation_id: int, content: str) -> tupl
             organization_id=conversation.organization_id, user_id=ctx.access.user_id,
             message_id=asked.id, kind=UsageKind.MESSAGES, amount=1,
         )
-        changes = {"updated_at": now}
+        changes: dict[str, datetime | str] = {"updated_at": now}
         if not conversation.title:
             changes["title"] = _title_from(content)
         await NoraConversation.filter(id=conversation.id).update(**changes)
@@ -169,6 +198,7 @@ async def send_message(ctx: Context, conversation_id: int, content: str) -> tupl
 async def cancel_message(ctx: Context, message_id: int) -> NoraMessage:
     """Stop a reply, wherever it is being generated; it ends CANCELLED with what was written.
     Cancelling a reply that has already ended changes nothing."""
+    runtime = _runtime(ctx)  # before the write: a committed cancel must not end in an error
     message = await visible_message(ctx, message_id)
     if message.role is not NoraRole.ASSISTANT:
         raise BadInput("Only NORA's replies can be cancelled", field="messageId")
@@ -183,17 +213,17 @@ async def cancel_message(ctx: Context, message_id: int) -> NoraMessage:
                 organization_id=conversation.organization_id, after={"conversationId": conversation.id},
             )
     if flagged:
-        await ctx.nora.request_cancel(message.id)
-        await ctx.nora.wait(message.id, CANCEL_WAIT_SECONDS)
+        await runtime.request_cancel(message.id)
+        await runtime.wait(message.id, CANCEL_WAIT_SECONDS)
         fresh = await NoraMessage.get(id=message.id)
-        orphaned = ctx.nora.orphaned(fresh)
-        if fresh.status is NoraMessageStatus.STREAMING and orphaned and message.id not in ctx.nora.running:
+        orphaned = runtime.orphaned(fresh)
+        if fresh.status is NoraMessageStatus.STREAMING and orphaned and message.id not in runtime.running:
             # Its instance stopped beating for it: the generator died with its instance.
             await engine.end_orphan(ctx, fresh, NoraMessageStatus.CANCELLED, None, None)
     return await NoraMessage.get(id=message.id)
 
 
-async def conversation_events(ctx: Context, conversation_id: int, after: str | None):
+async def conversation_events(ctx: Context, conversation_id: int, after: str | None) -> AsyncIterator[Any]:
     """The conversation's gap-free stream (the board's algorithm, on NORA's log)."""
     await visible_conversation(ctx, conversation_id)  # NOT_FOUND like a missing one
 

@@ -32,7 +32,10 @@ import logging
 import secrets
 import time
 from collections import defaultdict
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
+from enum import Enum
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from tortoise import timezone
@@ -49,6 +52,7 @@ from models import (
     Organization,
     Project,
     UsageKind,
+    orm,
 )
 from models.snapshot import dump
 from resolvers import metrics
@@ -60,6 +64,8 @@ from resolvers.nora import tools
 from resolvers.nora.events import cancel_channel
 from resolvers.nora.limits import check_quota, make_rate_limiter
 from resolvers.nora.providers import (
+    Chunk,
+    Provider,
     ProviderError,
     TextChunk,
     ToolCall,
@@ -68,6 +74,11 @@ from resolvers.nora.providers import (
     make_provider,
 )
 from resolvers.unit_of_work import unit_of_work
+
+if TYPE_CHECKING:
+    from models import User
+    from resolvers.broadcast import Hub
+    from server.settings import Settings
 
 log = logging.getLogger("pcg.nora")
 
@@ -88,8 +99,17 @@ SHUTDOWN_GRACE = 5.0
 CANCEL_POLL_SECONDS = 1.0
 HEARTBEAT_SECONDS = 30.0
 
-_END = object()
-_WAKE = object()
+class _Signal(Enum):
+    """What a turn's queue carries besides chunks and the producer's error."""
+
+    END = "end"  # the provider's stream is over
+    WAKE = "wake"  # stop() was called: look at the reason now
+
+
+_END = _Signal.END
+_WAKE = _Signal.WAKE
+# A turn's queue: the provider's chunks, its error, or a signal.
+_Item = Chunk | BaseException | _Signal
 
 
 class Stop(Exception):
@@ -109,7 +129,7 @@ class _Halted(Exception):
 
 
 class NoraRuntime:
-    def __init__(self, settings, broadcast, provider=None) -> None:
+    def __init__(self, settings: Settings, broadcast: Hub, provider: Provider | None = None) -> None:
         self.settings = settings
         self.broadcast = broadcast
         self.provider = provider or make_provider(settings)
@@ -122,8 +142,8 @@ class NoraRuntime:
         window = self.orphan_after.total_seconds()
         self.beat_seconds = min(BEAT_SECONDS, max(0.1, window / 5))
         self.sweep_seconds = min(SWEEP_SECONDS, max(0.2, window / 4))
-        self._sweeper: asyncio.Task | None = None
-        self._beater: asyncio.Task | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._beater: asyncio.Task[None] | None = None
         self._closing = False
 
     async def start(self) -> None:
@@ -183,7 +203,7 @@ class NoraRuntime:
             await asyncio.wait([generation.task], timeout=timeout)
             return
         while time.monotonic() < deadline:
-            status = await NoraMessage.filter(id=message_id).first().values_list("status", flat=True)
+            status = await orm.first_value(NoraMessage.filter(id=message_id), "status")
             if status != NoraMessageStatus.STREAMING:
                 return
             await asyncio.sleep(0.05)
@@ -280,8 +300,8 @@ async def end_orphan(ctx: Context, message: NoraMessage, status: NoraMessageStat
     return True
 
 
-def _final_event(message: NoraMessage, code: str | None, text: str | None) -> tuple[NoraEventType, dict]:
-    payload = {"messageId": message.id, "message": dump(message)}
+def _final_event(message: NoraMessage, code: str | None, text: str | None) -> tuple[NoraEventType, dict[str, Any]]:
+    payload: dict[str, Any] = {"messageId": message.id, "message": dump(message)}
     if message.status is NoraMessageStatus.COMPLETE:
         usage = {"tokensIn": message.tokens_in, "tokensOut": message.tokens_out, "latencyMs": message.latency_ms}
         return NoraEventType.MESSAGE_COMPLETED, payload | {"usage": usage}
@@ -329,7 +349,7 @@ class ReplyWriter:
             self.tokens_in += prompt_estimate
             self.tokens_out += estimate_tokens(text) + sum(estimate_tokens(c.arguments) for c in calls)
 
-    async def _still_ours(self, now, **columns) -> None:
+    async def _still_ours(self, now: datetime, **columns: Any) -> None:
         changed = await NoraMessage.filter(
             id=self.reply.id, status=NoraMessageStatus.STREAMING, cancel_requested=False
         ).update(updated_at=now, **columns)
@@ -338,7 +358,7 @@ class ReplyWriter:
         self.beat = time.monotonic()
 
     async def _why(self) -> str:
-        status = await NoraMessage.filter(id=self.reply.id).first().values_list("status", flat=True)
+        status = await orm.first_value(NoraMessage.filter(id=self.reply.id), "status")
         return "cancel" if status == NoraMessageStatus.STREAMING else "taken"
 
     async def check(self) -> None:
@@ -355,7 +375,7 @@ class ReplyWriter:
         if row["cancel_requested"]:
             raise Stop("cancel")
 
-    def _delta(self) -> dict:
+    def _delta(self) -> dict[str, Any]:
         return {"messageId": self.reply.id, "index": self.index, "offset": self.flushed, "text": self.content[self.flushed:]}
 
     async def flush(self) -> None:
@@ -371,7 +391,7 @@ class ReplyWriter:
         self.index += 1
         self.last_flush = time.monotonic()
 
-    async def tool_started(self, call: ToolCall, args: dict | None) -> NoraMessage:
+    async def tool_started(self, call: ToolCall, args: dict[str, Any] | None) -> NoraMessage:
         await self.flush()  # the text before the call goes out before it
         try:
             async with unit_of_work(self.ctx) as work:
@@ -391,7 +411,7 @@ class ReplyWriter:
         self.open_tool = tool
         return tool
 
-    async def tool_finished(self, tool: NoraMessage, result: dict) -> None:
+    async def tool_finished(self, tool: NoraMessage, result: dict[str, Any]) -> None:
         # Recorded even when a cancel arrived meanwhile: the tool did run.
         now = timezone.now()
         ok = bool(result.get("ok"))
@@ -445,8 +465,8 @@ class Generation:
         self.user_message = user_message
         self.reply = reply
         self.reason: str | None = None
-        self._queue: asyncio.Queue | None = None
-        self._producer: asyncio.Task | None = None
+        self._queue: asyncio.Queue[_Item] | None = None
+        self._producer: asyncio.Task[None] | None = None
         self.task = asyncio.create_task(self._run(), name=f"nora-reply-{reply.id}")
 
     def stop(self, reason: str) -> None:
@@ -529,7 +549,7 @@ class Generation:
                 result = await self._call_tool(writer, call)
                 chat.append({"role": "tool", "tool_call_id": call.id, "content": orjson.dumps(result).decode()})
 
-    async def _produce(self, stream, queue: asyncio.Queue) -> None:
+    async def _produce(self, stream: AsyncGenerator[Chunk, None], queue: asyncio.Queue[_Item]) -> None:
         try:
             async for chunk in stream:
                 queue.put_nowait(chunk)
@@ -541,10 +561,12 @@ class Generation:
         finally:
             await stream.aclose()
 
-    async def _turn(self, writer: ReplyWriter, chat: list[dict], offered: list[dict]) -> tuple[list[ToolCall], str]:
-        queue: asyncio.Queue = asyncio.Queue()
+    async def _turn(self, writer: ReplyWriter, chat: list[dict[str, Any]], offered: list[dict[str, Any]]) -> tuple[list[ToolCall], str]:
+        queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._queue = queue
-        self._producer = asyncio.create_task(self._produce(self.runtime.provider.stream(chat, offered), queue))
+        producer = self._producer = asyncio.create_task(
+            self._produce(self.runtime.provider.stream(chat, offered), queue)
+        )
         calls: list[ToolCall] = []
         usage: Usage | None = None
         parts: list[str] = []
@@ -584,24 +606,27 @@ class Generation:
                     usage = item
             await writer.flush()
         finally:
-            producer, self._producer, self._queue = self._producer, None, None
+            self._producer, self._queue = None, None
             producer.cancel()
             await asyncio.gather(producer, return_exceptions=True)
             writer.count(usage, prompt_estimate, "".join(parts), calls)
         return calls, "".join(parts)
 
-    async def _call_tool(self, writer: ReplyWriter, call: ToolCall) -> dict:
+    async def _call_tool(self, writer: ReplyWriter, call: ToolCall) -> dict[str, Any]:
         try:
-            args = orjson.loads(call.arguments or "{}")
+            parsed: object = orjson.loads(call.arguments or "{}")
         except orjson.JSONDecodeError:
-            args = None
-        tool = await writer.tool_started(call, args)
+            parsed = None
+        # Recorded as an object (the API's NoraMessage.toolArguments and ToolCallStarted say
+        # so): arguments that are not one are kept as their text.
+        tool = await writer.tool_started(call, parsed if isinstance(parsed, dict) else None)
         # Each call sees the user's current memberships and fresh loaders.
         ctx = dataclasses.replace(self.ctx, access=Access(self.ctx.access.principal), loaders=Loaders())
+        result: dict[str, Any]
         try:
-            if args is None:
+            if parsed is None:
                 raise BadInput("The tool arguments were not valid JSON", field="arguments")
-            result = {"ok": True, "result": await tools.run(ctx, self.conversation, call.name, args)}
+            result = {"ok": True, "result": await tools.run(ctx, self.conversation, call.name, parsed)}
         except AppError as error:
             result = {"ok": False, "error": {"code": error.code, "message": error.message, **error.extensions}}
         except Exception:
@@ -614,7 +639,7 @@ class Generation:
 # -- the chat sent to the provider ---------------------------------------------------------------
 
 
-async def build_chat(conversation: NoraConversation, reply: NoraMessage, user) -> list[dict]:
+async def build_chat(conversation: NoraConversation, reply: NoraMessage, user: User) -> list[dict[str, Any]]:
     rows = list(reversed(
         await NoraMessage.filter(conversation_id=conversation.id, id__lt=reply.id).order_by("-id").limit(HISTORY_LIMIT)
     ))
@@ -622,7 +647,7 @@ async def build_chat(conversation: NoraConversation, reply: NoraMessage, user) -
     for row in rows:
         if row.role is NoraRole.TOOL and row.tool_call_id:
             tool_rows[row.reply_to_id].append(row)
-    chat = [{"role": "system", "content": await _system_prompt(conversation, user)}]
+    chat: list[dict[str, Any]] = [{"role": "system", "content": await _system_prompt(conversation, user)}]
     for row in rows:
         if row.role is NoraRole.USER:
             chat.append({"role": "user", "content": row.content})
@@ -642,7 +667,7 @@ async def build_chat(conversation: NoraConversation, reply: NoraMessage, user) -
     return chat
 
 
-async def _system_prompt(conversation: NoraConversation, user) -> str:
+async def _system_prompt(conversation: NoraConversation, user: User) -> str:
     org = await Organization.get(id=conversation.organization_id)
     project = await Project.get_or_none(id=conversation.project_id) if conversation.project_id else None
     scope = f'the project "{project.name}"' if project else f'the projects of the organization "{org.name}"'

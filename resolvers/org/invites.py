@@ -12,7 +12,9 @@ from models import AuditAction, Invite, Organization, OrganizationMember, OrgRol
 from models.snapshot import dump
 from resolvers import validation
 from resolvers.access import OrgPermission, invitable_roles
+from resolvers.email import templates
 from resolvers.errors import BadInput, Conflict, Forbidden, NotFound
+from resolvers.identity import verification
 from resolvers.identity.auth import hash_secret
 from resolvers.loaders import PageSpec
 from resolvers.org import plans
@@ -97,7 +99,20 @@ async def invite_member(ctx: Context, organization_id: int, email: str, role: Or
             AuditAction.INVITE_CREATE, invite.id, organization_id=organization_id,
             after=dump(invite) | {"supersededInvites": superseded},
         )
+        await _email_invite(work, invite, token)
     return invite, token
+
+
+async def _email_invite(work, invite: Invite, token: str) -> None:
+    """The invitation by email, queued with the invite: the token travels only in its link."""
+    org_name = await Organization.filter(id=invite.organization_id).values_list("name", flat=True)
+    await work.email(invite.email, "invite", {
+        "inviter": work.ctx.access.user.name,
+        "organization": org_name[0],
+        "role": invite.role.value,
+        "expires_in": f"{INVITE_TTL.days} days",
+        "link": templates.link(work.ctx.settings.public_url, "accept_invite", token),
+    })
 
 
 async def accept_invite(ctx: Context, token: str) -> tuple[Organization, OrganizationMember]:
@@ -113,6 +128,8 @@ async def accept_invite(ctx: Context, token: str) -> tuple[Organization, Organiz
         raise NotFound("Invite")
     if invite.email != user.email.lower():
         raise Forbidden("This invite was sent to another email address")
+    # Only the proven owner of the address the invite was sent to may take it.
+    verification.require_verified(user, "accept invitations")
     now = datetime.now(UTC)
     if invite.expires_at <= now:
         raise BadInput("This invite has expired", field="token")

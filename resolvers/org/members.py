@@ -12,6 +12,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from tortoise.queryset import QuerySet
+
 from models import (
     ApiKey,
     AuditAction,
@@ -21,6 +23,7 @@ from models import (
     OrganizationMember,
     OrgRole,
     ProjectMember,
+    orm,
 )
 from models.snapshot import dump
 from resolvers.access import OrgPermission, invitable_roles
@@ -36,7 +39,8 @@ if TYPE_CHECKING:
 
 
 async def _org_member(ctx: Context, member_id: int) -> OrganizationMember:
-    member = await (await ctx.access.org_scoped(OrganizationMember)).get_or_none(id=member_id)
+    qs: QuerySet[OrganizationMember] = await ctx.access.org_scoped(OrganizationMember)
+    member = await qs.get_or_none(id=member_id)
     if member is None:
         raise NotFound("OrganizationMember")
     return member
@@ -59,14 +63,17 @@ async def _revoke_unissuable_invites(
     lost = [r for r in OrgRole if r not in invitable_roles(role)]
     if not lost:
         return []
-    ids = await Invite.filter(
-        organization_id=organization_id,
-        invited_by_id=user_id,
-        role__in=lost,
-        accepted_at__isnull=True,
-        revoked_at__isnull=True,
-        expires_at__gt=now,
-    ).values_list("id", flat=True)
+    ids: list[int] = await orm.column_values(
+        Invite.filter(
+            organization_id=organization_id,
+            invited_by_id=user_id,
+            role__in=lost,
+            accepted_at__isnull=True,
+            revoked_at__isnull=True,
+            expires_at__gt=now,
+        ),
+        "id",
+    )
     if ids:
         await Invite.filter(id__in=ids).update(revoked_at=now)
     return sorted(ids)
@@ -134,9 +141,10 @@ async def remove_member(ctx: Context, member_id: int) -> int:
         }
         await ProjectMember.filter(id__in=[pm.id for pm in project_rows] or [0]).delete()
         # Keys act as their creator; one who left must not come back to live keys if re-added.
-        revoked_keys = await ApiKey.filter(
-            organization_id=org_id, created_by_id=member.user_id, revoked_at__isnull=True
-        ).values_list("id", flat=True)
+        revoked_keys: list[int] = await orm.column_values(
+            ApiKey.filter(organization_id=org_id, created_by_id=member.user_id, revoked_at__isnull=True),
+            "id",
+        )
         if revoked_keys:
             await ApiKey.filter(id__in=revoked_keys).update(revoked_at=now)
         await member.delete()

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import TYPE_CHECKING
 
 from tortoise.exceptions import IntegrityError
+from tortoise.queryset import QuerySet
 
 from models import AuditAction, Organization, OrganizationMember, OrgRole, Plan
 from models.snapshot import dump
 from resolvers import validation
 from resolvers.access import OrgPermission
 from resolvers.errors import Conflict, Forbidden
-from resolvers.loaders import PageSpec
+from resolvers.identity import verification
+from resolvers.loaders import CountedPage, PageSpec
 from resolvers.org import plans
 from resolvers.pagination import Order
 from resolvers.unit_of_work import unit_of_work
@@ -34,11 +37,13 @@ async def viewer_memberships(ctx: Context) -> list[OrganizationMember]:
         user_id=access.user_id, organization_id__in=access.org_ids() or [0]
     ).order_by("created_at", "id")
     for row in rows:  # rows of this call only, never saved: the stored role is unchanged
-        row.role = access.org_role(row.organization_id)
+        role = access.org_role(row.organization_id)
+        assert role is not None  # the rows are of access.org_ids(), each of which has a role
+        row.role = role
     return rows
 
 
-async def _members_of_visible_orgs(ctx: Context, variant):
+async def _members_of_visible_orgs(ctx: Context, variant: Hashable) -> QuerySet[OrganizationMember]:
     return await ctx.access.org_scoped(OrganizationMember)
 
 
@@ -48,7 +53,14 @@ ORG_MEMBERS = PageSpec(
 )
 
 
-async def members(ctx: Context, org: Organization, first, after, last=None, before=None):
+async def members(
+    ctx: Context,
+    org: Organization,
+    first: int | None,
+    after: str | None,
+    last: int | None = None,
+    before: str | None = None,
+) -> CountedPage:
     await ctx.access.require_org(OrgPermission.READ, org.id)
     return await ctx.loaders.page(
         ctx, ORG_MEMBERS, (org.id,), first=first, after=after, last=last, before=before
@@ -66,6 +78,7 @@ async def create_organization(ctx: Context, slug: str, name: str) -> Organizatio
         raise Conflict("This slug is taken", field="slug")
     try:
         async with unit_of_work(ctx) as work:
+            await verification.check_new_organization(user.id)
             await plans.check_new_organization(user.id)
             org = await Organization.create(slug=slug, name=name, plan=Plan.FREE)
             await OrganizationMember.create(organization=org, user_id=user.id, role=OrgRole.OWNER)

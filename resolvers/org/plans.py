@@ -19,12 +19,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tortoise.expressions import Subquery
 from tortoise.functions import Count
+from tortoise.queryset import QuerySet
 
-from models import Invite, Organization, OrganizationMember, OrgRole, Plan, Project, Task, User
+from models import Invite, Organization, OrganizationMember, OrgRole, Plan, Project, Task, User, orm
 from resolvers.errors import PlanLimitReached
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ class Usage:
         return self.members + self.pending_invites
 
 
-def _pending_invites(organization_id: int, now: datetime, exclude_email: str | None = None):
+def _pending_invites(organization_id: int, now: datetime, exclude_email: str | None = None) -> QuerySet[Invite]:
     qs = Invite.filter(
         organization_id=organization_id,
         accepted_at__isnull=True,
@@ -92,7 +93,7 @@ def _pending_invites(organization_id: int, now: datetime, exclude_email: str | N
     return qs.exclude(email=exclude_email) if exclude_email is not None else qs
 
 
-def _count(qs) -> Subquery:
+def _count(qs: QuerySet[Any]) -> Subquery:
     return Subquery(qs.annotate(n=Count("id")).values("n"))
 
 
@@ -155,7 +156,7 @@ async def check_project(organization_id: int, *, settings: Settings | None = Non
 
 async def check_task(project_id: int, organization_id: int, *, settings: Settings | None = None) -> None:
     """Room for one more task in the project. The caller holds the project's row lock."""
-    plan = Plan((await Organization.filter(id=organization_id).values_list("plan", flat=True))[0])
+    plan = Plan((await orm.column_values(Organization.filter(id=organization_id), "plan"))[0])
     limit = limits(plan, settings).tasks_per_project
     if limit is None:
         return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from tortoise.exceptions import IntegrityError
@@ -17,6 +17,7 @@ from models import (
     OrganizationMember,
     Project,
     Task,
+    orm,
 )
 from models.snapshot import dump
 from resolvers import validation
@@ -43,8 +44,12 @@ async def definitions(project_id: int) -> dict[str, CustomFieldDefinition]:
 
 
 async def validate(
-    project: Project, values: dict, *, existing: dict | None = None, field: str = "customProperties"
-) -> dict:
+    project: Project,
+    values: object,
+    *,
+    existing: dict[str, Any] | None = None,
+    field: str = "customProperties",
+) -> dict[str, Any]:
     """Return the merged, normalised properties or raise BAD_USER_INPUT.
 
     `values` maps field keys to values; a null value removes the property. Unknown keys,
@@ -67,10 +72,11 @@ async def validate(
         if definition.required and key not in result:
             raise BadInput(f"Custom field `{key}` is required", field=f"{field}.{key}")
     if user_ids:
-        members = set(
-            await OrganizationMember.filter(
-                organization_id=project.organization_id, user_id__in=user_ids
-            ).values_list("user_id", flat=True)
+        members: set[int] = set(
+            await orm.column_values(
+                OrganizationMember.filter(organization_id=project.organization_id, user_id__in=user_ids),
+                "user_id",
+            )
         )
         if missing := user_ids - members:
             raise BadInput(
@@ -81,7 +87,8 @@ async def validate(
     return result
 
 
-def _check(definition: CustomFieldDefinition, value, path: str, user_ids: set[int]):
+# `value` is the client's JSON, checked here; the result is the JSON value stored.
+def _check(definition: CustomFieldDefinition, value: Any, path: str, user_ids: set[int]) -> Any:
     kind = definition.type
     if kind == CustomFieldType.TEXT:
         if not isinstance(value, str) or len(value) > MAX_TEXT:
@@ -128,7 +135,7 @@ def _check(definition: CustomFieldDefinition, value, path: str, user_ids: set[in
     raise BadInput("Unsupported custom field type", field=path)  # pragma: no cover
 
 
-def _storable_number(value) -> bool:
+def _storable_number(value: object) -> bool:
     if isinstance(value, bool):
         return False
     if isinstance(value, int):

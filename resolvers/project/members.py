@@ -4,7 +4,7 @@ owner stays; checked before the write and again under the project row's lock."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tortoise.exceptions import IntegrityError
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from resolvers.context import Context
 
 
-def member_event(member: ProjectMember, **extra) -> dict:
+def member_event(member: ProjectMember, **extra: Any) -> dict[str, Any]:
     return {
         "memberId": member.id,
         "userId": member.user_id,

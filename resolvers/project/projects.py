@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+
+from tortoise.queryset import QuerySet
 
 from models import AuditAction, BoardEventType, Organization, Project, ProjectMember, ProjectRole, Task, TaskStatus
 from models.snapshot import dump
 from resolvers import validation
 from resolvers.access import OrgPermission, Permission
 from resolvers.errors import BadInput
-from resolvers.loaders import PageSpec, prime_task_counts, task_count_columns
+from resolvers.loaders import CountedPage, PageSpec, prime_task_counts, task_count_columns
 from resolvers.org import plans
-from resolvers.pagination import Order, paginate
+from resolvers.pagination import Order, Page, paginate
 from resolvers.unit_of_work import unit_of_work
 
 if TYPE_CHECKING:
@@ -23,21 +27,33 @@ PROJECT_ORDER = Order((("name", False),))
 MEMBER_ORDER = Order((("created_at", False),))
 
 
-async def _visible_projects(ctx: Context, variant: tuple[bool, str | None]):
-    include_archived, search = variant
+@dataclass(frozen=True)
+class ProjectFilter:
+    """What a project list holds: the variant of ORG_PROJECTS (hashable, compared by value)."""
+
+    include_archived: bool
+    search: str | None
+
+
+async def _filtered_projects(ctx: Context, flt: ProjectFilter) -> QuerySet[Project]:
     qs = await ctx.access.projects()
-    if not include_archived:
+    if not flt.include_archived:
         qs = qs.filter(archived_at__isnull=True)
-    if search:
-        qs = qs.filter(name__icontains=search[:200])
+    if flt.search:
+        qs = qs.filter(name__icontains=flt.search[:200])
     return qs
 
 
-async def _all_members(ctx: Context, variant):
+async def _visible_projects(ctx: Context, variant: Hashable) -> QuerySet[Project]:
+    assert isinstance(variant, ProjectFilter)  # the variant projects() passed to the loader
+    return await _filtered_projects(ctx, variant)
+
+
+async def _all_members(ctx: Context, variant: Hashable) -> QuerySet[ProjectMember]:
     return ProjectMember.all()
 
 
-async def _open_tasks(ctx: Context, variant):
+async def _open_tasks(ctx: Context, variant: Hashable) -> QuerySet[Task]:
     return Task.filter(archived_at__isnull=True)
 
 
@@ -59,30 +75,45 @@ async def projects(
     organization: Organization | None = None,
     include_archived: bool = False,
     search: str | None = None,
-    first=None,
-    after=None,
-    last=None,
-    before=None,
-):
-    variant = (include_archived, search or None)
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> Page[Project]:
+    flt = ProjectFilter(include_archived, search or None)
     if organization is not None:  # one of possibly many organizations in the response
         return await ctx.loaders.page(
-            ctx, ORG_PROJECTS, (organization.id,), variant=variant,
+            ctx, ORG_PROJECTS, (organization.id,), variant=flt,
             first=first, after=after, last=last, before=before,
         )
-    qs = await _visible_projects(ctx, variant)
+    qs = await _filtered_projects(ctx, flt)
     return await paginate(qs, PROJECT_ORDER, first=first, after=after, last=last, before=before)
 
 
-async def project_members(ctx: Context, project: Project, first, after, last=None, before=None):
+async def project_members(
+    ctx: Context,
+    project: Project,
+    first: int | None,
+    after: str | None,
+    last: int | None = None,
+    before: str | None = None,
+) -> CountedPage:
     return await ctx.loaders.page(
         ctx, PROJECT_MEMBERS, (project.id,), first=first, after=after, last=last, before=before
     )
 
 
 async def column_tasks(
-    ctx: Context, project: Project, status: TaskStatus, first, after, last=None, before=None, *, load=()
-):
+    ctx: Context,
+    project: Project,
+    status: TaskStatus,
+    first: int | None,
+    after: str | None,
+    last: int | None = None,
+    before: str | None = None,
+    *,
+    load: Iterable[str] = (),
+) -> CountedPage:
     """A board column's open tasks. The first pages of every column of every board in the
     request come from one statement, with comment and subtask counts and column totals;
     the task relations named in `load` are loaded for all of them right after."""
@@ -130,7 +161,7 @@ async def update_project(
     project = await require(ctx, project_id, Permission.MANAGE_PROJECT)
     if project.archived_at is not None:
         raise BadInput("The project is archived", field="projectId")
-    changes = {}
+    changes: dict[str, str] = {}
     if name is not None:
         changes["name"] = validation.text(name, "name", max_len=validation.NAME_MAX)
     if description is not None:

@@ -10,7 +10,8 @@ turn is capped at MAX_TURN_SECONDS.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
 
 import httpx
 import orjson
@@ -31,8 +32,8 @@ class OpenAIProvider:
         self.model = model
         self.timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
 
-    async def stream(self, messages: list[dict], tools: list[dict]) -> AsyncIterator[Chunk]:
-        body: dict = {
+    async def stream(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> AsyncGenerator[Chunk, None]:
+        body: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
             "stream": True,
@@ -93,7 +94,7 @@ async def _http_error(response: httpx.Response) -> ProviderError:
 
 
 async def _chunks(response: httpx.Response) -> AsyncIterator[Chunk]:
-    calls: dict[int, dict] = {}
+    calls: dict[int, dict[str, str]] = {}
     finished = False
     async for sse in EventSource(response).aiter_sse():
         if not sse.data:
@@ -138,13 +139,15 @@ async def _chunks(response: httpx.Response) -> AsyncIterator[Chunk]:
             yield ToolCall(call["id"] or f"call_{index}", call["name"], call["arguments"] or "{}")
 
 
-def _error_text(payload: dict | str) -> str:
-    """The message of `{"error": {"message": ...}}` or `{"error": "..."}`, else the text."""
+def _error_text(payload: object) -> str:
+    """The message of `{"error": {"message": ...}}` or `{"error": "..."}`, else the text
+    (`payload`: a decoded chunk, or the JSON text of one)."""
     if isinstance(payload, str):
+        raw = payload
         try:
-            payload = orjson.loads(payload)
+            payload = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            return payload[:MAX_ERROR_BODY]
+            return raw[:MAX_ERROR_BODY]
     error = payload.get("error", payload) if isinstance(payload, dict) else payload
     text = error.get("message", error) if isinstance(error, dict) else error
     return str(text)[:MAX_ERROR_BODY]
