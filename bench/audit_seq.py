@@ -101,7 +101,7 @@ async def _plain_record(self, entries):
 
 async def _seq_now(self, entries):
     for entry in entries:
-        if entry._saved_in_db:
+        if entry.pk is not None:
             continue
         await _record(self, [entry])
 

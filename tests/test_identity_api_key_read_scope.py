@@ -79,12 +79,14 @@ async def test_a_read_key_cannot_run_any_mutation(client, factory):
         assert "data" not in body or body["data"] is None, name
         assert body["errors"][0]["extensions"] == {
             "code": "FORBIDDEN", "reason": "API_KEY_READ_ONLY", "requiredScope": "WRITE"}, name
-    # Nothing changed but one audit entry of the refusals (throttled: once a minute a key).
-    changes = db_changes(before, await db_snapshot())
+    # Nothing changed but one audit entry of the refusals (throttled: once a minute a key),
+    # which took the organization's next audit seq.
+    changes = db_changes(before, await db_snapshot(), {"organization": {"audit_seq"}})
     assert changes == {"audit_entry": {"inserted": 1}}, changes
     entry = await AuditEntry.get(action="api_key.write_refused")
     assert (entry.organization_id, entry.actor_id, entry.resource_type) == (
         world.org.id, world.owner.user.id, "ApiKey")
+    assert entry.seq == before["organization"][world.org.id]["audit_seq"] + 1
     assert entry.after == {"operation": "Probe"}
     # The control: a WRITE key of the same owner gets past the scope with the same documents
     # to the resolvers' own checks (the role matrix proves what each then does).
