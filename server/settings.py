@@ -68,6 +68,7 @@ DOCUMENTED = [
     ("PCG_LOG_LEVEL", "info", "Log level of `pcg serve` and its workers (`--log-level` sets it)."),
     ("PCG_OTEL_ENDPOINT", "", "OpenTelemetry collector base URL (OTLP over HTTP, e.g. `http://127.0.0.1:4318`): one span per GraphQL operation is sent to its /v1/traces. Needs `pip install 'pcg-graphql[otel]'`."),
     ("PCG_SLOW_OPERATION_MS", "500", "A query or mutation that takes longer logs one warning with its name, duration and statement count."),
+    ("PCG_COMPILED_EXECUTION", "1", "`1` runs validated operations from cached compiled plans (the same answers as graphql-core, faster); `0` runs every operation on graphql-core's executor."),
 ]
 
 # PCG_* name -> (Limits field or Settings field, smallest accepted value)
@@ -173,6 +174,8 @@ class Settings:
     log_format: str = "text"
     slow_operation_ms: int = 500
     otel_endpoint: str = ""
+    # schema/execution: compiled plans for validated operations (graphql-core when off).
+    compiled_execution: bool = True
 
     @property
     def graphiql_enabled(self) -> bool:
@@ -252,6 +255,7 @@ class Settings:
             log_format=env.get("PCG_LOG_FORMAT", "text").strip().lower() or "text",
             slow_operation_ms=_whole(env, "PCG_SLOW_OPERATION_MS", 500, 0),
             otel_endpoint=env.get("PCG_OTEL_ENDPOINT", "").strip(),
+            compiled_execution=_flag(env, "PCG_COMPILED_EXECUTION", True),
         )
         if settings.trusted_documents not in ("off", "log", "enforce"):
             raise SettingsError("PCG_TRUSTED_DOCUMENTS must be off, log or enforce")
