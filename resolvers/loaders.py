@@ -45,6 +45,23 @@ from resolvers.pagination import (
 )
 
 
+class SharedLoader(DataLoader):
+    """A DataLoader whose pending values survive the cancellation of one of their waiters.
+
+    Every field that asks for the same key awaits the same future. When a non-null field
+    fails, the executor cancels the siblings still running, and a task cancelled while it
+    awaits a future cancels that future: every other field waiting for the key then raised
+    CancelledError and the request died. A pending load is shielded per waiter instead.
+    """
+
+    def load(self, key: Any) -> asyncio.Future:
+        future = DataLoader.load(self, key)
+        return future if future.done() else asyncio.shield(future)
+
+    def load_many(self, keys: Iterable[Any]) -> asyncio.Future:
+        return asyncio.shield(asyncio.gather(*[DataLoader.load(self, key) for key in keys]))
+
+
 def _by_id(model) -> Callable:
     async def batch(ids: list[int]) -> list[Any]:
         rows = {row.id: row for row in await model.filter(id__in=ids)}
@@ -269,7 +286,7 @@ class Loaders:
         return loader
 
     def _make(self, batch: Callable) -> DataLoader:
-        loader = DataLoader(batch_load_fn=batch)
+        loader = SharedLoader(batch_load_fn=batch)
         self._all.append(loader)
         return loader
 
