@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from functools import lru_cache
 
 from models import (
     ApiKey,
@@ -65,7 +66,10 @@ def parse_pk(type_name: str, text: object) -> int | None:
     return value if value <= maximum else None
 
 
+@lru_cache(maxsize=65_536)
 def to_global_id(type_name: str, pk: int) -> str:
+    # Cached: a response names the same rows again and again (a board's labels and people),
+    # and a row's ID never changes. 65,536 short strings are a few megabytes at most.
     raw = f"{type_name}:{pk}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 

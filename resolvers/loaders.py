@@ -158,7 +158,8 @@ class PageSpec:
     returns every row such lists may hold for a `variant` (the arguments that change what
     is listed, like a filter), already narrowed by the access layer; `order` is the list's
     order (or a function of the variant). `extras` adds computed columns to the kept rows
-    and `on_rows` hands them to other loaders (e.g. priming counts).
+    and `on_rows` hands them to other loaders (e.g. priming counts). With `row`, the items
+    of first pages are that row class's (resolvers/rows.py) instead of models.
     """
 
     group: tuple[str, ...]
@@ -166,6 +167,7 @@ class PageSpec:
     order: Order | Callable[[Hashable], Order]
     extras: Extras | None = None
     on_rows: Callable[[Loaders, list[tuple[Any, dict]]], None] | None = None
+    row: type | None = None
 
     def order_for(self, variant: Hashable) -> Order:
         return self.order(variant) if callable(self.order) else self.order
@@ -201,6 +203,9 @@ async def _ranked_rows(
         f'WHERE "_p"."_rn" <= {int(keep)} ORDER BY "_p"."_rn"'
     )
     rows = await db.execute_query_dict(statement, params)
+    if spec.row is not None:
+        build = spec.row.from_db
+        return [(build(row), row) for row in rows]
     return [(model._init_from_db(**row), row) for row in rows]
 
 
@@ -307,25 +312,45 @@ class Loaders:
         """
         if key is None:
             return None
-        future = loader.load(key)
+        # The cache first: a held value costs a dict lookup, not a load() call.
+        future = loader._cache.get(key)
+        if future is None or not future.done():
+            future = loader.load(key)
         return future.result() if future.done() else future
 
     async def warm_tasks(self, tasks: list[Task], relations: Iterable[str]) -> None:
         """Load the asked relations of a page of tasks now, all pages of the tick together,
-        so that every task's relation fields then resolve without awaiting (see `ready`)."""
+        and hand each task its values (`preload`): every task's relation fields then read
+        them without a loader call, a future or a task (see `ready` for other paths)."""
         relations = set(relations)
         waits = []
+        labels = users = None
         if "labels" in relations:
-            waits.append(self.labels_by_task.load_many([t.id for t in tasks]))
+            labels = self.labels_by_task.load_many([t.id for t in tasks])
+            waits.append(labels)
         people = set()
         if "assignee" in relations:
             people |= {t.assignee_id for t in tasks if t.assignee_id is not None}
         if "created_by" in relations:
             people |= {t.created_by_id for t in tasks}
         if people:
-            waits.append(self.user.load_many(sorted(people)))
-        if waits:
-            await asyncio.gather(*waits)
+            people = sorted(people)
+            users = self.user.load_many(people)
+            waits.append(users)
+        if not waits:
+            return
+        await asyncio.gather(*waits)
+        if labels is not None:
+            for task, value in zip(tasks, labels.result()):
+                preload(task, "labels", value)
+        if users is not None:
+            by_id = dict(zip(people, users.result()))
+            assignee, created_by = "assignee" in relations, "created_by" in relations
+            for task in tasks:
+                if assignee:
+                    preload(task, "assignee", None if task.assignee_id is None else by_id[task.assignee_id])
+                if created_by:
+                    preload(task, "created_by", by_id[task.created_by_id])
 
     @staticmethod
     async def load_optional(loader: DataLoader, key: int | None) -> Any:
@@ -476,3 +501,18 @@ def prime_task_counts(loaders: Loaders, rows: list[tuple[Task, dict]]) -> None:
     for task, raw in rows:
         loaders.prime(loaders.comment_count_by_task, task.id, raw["_comment_count"])
         loaders.prime(loaders.subtask_count_by_task, task.id, raw["_subtask_count"])
+        preload(task, "comment_count", raw["_comment_count"])
+        preload(task, "subtask_count", raw["_subtask_count"])
+
+
+# -- values handed to the items of a list ---------------------------------------------------------
+
+PRELOADED = "_pcg_ready_"
+
+
+def preload(obj: Any, name: str, value: Any) -> None:
+    """Hand `obj` the value of its relation `name` that this request loaded for it (the same
+    object its loader holds). The compiled executor reads it instead of calling the field's
+    resolver (schema/execution/preloaded.py); graphql-core calls the resolver, which finds
+    the same value in the loader. Lives as long as `obj`, which is built per request."""
+    obj.__dict__[PRELOADED + name] = value

@@ -10,6 +10,7 @@ from resolvers.access import OrgPermission, Permission
 from resolvers.errors import BadInput
 from resolvers.loaders import PageSpec, prime_task_counts, task_count_columns
 from resolvers.pagination import Order, paginate
+from resolvers.rows import TaskRow
 from resolvers.writes import transaction
 
 BOARD_ORDER = Order((("position", False),))
@@ -56,6 +57,7 @@ BOARD_COLUMN = PageSpec(
     order=BOARD_ORDER,
     extras=task_count_columns,
     on_rows=prime_task_counts,
+    row=TaskRow,
 )
 
 

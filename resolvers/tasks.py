@@ -33,6 +33,7 @@ from resolvers.errors import BadInput, Conflict, NotFound
 from resolvers.loaders import PageSpec, prime_task_counts, task_count_columns
 from resolvers.pagination import Order
 from resolvers.projects import require as require_project
+from resolvers.rows import TaskRow
 from resolvers.writes import transaction
 
 ORDERS = {
@@ -141,8 +142,9 @@ PROJECT_TASKS = PageSpec(
     order=lambda variant: Order(((ORDERS[variant[1]], variant[2]),)),
     extras=task_count_columns,
     on_rows=prime_task_counts,
+    row=TaskRow,
 )
-SUBTASKS = PageSpec(group=("parent_id",), source=_open_subtasks, order=CREATED_ORDER)
+SUBTASKS = PageSpec(group=("parent_id",), source=_open_subtasks, order=CREATED_ORDER, row=TaskRow)
 TASK_COMMENTS = PageSpec(group=("task_id",), source=_all_comments, order=CREATED_ORDER)
 
 

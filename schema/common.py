@@ -11,6 +11,7 @@ from strawberry.types import Info
 from models import enums
 from resolvers.ids import to_global_id
 from resolvers.pagination import Page
+from resolvers.rows import ROW_CLASSES
 
 if TYPE_CHECKING:
     from server.context import Context
@@ -210,9 +211,13 @@ def node_id(type_name: str):
 
 
 def model_type_check(model):
-    """`is_type_of` for types whose resolvers return Tortoise model instances."""
+    """`is_type_of` for types whose resolvers return Tortoise model instances (or the rows
+    that stand for them in reads, resolvers/rows.py)."""
+    kinds = (model, *ROW_CLASSES.get(model, ()))
 
     def is_type_of(cls, obj, info) -> bool:
-        return isinstance(obj, (cls, model))
+        return isinstance(obj, (cls, *kinds))
 
+    # The answer depends on the value's class alone (schema/execution keeps it per class).
+    is_type_of.pcg_type_only = True
     return classmethod(is_type_of)

@@ -36,6 +36,8 @@ from graphql.language import (
 )
 from graphql.type import GraphQLBoolean, GraphQLFloat, GraphQLID, GraphQLInt, GraphQLString
 
+from schema.execution import preloaded
+
 # How a field's value is obtained.
 BASIC = 0  # getattr(source, python name): a Strawberry field without resolver
 DIRECT = 1  # the Strawberry resolver, called without Strawberry's per-call wrappers
@@ -132,7 +134,7 @@ class FieldPlan:
     __slots__ = (
         "key", "name", "parent", "field_def", "details", "nodes", "kind", "attr", "sfield",
         "call", "has_args", "resolve", "completer", "null_message", "type_name", "fast", "enum",
-        "names", "nullable", "is_async", "wrapped",
+        "names", "nullable", "is_async", "wrapped", "ready_attr", "leaf",
     )
 
     def __init__(self, key: str, parent: GraphQLObjectType, field_def, details) -> None:
@@ -158,13 +160,25 @@ class FieldPlan:
         self.nullable = self.completer.kind != NON_NULL
         self.is_async = False
         self.wrapped = None
+        # The attribute holding a value handed to the source by a list resolver.
+        self.ready_attr = None
+        self.leaf = False
 
     def set_basic(self, attr: str) -> None:
         self.kind = BASIC
         self.attr = attr
+        self._set_fast()
+
+    def set_preloaded(self, attr: str) -> None:
+        self.ready_attr = attr
+        self._set_fast()
+
+    def _set_fast(self) -> None:
         leaf = self.completer.of if self.completer.kind == NON_NULL else self.completer
         if leaf.kind != LEAF:
+            self.fast = _Never  # the inline path still applies; no leaf shortcut
             return
+        self.leaf = True
         fast = leaf.fast
         if isinstance(fast, tuple):
             self.fast = _Never
@@ -176,7 +190,7 @@ class FieldPlan:
 class ObjectPlan:
     """A selection set on one object type: its fields in response order."""
 
-    __slots__ = ("type", "name", "fields", "is_type_of", "type_only", "checked")
+    __slots__ = ("type", "name", "fields", "is_type_of", "type_only", "checked", "ignores_info", "function")
 
     def __init__(self, type_: GraphQLObjectType, fields: list[FieldPlan]) -> None:
         self.type = type_
@@ -187,6 +201,9 @@ class ObjectPlan:
         # their answers are kept per class.
         self.type_only = bool(getattr(self.is_type_of, "pcg_type_only", False))
         self.checked: dict[type, bool] = {}
+        self.ignores_info = _ignores_info(self.is_type_of)
+        # Run.execute_fields for this plan as straight-line code (codegen.py), made on first use.
+        self.function = None
 
 
 def _ignores_info(is_type_of) -> bool:
@@ -271,6 +288,9 @@ class Compiler:
             plan.call = _call_shape(sfield)
             plan.is_async = name == "_async_resolver"
             plan.wrapped = sfield.base_resolver.wrapped_func
+            ready = preloaded.FIELDS.get((parent.name, plan.name))
+            if ready is not None and not plan.has_args and not plan.is_async:
+                plan.set_preloaded(ready)
         return plan
 
 

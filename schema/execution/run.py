@@ -27,6 +27,7 @@ from graphql.pyutils import Path, Undefined, async_reduce, gather_with_cancel, i
 from graphql.type import is_object_type
 from strawberry.schema.schema_converter import get_arguments
 
+from schema.execution.codegen import generate
 from schema.execution.plan import (
     BASIC,
     DIRECT,
@@ -41,6 +42,8 @@ from schema.execution.plan import (
     ObjectPlan,
     leaf_identity,
 )
+
+_MISSING = object()
 
 # Values that are never awaitable (the executor's own predicate agrees; it is only asked
 # about anything else).
@@ -128,8 +131,10 @@ class Run:
                 raise GraphQLError(SELECTIONS_NESTED_TOO_DEEPLY, self.executor.operation)
             if isinstance(root, Exception):
                 raise root
-            execute = self.execute_fields_serially if serially else self.execute_fields
-            result = execute(root, self.executor.root_value, None)
+            if serially:
+                result = self.execute_fields_serially(root, self.executor.root_value, None)
+            else:
+                result = self.fields(root, self.executor.root_value, None)
             if result.__class__ is not dict and self.is_awaitable(result):
 
                 async def await_result():
@@ -170,7 +175,25 @@ class Run:
 
         return async_reduce(reducer, plan.fields, {})
 
+    def fields(self, plan: ObjectPlan, source: Any, path):
+        """execute_fields, by the plan's generated function (codegen.py)."""
+        function = plan.function
+        if function is None:
+            function = plan.function = generate(plan, self.info_class)
+        return function(self, source, path)
+
+    async def gather_fields(self, results: dict, awaitable_fields: list[str]) -> dict:
+        """The end of execute_fields when some fields are awaitable."""
+        if len(awaitable_fields) == 1:
+            key = awaitable_fields[0]
+            results[key] = await results[key]
+        else:
+            awaited = await gather_with_cancel(*(results[k] for k in awaitable_fields))
+            results.update(zip(awaitable_fields, awaited, strict=True))
+        return results
+
     def execute_fields(self, plan: ObjectPlan, source: Any, path):
+        """The loop codegen.py unrolls per plan (kept as the reference it must match)."""
         results: dict[str, Any] = {}
         awaitable_fields: list[str] | None = None
         is_awaitable = self.is_awaitable
@@ -180,26 +203,38 @@ class Run:
                 key = field.key
                 fast = field.fast
                 if fast is not None:
-                    # The common case inline: an attribute holding a leaf value that
-                    # serializes to itself (or an enum member). Anything else completes as
-                    # graphql-core would.
-                    try:
-                        value = getattr(source, field.attr)
-                    except Exception as raw_error:
-                        self.handle_field_error(raw_error, field.completer, field, (path, key, field.type_name))
-                        results[key] = None
-                        continue
-                    cls = value.__class__
-                    if cls is fast:
-                        if cls is str or cls is bool or leaf_identity(fast, value):
-                            results[key] = value
+                    # The common cases inline: an attribute, or a value a list resolver
+                    # handed to the source, that is a leaf serializing to itself (or an
+                    # enum member). Anything else completes as graphql-core would.
+                    if kind == BASIC:
+                        try:
+                            value = getattr(source, field.attr)
+                        except Exception as raw_error:
+                            self.handle_field_error(raw_error, field.completer, field, (path, key, field.type_name))
+                            results[key] = None
                             continue
-                    elif cls is field.enum:
-                        results[key] = field.names[value]
-                        continue
-                    elif value is None and field.nullable:
-                        results[key] = None
-                        continue
+                    else:
+                        value = getattr(source, field.ready_attr, _MISSING)
+                        if value is _MISSING:
+                            value = self.execute_field(plan, field, source, path)
+                            results[key] = value
+                            if value.__class__ not in _PLAIN and is_awaitable(value):
+                                if awaitable_fields is None:
+                                    awaitable_fields = []
+                                awaitable_fields.append(key)
+                            continue
+                    if field.leaf:
+                        cls = value.__class__
+                        if cls is fast:
+                            if cls is str or cls is bool or leaf_identity(fast, value):
+                                results[key] = value
+                                continue
+                        elif cls is field.enum:
+                            results[key] = field.names[value]
+                            continue
+                        elif value is None and field.nullable:
+                            results[key] = None
+                            continue
                     result = self.finish_field(field, (path, key, field.type_name), value)
                 elif kind == TYPENAME:
                     results[key] = plan.name
@@ -566,13 +601,13 @@ class Run:
                 if ok is None:
                     ok = plan.checked[cls] = bool(is_type_of(result, None))
             else:
-                ok = is_type_of(result, self.build_info(field, field_path_of(path)))
+                ok = is_type_of(result, None if plan.ignores_info else self.build_info(field, field_path_of(path)))
                 if self.is_awaitable(ok):
 
                     async def execute_subfields_async():
                         if not await ok:
                             raise invalid_return_type_error(return_type, result, field.details)
-                        sub = self.execute_fields(plan, result, path)
+                        sub = self.fields(plan, result, path)
                         if self.is_awaitable(sub):
                             return await sub
                         return sub  # pragma: no cover
@@ -580,7 +615,10 @@ class Run:
                     return execute_subfields_async()
             if not ok:
                 raise invalid_return_type_error(return_type, result, field.details)
-        return self.execute_fields(plan, result, path)
+        function = plan.function
+        if function is None:
+            function = plan.function = generate(plan, self.info_class)
+        return function(self, result, path)
 
 
 def complete_leaf_value(completer: Completer, result):

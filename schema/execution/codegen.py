@@ -1,0 +1,146 @@
+"""A Python function per selection set: `Run.execute_fields` unrolled for one ObjectPlan.
+
+`Run.execute_fields` loops over a plan's fields and branches on each one's kind at every
+object. For a plan, the same branches always go the same way, so the loop is generated once
+as straight-line code: per field, the way its value is read (an attribute, the resolver
+called with exactly its parameters, a value handed over by a list resolver), the check that
+lets a leaf through unchanged (a `str` for String and ID, an `int` in range for Int, an
+enum member's name), and `Run.finish_field` for everything else. Per field, errors are
+handled where graphql-core handles them: the resolver's own under a `try` around reading
+the value (`Run.handle_field_error`), completion errors inside `Run.finish_field`; pending
+awaitables are settled when an error leaves the selection set, as in graphql-core.
+"""
+
+from __future__ import annotations
+
+import keyword
+import math
+
+from schema.execution.plan import BASIC, DIRECT, GENERIC, IDENTITY, TYPENAME, FieldPlan, ObjectPlan
+
+_PLAIN = frozenset({type(None), bool, int, float, str, list, dict, tuple})
+_MISSING = object()
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
+
+
+def _attribute(name: str) -> bool:
+    return name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("__")
+
+
+def generate(plan: ObjectPlan, info_class: type):
+    """The function `fields(run, source, path) -> dict | awaitable of dict` for `plan`."""
+    namespace = {
+        "PLAN": plan, "PLAIN": _PLAIN, "MISSING": _MISSING, "INFO": info_class,
+        "isfinite": math.isfinite, "INT_MIN": _INT_MIN, "INT_MAX": _INT_MAX, "TN": plan.name,
+    }
+    lines = [
+        "def fields(run, source, path):",
+        "    results = {}",
+        "    aw = None",
+        "    is_awaitable = run.is_awaitable",
+        "    try:",
+    ]
+    for k, field in enumerate(plan.fields):
+        namespace[f"F{k}"] = field
+        namespace[f"C{k}"] = field.completer
+        lines.extend("        " + line for line in _field(k, field, namespace))
+    lines += [
+        "    except Exception:",
+        "        if aw:",
+        "            run.executor.settle_in_background([results[k] for k in aw])",
+        "        raise",
+        "    if aw is None:",
+        "        return results",
+        "    return run.gather_fields(results, aw)",
+    ]
+    source = "\n".join(lines) + "\n"
+    code = compile(source, f"<plan {plan.name}>", "exec")
+    exec(code, namespace)  # noqa: S102 - our own generated code, names from the schema
+    function = namespace["fields"]
+    function.source = source
+    return function
+
+
+def _finish(k: int, key: str) -> list[str]:
+    return [
+        f"r = run.finish_field(F{k}, (path, {key!r}, TN), v)",
+        f"results[{key!r}] = r",
+        "if r.__class__ not in PLAIN and is_awaitable(r):",
+        f"    aw = [{key!r}] if aw is None else aw + [{key!r}]",
+    ]
+
+
+def _leaf(k: int, field: FieldPlan, namespace: dict) -> list[str]:
+    """Lines completing `v` when the field is a leaf: the shortcut, else finish_field."""
+    key = field.key
+    fast = field.fast
+    checks = []
+    if fast is str or fast is bool:
+        checks.append((f"v.__class__ is {fast.__name__}", "v"))
+    elif fast is int:
+        checks.append(("v.__class__ is int and INT_MIN <= v <= INT_MAX", "v"))
+    elif fast is float:
+        checks.append(("v.__class__ is float and isfinite(v)", "v"))
+    if field.names is not None:
+        namespace[f"E{k}"] = field.enum
+        namespace[f"N{k}"] = field.names
+        checks.append((f"v.__class__ is E{k}", f"N{k}[v]"))
+    if field.nullable:
+        checks.append(("v is None", "None"))
+    lines = []
+    for n, (condition, value) in enumerate(checks):
+        lines += [f"{'if' if n == 0 else 'elif'} {condition}:", f"    results[{key!r}] = {value}"]
+    if not lines:
+        return _finish(k, key)
+    return [*lines, "else:", *("    " + line for line in _finish(k, key))]
+
+
+def _field(k: int, field: FieldPlan, namespace: dict) -> list[str]:
+    key = field.key
+    path = f"(path, {key!r}, TN)"
+    complete = _leaf(k, field, namespace) if field.leaf else _finish(k, key)
+    kind = field.kind
+    if kind == TYPENAME:
+        return [f"results[{key!r}] = TN"]
+    if kind == IDENTITY:
+        return ["v = source", *complete]
+    if field.ready_attr is not None:
+        namespace[f"R{k}"] = field.ready_attr
+        return [
+            f"v = getattr(source, R{k}, MISSING)",
+            "if v is MISSING:",
+            f"    r = run.execute_field(PLAN, F{k}, source, path)",
+            f"    results[{key!r}] = r",
+            "    if r.__class__ not in PLAIN and is_awaitable(r):",
+            f"        aw = [{key!r}] if aw is None else aw + [{key!r}]",
+            "else:",
+            *("    " + line for line in complete),
+        ]
+    if kind == BASIC:
+        read = f"v = source.{field.attr}" if _attribute(field.attr) else f"v = getattr(source, F{k}.attr)"
+    elif kind == DIRECT:
+        by_position, source_names, info_name = field.call
+        if field.is_async:
+            read = f"v = run.call_direct_later(F{k}, source, {path})"
+        elif field.has_args or any(not _attribute(n) for n in (*source_names, info_name or "x")):
+            read = f"v = run.call_direct(F{k}, source, {path})"
+        else:
+            namespace[f"W{k}"] = field.wrapped
+            arguments = ["source"] if by_position else []
+            arguments += [f"{name}=source" for name in source_names]
+            if info_name is not None:
+                arguments.append(f"{info_name}=INFO(run, F{k}, {path})")
+            read = f"v = W{k}({', '.join(arguments)})"
+    elif kind == GENERIC:
+        read = f"v = run.call_generic(F{k}, source, {path})"
+    else:  # pragma: no cover - every kind is above
+        raise AssertionError(kind)
+    return [
+        "try:",
+        f"    {read}",
+        "except Exception as raw_error:",
+        f"    run.handle_field_error(raw_error, C{k}, F{k}, {path})",
+        f"    results[{key!r}] = None",
+        "else:",
+        *("    " + line for line in complete),
+    ]
