@@ -190,6 +190,7 @@ DOCUMENTS = [
      " ... on Item @include(if: $s) { big } } }", {"s": False, "i": True}),
     ("fragment F on Item { id later } query Q { items { ...F name ...F } x: item(id: 3) { ...F } }", None),
     ("{ items { __typename id } __typename }", None),
+    ("{ a: named(kind: \"item\") { ... on Other { size } } b: named(kind: \"other\") { ... on Item { id } } }", None),
     ("mutation { a: bump(by: 1) { id } b: refuse { id } c: bump(by: 3) { id } }", None),
     ("mutation { a: bump(by: 1) { id later(delay: 0.001) } b: bump(by: 2) { required } }", None),
 ]

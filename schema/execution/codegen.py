@@ -44,6 +44,8 @@ def generate(plan: ObjectPlan, info_class: type):
         namespace[f"F{k}"] = field
         namespace[f"C{k}"] = field.completer
         lines.extend("        " + line for line in _field(k, field, namespace))
+    if not plan.fields:
+        lines.append("        pass")  # every field of the selection was for other types
     lines += [
         "    except Exception:",
         "        if aw:",
