@@ -304,6 +304,17 @@ class Loaders:
         loader.clear(key).prime(key, value)
 
     @staticmethod
+    def prime_many(loader: DataLoader, items: Iterable[tuple[Any, Any]]) -> None:
+        """`prime` for many keys at once (plain values, not errors): one resolved future each,
+        straight into the cache."""
+        cache = loader._cache
+        create = loader.loop.create_future
+        for key, value in items:
+            future = create()
+            future.set_result(value)
+            cache[key] = future
+
+    @staticmethod
     def ready(loader: DataLoader, key: Any) -> Any:
         """The value if this request already holds it, else an awaitable of it (None for None).
 
@@ -498,11 +509,14 @@ def task_count_columns(alias: str, groups: list[tuple]) -> tuple[str, str]:
 
 
 def prime_task_counts(loaders: Loaders, rows: list[tuple[Task, dict]]) -> None:
+    comments = [(task.id, raw["_comment_count"]) for task, raw in rows]
+    subtasks = [(task.id, raw["_subtask_count"]) for task, raw in rows]
+    loaders.prime_many(loaders.comment_count_by_task, comments)
+    loaders.prime_many(loaders.subtask_count_by_task, subtasks)
     for task, raw in rows:
-        loaders.prime(loaders.comment_count_by_task, task.id, raw["_comment_count"])
-        loaders.prime(loaders.subtask_count_by_task, task.id, raw["_subtask_count"])
-        preload(task, "comment_count", raw["_comment_count"])
-        preload(task, "subtask_count", raw["_subtask_count"])
+        values = task.__dict__
+        values[PRELOADED + "comment_count"] = raw["_comment_count"]
+        values[PRELOADED + "subtask_count"] = raw["_subtask_count"]
 
 
 # -- values handed to the items of a list ---------------------------------------------------------

@@ -16,7 +16,17 @@ from __future__ import annotations
 import keyword
 import math
 
-from schema.execution.plan import BASIC, DIRECT, GENERIC, IDENTITY, TYPENAME, FieldPlan, ObjectPlan
+from schema.execution.plan import (
+    BASIC,
+    DIRECT,
+    GENERIC,
+    IDENTITY,
+    NON_NULL,
+    OBJECT,
+    TYPENAME,
+    FieldPlan,
+    ObjectPlan,
+)
 
 _PLAIN = frozenset({type(None), bool, int, float, str, list, dict, tuple})
 _MISSING = object()
@@ -63,9 +73,12 @@ def generate(plan: ObjectPlan, info_class: type):
     return function
 
 
-def _finish(k: int, key: str) -> list[str]:
+def _finish(k: int, key: str, field: FieldPlan | None = None) -> list[str]:
+    completer = field.completer if field is not None else None
+    inner = completer.of if completer is not None and completer.kind == NON_NULL else completer
+    method = "finish_object" if inner is not None and inner.kind == OBJECT else "finish_field"
     return [
-        f"r = run.finish_field(F{k}, (path, {key!r}, TN), v)",
+        f"r = run.{method}(F{k}, (path, {key!r}, TN), v)",
         f"results[{key!r}] = r",
         "if r.__class__ not in PLAIN and is_awaitable(r):",
         f"    aw = [{key!r}] if aw is None else aw + [{key!r}]",
@@ -100,7 +113,7 @@ def _leaf(k: int, field: FieldPlan, namespace: dict) -> list[str]:
 def _field(k: int, field: FieldPlan, namespace: dict) -> list[str]:
     key = field.key
     path = f"(path, {key!r}, TN)"
-    complete = _leaf(k, field, namespace) if field.leaf else _finish(k, key)
+    complete = _leaf(k, field, namespace) if field.leaf else _finish(k, key, field)
     kind = field.kind
     if kind == TYPENAME:
         return [f"results[{key!r}] = TN"]

@@ -419,6 +419,9 @@ class Run:
         # A list of leaves that serialize to themselves, the common case, without a path each.
         leaf = item_completer.of if item_completer.kind == NON_NULL else item_completer
         fast = leaf.fast if leaf.kind == LEAF else None
+        # A list of objects: complete_list_item_value and complete_value inlined for an item
+        # that is neither null, an error nor awaitable.
+        objects = leaf if leaf.kind == OBJECT else None
         try:
             while True:
                 try:
@@ -430,6 +433,23 @@ class Run:
                     index += 1
                     continue
                 item_path = (path, index, None)
+                if (objects is not None and item is not None and item.__class__ not in _PLAIN
+                        and not isinstance(item, Exception) and not is_awaitable(item)):
+                    try:
+                        completed = self.complete_object_value(objects.type, objects, field, item_path, item)
+                    except Exception as raw_error:
+                        self.handle_field_error(raw_error, item_completer, field, item_path)
+                        append(None)
+                    else:
+                        if completed.__class__ is dict:
+                            append(completed)
+                        else:
+                            append(self.await_completed(completed, item_completer, field, item_path))
+                            if awaitable_indices is None:
+                                awaitable_indices = []
+                            awaitable_indices.append(index)
+                    index += 1
+                    continue
                 if item.__class__ not in _PLAIN and is_awaitable(item):
                     append(self.complete_awaitable_value(item_completer, field, item_path, item))
                     if awaitable_indices is None:
@@ -461,6 +481,30 @@ class Run:
             return completed_results
 
         return get_completed_results()
+
+    async def await_completed(self, completed, completer: Completer, field: FieldPlan, path):
+        try:
+            return await completed
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, completer, field, path)
+            return None
+
+    def finish_object(self, field: FieldPlan, field_path, result):
+        """finish_field for a field of an object type (nullable or not), complete_value
+        inlined for a value that is neither null, an error nor awaitable."""
+        completer = field.completer
+        if (result is None or result.__class__ in _PLAIN or isinstance(result, Exception)
+                or self.is_awaitable(result)):
+            return self.finish_field(field, field_path, result)
+        objects = completer.of if completer.kind == NON_NULL else completer
+        try:
+            completed = self.complete_object_value(objects.type, objects, field, field_path, result)
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, completer, field, field_path)
+            return None
+        if completed.__class__ is dict:
+            return completed
+        return self.await_completed(completed, completer, field, field_path)
 
     def complete_list_item_value(self, item, results: list, completer: Completer, field: FieldPlan, item_path) -> bool:
         try:
