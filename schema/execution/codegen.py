@@ -15,6 +15,11 @@ from __future__ import annotations
 
 import keyword
 import math
+from datetime import date, datetime
+from operator import methodcaller
+
+from graphql import GraphQLEnumType
+from graphql.type import GraphQLBoolean, GraphQLFloat, GraphQLID, GraphQLInt, GraphQLString
 
 from schema.execution.plan import (
     BASIC,
@@ -85,21 +90,49 @@ def _finish(k: int, key: str, field: FieldPlan | None = None) -> list[str]:
     ]
 
 
+def _identity(function) -> bool:
+    """A function of one argument that returns it (Strawberry's JSON scalar)."""
+    code = getattr(function, "__code__", None)
+    return code is not None and code.co_argcount == 1 and code.co_code == _IDENTITY.__code__.co_code
+
+
+_IDENTITY = lambda v: v  # noqa: E731
+
+
+def leaf_checks(k: int, leaf_type, namespace: dict) -> list[tuple[str, str]]:
+    """(condition, serialized value) pairs under which a leaf type's coerce_output_value is
+    known without calling it: the value itself for a `str` String or ID, an `int` in range,
+    a finite `float`, a `bool`; an enum member's name; `isoformat()` for Strawberry's date and
+    time scalars; the value itself for a dict or list under an identity serializer (JSON)."""
+    coerce = leaf_type.coerce_output_value
+    if leaf_type is GraphQLString or leaf_type is GraphQLID:
+        return [("v.__class__ is str", "v")]
+    if leaf_type is GraphQLBoolean:
+        return [("v.__class__ is bool", "v")]
+    if leaf_type is GraphQLInt:
+        return [("v.__class__ is int and INT_MIN <= v <= INT_MAX", "v")]
+    if leaf_type is GraphQLFloat:
+        return [("v.__class__ is float and isfinite(v)", "v")]
+    if isinstance(leaf_type, GraphQLEnumType) and getattr(leaf_type, "wrapped_cls", None) is not None:
+        wrapped = leaf_type.wrapped_cls
+        namespace[f"E{k}"] = wrapped
+        # Each member's name, asked of the type itself once.
+        namespace[f"N{k}"] = {member: coerce(member) for member in wrapped}
+        return [(f"v.__class__ is E{k}", f"N{k}[v]")]
+    if isinstance(coerce, methodcaller) and repr(coerce) == "operator.methodcaller('isoformat')":
+        namespace["DATETIME"], namespace["DATE"] = datetime, date
+        return [("v.__class__ is DATETIME or v.__class__ is DATE", "v.isoformat()")]
+    if _identity(coerce):
+        return [("v.__class__ is dict or v.__class__ is list", "v")]
+    return []
+
+
 def _leaf(k: int, field: FieldPlan, namespace: dict) -> list[str]:
     """Lines completing `v` when the field is a leaf: the shortcut, else finish_field."""
     key = field.key
-    fast = field.fast
-    checks = []
-    if fast is str or fast is bool:
-        checks.append((f"v.__class__ is {fast.__name__}", "v"))
-    elif fast is int:
-        checks.append(("v.__class__ is int and INT_MIN <= v <= INT_MAX", "v"))
-    elif fast is float:
-        checks.append(("v.__class__ is float and isfinite(v)", "v"))
-    if field.names is not None:
-        namespace[f"E{k}"] = field.enum
-        namespace[f"N{k}"] = field.names
-        checks.append((f"v.__class__ is E{k}", f"N{k}[v]"))
+    completer = field.completer
+    leaf = completer.of if completer.kind == NON_NULL else completer
+    checks = leaf_checks(k, leaf.type, namespace)
     if field.nullable:
         checks.append(("v is None", "None"))
     lines = []
