@@ -54,12 +54,42 @@ class SharedLoader(DataLoader):
     CancelledError and the request died. A pending load is shielded per waiter instead.
     """
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Values primed by `Loaders.prime_many`: plain values, a future made only for a
+        # caller that awaits one (most read them through `Loaders.ready`).
+        self.held: dict = {}
+
+    def _load(self, key: Any) -> asyncio.Future:
+        held = self.held
+        if held and key in held:
+            future = self.loop.create_future()
+            future.set_result(held[key])
+            return future
+        return DataLoader.load(self, key)
+
     def load(self, key: Any) -> asyncio.Future:
-        future = DataLoader.load(self, key)
+        future = self._load(key)
         return future if future.done() else asyncio.shield(future)
 
     def load_many(self, keys: Iterable[Any]) -> asyncio.Future:
-        return asyncio.shield(asyncio.gather(*[DataLoader.load(self, key) for key in keys]))
+        return asyncio.shield(asyncio.gather(*[self._load(key) for key in keys]))
+
+    def clear(self, key: Any) -> SharedLoader:
+        self.held.pop(key, None)
+        return super().clear(key)
+
+    def clear_all(self) -> SharedLoader:
+        self.held.clear()
+        return super().clear_all()
+
+    def prime(self, key: Any, value: Any) -> SharedLoader:
+        if key in self.held:
+            return self  # like a cached key: prime does not overwrite
+        return super().prime(key, value)
+
+
+_MISSING = object()
 
 
 def _by_id(model) -> Callable:
@@ -102,24 +132,34 @@ def _sql(qs: QuerySet) -> tuple[Any, str, list]:
     return qs._db, sql, params
 
 
+def _placeholders(db, count: int) -> str:
+    """`count` positional parameters in the connection's dialect."""
+    if db.capabilities.dialect == "postgres":
+        return ", ".join(f"${i}" for i in range(1, count + 1))
+    return ", ".join("?" * count)
+
+
 async def _labels_by_task(task_ids: list[int]) -> list[list[Label]]:
     # One JOIN statement; a project has a handful of labels carried by hundreds of tasks,
-    # so each label is built once and shared rather than once per link.
-    db, sql, params = _sql(
-        TaskLabel.filter(task_id__in=task_ids)
-        .select_related("label")
-        .order_by("label__name", "label__id")
+    # so each label is built once and shared rather than once per link. Written out: building
+    # it through the query builder cost more than running it (one parameter per task).
+    db = TaskLabel._meta.db
+    columns = ", ".join(f'"l"."{column}"' for column in Label._meta.db_fields)
+    ids = [int(t) for t in task_ids]
+    sql = (
+        f'SELECT "tl"."task_id" AS "_task_id", {columns} FROM "task_label" "tl"'
+        ' JOIN "label" "l" ON "l"."id" = "tl"."label_id"'
+        f' WHERE "tl"."task_id" IN ({_placeholders(db, len(ids))})'
+        ' ORDER BY "l"."name", "l"."id"'
     )
     labels: dict[int, Label] = {}
     groups: dict[int, list[Label]] = defaultdict(list)
-    for row in await db.execute_query_dict(sql, params):
-        label = labels.get(row["label_id"])
+    for row in await db.execute_query_dict(sql, ids):
+        task_id = row.pop("_task_id")
+        label = labels.get(row["id"])
         if label is None:
-            label = labels[row["label_id"]] = Label._init_from_db(
-                # select_related names the label's columns "<join alias>.<column>"
-                **{k.split(".", 1)[1]: v for k, v in row.items() if "." in k}
-            )
-        groups[row["task_id"]].append(label)
+            label = labels[row["id"]] = Label._init_from_db(**row)
+        groups[task_id].append(label)
     return [groups.get(t, []) for t in task_ids]
 
 
@@ -204,7 +244,7 @@ async def _ranked_rows(
     )
     rows = await db.execute_query_dict(statement, params)
     if spec.row is not None:
-        build = spec.row.from_db
+        build = spec.row.builder()
         return [(build(row), row) for row in rows]
     return [(model._init_from_db(**row), row) for row in rows]
 
@@ -304,15 +344,15 @@ class Loaders:
         loader.clear(key).prime(key, value)
 
     @staticmethod
-    def prime_many(loader: DataLoader, items: Iterable[tuple[Any, Any]]) -> None:
-        """`prime` for many keys at once (plain values, not errors): one resolved future each,
-        straight into the cache."""
+    def prime_many(loader: SharedLoader, items: Iterable[tuple[Any, Any]]) -> None:
+        """`prime` for many keys at once (plain values, not errors), replacing what the cache
+        held, without a future each (see SharedLoader.held)."""
         cache = loader._cache
-        create = loader.loop.create_future
+        held = loader.held
         for key, value in items:
-            future = create()
-            future.set_result(value)
-            cache[key] = future
+            if cache:
+                cache.pop(key, None)
+            held[key] = value
 
     @staticmethod
     def ready(loader: DataLoader, key: Any) -> Any:
@@ -323,7 +363,12 @@ class Loaders:
         """
         if key is None:
             return None
-        # The cache first: a held value costs a dict lookup, not a load() call.
+        # What the request holds first: a dict lookup, not a load() call.
+        held = loader.held
+        if held:
+            value = held.get(key, _MISSING)
+            if value is not _MISSING:
+                return value
         future = loader._cache.get(key)
         if future is None or not future.done():
             future = loader.load(key)
@@ -417,8 +462,11 @@ class Loaders:
                     spec.on_rows(self, rows)
                 grouped: dict[tuple, list[Any]] = defaultdict(list)
                 totals: dict[tuple, int] = {}
+                # A group's values as the database holds them: an enum column's value, as
+                # _key gives it for the groups asked.
+                columns = [_column(qs.model, name) for name in spec.group]
                 for item, raw in rows:
-                    g = _key(getattr(item, name) for name in spec.group)
+                    g = tuple([raw[c] for c in columns])
                     grouped[g].append(item)
                     totals[g] = raw["_total"]
                 for g, limit, _ in variant_keys:

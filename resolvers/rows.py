@@ -15,9 +15,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from tortoise.fields.data import DatetimeField
+from tortoise.fields.data import CharEnumFieldInstance, DatetimeField
 
 from models import Task
+
+_CHAR_ENUM_TO_PYTHON = CharEnumFieldInstance.to_python_value
 
 
 class _Lazy:
@@ -43,6 +45,7 @@ class Row:
 
     model: Any = None
     _lazy: frozenset = frozenset()
+    _cached: tuple | None = None
 
     @property
     def pk(self) -> Any:
@@ -60,21 +63,70 @@ class Row:
     @classmethod
     def from_db(cls, row: dict) -> Row:
         """The row with every column converted as `model._init_from_db` converts it."""
-        obj = cls.__new__(cls)
-        values = obj.__dict__
+        return cls.builder()(row)
+
+    @classmethod
+    def builder(cls):
+        """`from_db` for many rows of one statement (the conversions looked up once)."""
+        copies, converts, lazy = cls._conversions()
+        new = cls.__new__
+
+        def build(row: dict) -> Row:
+            obj = new(cls)
+            values = obj.__dict__
+            for key, attr in copies:
+                values[attr] = row[key]
+            for key, attr, convert in converts:
+                values[attr] = convert(row[key])
+            for key, raw in lazy:
+                values[raw] = row[key]
+            return obj
+
+        return build
+
+    @classmethod
+    def _conversions(cls) -> tuple:
+        """(columns copied, columns converted, columns kept for later) for the model's
+        current backend: Tortoise picks the field lists per connection at init."""
         meta = cls.model._meta
-        lazy = cls._lazy
-        for key, attr, _field in meta.db_native_fields:
-            values[attr] = row[key]
-        for key, attr, field in meta.db_default_fields:
-            value = row[key]
-            values[attr] = None if value is None else field.field_type(value)
+        lists = (meta.db_native_fields, meta.db_default_fields, meta.db_complex_fields)
+        cached = cls._cached
+        if cached is not None and all(a is b for a, b in zip(cached[0], lists)):
+            return cached[1]
+        copies = [(key, attr) for key, attr, _ in meta.db_native_fields]
+        converts = [(key, attr, _nullable(field.field_type)) for key, attr, field in meta.db_default_fields]
+        lazy = []
         for key, attr, field in meta.db_complex_fields:
-            if attr in lazy:
-                values["_raw_" + attr] = row[key]
+            if attr in cls._lazy:
+                lazy.append((key, "_raw_" + attr))
             else:
-                values[attr] = field.to_python_value(row[key])
-        return obj
+                converts.append((key, attr, _converter(field)))
+        plan = (tuple(copies), tuple(converts), tuple(lazy))
+        cls._cached = (lists, plan)
+        return plan
+
+
+def _nullable(field_type):
+    def convert(value):
+        return None if value is None else field_type(value)
+
+    return convert
+
+
+def _converter(field):
+    """field.to_python_value; for an enum column, the member looked up by value first
+    (what Enum(value) returns), Enum(value) itself for anything else."""
+    enum_type = getattr(field, "enum_type", None)
+    to_python = field.to_python_value
+    if enum_type is None or type(field).to_python_value is not _CHAR_ENUM_TO_PYTHON:
+        return to_python
+    members = enum_type._value2member_map_
+
+    def convert(value):
+        member = members.get(value) if value.__class__ is str else None
+        return member if member is not None else to_python(value)
+
+    return convert
 
 
 def row_class(model, name: str) -> type[Row]:

@@ -207,6 +207,8 @@ def node_id(type_name: str):
     def resolve(root) -> strawberry.ID:
         return strawberry.ID(to_global_id(type_name, root.id))
 
+    # Depends on the row alone: the compiled executor may reuse an object's answer.
+    resolve.pcg_pure = True
     return strawberry.field(resolver=resolve, description=NODE_ID_DESCRIPTION)
 
 

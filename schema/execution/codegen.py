@@ -26,6 +26,7 @@ from schema.execution.plan import (
     DIRECT,
     GENERIC,
     IDENTITY,
+    LEAF,
     NON_NULL,
     OBJECT,
     TYPENAME,
@@ -146,7 +147,15 @@ def _leaf(k: int, field: FieldPlan, namespace: dict) -> list[str]:
 def _field(k: int, field: FieldPlan, namespace: dict) -> list[str]:
     key = field.key
     path = f"(path, {key!r}, TN)"
-    complete = _leaf(k, field, namespace) if field.leaf else _finish(k, key, field)
+    completer = field.completer
+    inner = completer.of if completer.kind == NON_NULL else completer
+    if inner.kind == LEAF:
+        complete = _leaf(k, field, namespace)
+    elif field.nullable:
+        complete = ["if v is None:", f"    results[{key!r}] = None", "else:",
+                    *("    " + line for line in _finish(k, key, field))]
+    else:
+        complete = _finish(k, key, field)
     kind = field.kind
     if kind == TYPENAME:
         return [f"results[{key!r}] = TN"]

@@ -190,7 +190,9 @@ class FieldPlan:
 class ObjectPlan:
     """A selection set on one object type: its fields in response order."""
 
-    __slots__ = ("type", "name", "fields", "is_type_of", "type_only", "checked", "ignores_info", "function")
+    __slots__ = (
+        "type", "name", "fields", "is_type_of", "type_only", "checked", "ignores_info", "function", "memo",
+    )
 
     def __init__(self, type_: GraphQLObjectType, fields: list[FieldPlan]) -> None:
         self.type = type_
@@ -204,6 +206,18 @@ class ObjectPlan:
         self.ignores_info = _ignores_info(self.is_type_of)
         # Run.execute_fields for this plan as straight-line code (codegen.py), made on first use.
         self.function = None
+        # Leaves read by attribute or by resolvers declared pure (`pcg_pure`): the same object
+        # completes to the same answer wherever it appears (a board's labels and people).
+        self.memo = bool(fields) and all(_pure_leaf(field) for field in fields)
+
+
+def _pure_leaf(field: FieldPlan) -> bool:
+    completer = field.completer.of if field.completer.kind == NON_NULL else field.completer
+    if completer.kind != LEAF:
+        return False
+    if field.kind in (BASIC, TYPENAME):
+        return True
+    return field.kind == DIRECT and not field.has_args and bool(getattr(field.wrapped, "pcg_pure", False))
 
 
 def _ignores_info(is_type_of) -> bool:

@@ -110,7 +110,7 @@ class Run:
 
     __slots__ = (
         "executor", "compiler", "context", "variables", "errors", "is_awaitable", "info_class",
-        "hide_suggestions",
+        "hide_suggestions", "memo",
     )
 
     def __init__(self, executor, compiler, info_class) -> None:
@@ -122,6 +122,7 @@ class Run:
         self.is_awaitable = executor.is_awaitable
         self.info_class = info_class
         self.hide_suggestions = executor.hide_suggestions
+        self.memo: dict = {}
 
     # -- the operation --------------------------------------------------------------------------
 
@@ -662,7 +663,20 @@ class Run:
         function = plan.function
         if function is None:
             function = plan.function = generate(plan, self.info_class)
-        return function(self, result, path)
+        if not plan.memo:
+            return function(self, result, path)
+        # The same object under the same pure leaf-only plan: the answer computed for it
+        # earlier in this run, when that one raised no error (paths differ) and was synchronous.
+        key = (id(plan), id(result))
+        memo = self.memo
+        entry = memo.get(key)
+        if entry is not None and entry[0] is result:
+            return entry[1]
+        errors = len(self.errors.errors)
+        completed = function(self, result, path)
+        if completed.__class__ is dict and len(self.errors.errors) == errors:
+            memo[key] = (result, completed)
+        return completed
 
 
 def complete_leaf_value(completer: Completer, result):
