@@ -15,6 +15,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from models import ApiKey, User
+from resolvers import lookups
 from resolvers.errors import Unauthenticated
 from resolvers.ids import parse_pk
 
@@ -114,14 +115,14 @@ async def _token_principal(token: str, secret: str) -> Principal:
     user_id = parse_pk("User", claims["sub"])
     if claims.get("typ") != "access" or user_id is None:
         raise Unauthenticated("Invalid access token", reason="TOKEN_INVALID")
-    user = await User.get_or_none(id=user_id, is_active=True)
+    user = await lookups.one(User, id=user_id, is_active=True)
     if user is None:
         raise Unauthenticated("Invalid access token", reason="TOKEN_INVALID")
     return Principal(user=user, token_expires_at=datetime.fromtimestamp(claims["exp"], UTC))
 
 
 async def _api_key_principal(key: str) -> Principal:
-    api_key = await ApiKey.get_or_none(key_hash=hash_secret(key)).select_related("created_by")
+    api_key = await lookups.one(ApiKey, related="created_by", key_hash=hash_secret(key))
     now = datetime.now(UTC)
     if (
         api_key is None
