@@ -34,6 +34,7 @@ from models import (
     TaskLabel,
     User,
 )
+from resolvers import lookups
 from resolvers.errors import BadInput
 from resolvers.pagination import (
     DEFAULT_PAGE,
@@ -94,7 +95,7 @@ _MISSING = object()
 
 def _by_id(model) -> Callable:
     async def batch(ids: list[int]) -> list[Any]:
-        rows = {row.id: row for row in await model.filter(id__in=ids)}
+        rows = {row.id: row for row in await lookups.by_ids(model, ids)}
         return [rows.get(i) for i in ids]
 
     return batch

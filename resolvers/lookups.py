@@ -79,3 +79,23 @@ async def one(model: type[Model], *, related: str | None = None, **where: Any) -
     obj = other._init_from_db(**values) if any(v for v in values.values()) else None
     object.__setattr__(instance, f"_{related}", obj)
     return instance
+
+
+_MANY: dict[tuple, str] = {}
+
+
+async def by_ids(model: type[Model], ids: list) -> list[Model]:
+    """`model.filter(id__in=ids)`: the rows whose primary key is in `ids`, in no order."""
+    db = _db(model)
+    dialect = db.capabilities.dialect
+    key = (model, len(ids), dialect)
+    sql = _MANY.get(key)
+    if sql is None:
+        meta = model._meta
+        marks = ", ".join(f"${i}" for i in range(1, len(ids) + 1)) if dialect == "postgres" else ", ".join("?" * len(ids))
+        sql = (f'SELECT {", ".join(_columns(model, "_t", None))} FROM "{meta.db_table}" "_t"'
+               f' WHERE "_t"."{meta.db_pk_column}" IN ({marks})')
+        if len(ids) <= 64:  # the common batch sizes; a long IN list is built each time
+            _MANY[key] = sql
+    build = model._init_from_db
+    return [build(**row) for row in await db.execute_query_dict(sql, list(ids))]
