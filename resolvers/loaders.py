@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -250,12 +250,35 @@ async def _ranked_rows(
     return [(model._init_from_db(**row), row) for row in rows]
 
 
+class LazyCursors(Sequence):
+    """A page's cursors, each encoded when read: a board asks for its columns' endCursor,
+    not for a cursor per task."""
+
+    __slots__ = ("items", "fields")
+
+    def __init__(self, items: list, fields) -> None:
+        self.items = items
+        self.fields = fields
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [encode_cursor(item, self.fields) for item in self.items[index]]
+        return encode_cursor(self.items[index], self.fields)
+
+    def __iter__(self):
+        fields = self.fields
+        return (encode_cursor(item, fields) for item in self.items)
+
+
 def _page(rows: list[Any], limit: int, total: int, order: Order) -> CountedPage:
     fields = order.with_tiebreak()
     items = rows[:limit]
     return CountedPage(
         items=items,
-        cursors=[encode_cursor(r, fields) for r in items],
+        cursors=LazyCursors(items, fields),
         has_next_page=len(rows) > limit,
         has_previous_page=False,
         queryset=None,

@@ -177,7 +177,13 @@ class Edge(Generic[T]):
 
 @strawberry.type(description="A page of a list (Relay cursor connection).")
 class Connection(Generic[T]):
-    edges: list[Edge[T]] = strawberry.field(description="The page's items with their cursors.")
+    def _edges(self):
+        # Built when asked for: most clients read `nodes`, and a cursor per item costs an
+        # encoding. (Declared here: schema/sharing.py knows the field as Connection.edges.)
+        page = self._page
+        return [Edge(cursor=c, node=n) for c, n in zip(page.cursors, page.items)]
+
+    edges: list[Edge[T]] = strawberry.field(resolver=_edges, description="The page's items with their cursors.")
     nodes: list[T] = strawberry.field(description="The page's items, when cursors are not needed.")
     page_info: PageInfo = strawberry.field(description="Cursors and whether more pages exist.")
     _page: strawberry.Private[Page]
@@ -189,7 +195,6 @@ class Connection(Generic[T]):
     @classmethod
     def of(cls, page: Page) -> Connection:
         return cls(
-            edges=[Edge(cursor=c, node=n) for c, n in zip(page.cursors, page.items)],
             nodes=page.items,
             page_info=PageInfo(
                 has_next_page=page.has_next_page,

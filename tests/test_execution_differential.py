@@ -78,6 +78,13 @@ pytestmark = pytest.mark.settings(rate_limit=False)
 
 
 @pytest.fixture(autouse=True)
+def not_recorded(monkeypatch):
+    """What these tests execute (generated documents, their own mutations) is not the suite's
+    corpus."""
+    monkeypatch.setattr(execution_corpus, "enabled", False)
+
+
+@pytest.fixture(autouse=True)
 def frozen_clock(monkeypatch):
     """`rateLimit.resetAt` is "now" plus the window: the same now for both executors."""
     import time as real_time
