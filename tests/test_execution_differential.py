@@ -11,7 +11,7 @@ documents run over every event in the logs, through the per-event executor.
 
 These tests are sorted after every other test (tests/conftest.py), so that they see what the
 whole run executed. `PCG_DIFFERENTIAL_EXAMPLES` sets how many queries are generated (default
-1,000 per seed, two seeds); the `soak` marker's test generates many more.
+600 per seed, two seeds: 2,400 comparisons); the `soak` marker's test generates many more.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def frozen_clock(monkeypatch):
     monkeypatch.setattr(ratelimit_schema, "time", Clock())
 
 REQUEST_ID = "differential"
-EXAMPLES = int(os.environ.get("PCG_DIFFERENTIAL_EXAMPLES", "1000"))
+EXAMPLES = int(os.environ.get("PCG_DIFFERENTIAL_EXAMPLES", "600"))
 
 _ID_TYPES = {
     "User": User, "Organization": Organization, "OrganizationMember": OrganizationMember,
