@@ -243,7 +243,8 @@ async def _ranked_rows(
         f'SELECT "_p".*{columns} FROM ({sql}) "_p"{joins} '
         f'WHERE "_p"."_rn" <= {int(keep)} ORDER BY "_p"."_rn"'
     )
-    rows = await db.execute_query_dict(statement, params)
+    # The driver's rows (asyncpg Records, sqlite3 Rows), read by column name: no dict each.
+    _, rows = await db.execute_query(statement, params)
     if spec.row is not None:
         build = spec.row.builder()
         return [(build(row), row) for row in rows]
