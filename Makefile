@@ -11,7 +11,7 @@ GRAPHIQL_SOURCES := graphiql/package.json graphiql/package-lock.json graphiql/bu
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: demo serve test lint migrate seed schema graphiql graphiql-if-npm
+.PHONY: demo serve test lint typecheck migrate seed schema graphiql graphiql-if-npm
 
 ## make demo: install if needed, migrate, seed the demo organization, print a token, serve
 demo: $(STAMP) graphiql-if-npm
@@ -28,6 +28,10 @@ test: $(STAMP) graphiql-if-npm
 ## make lint: ruff over the whole tree (configured in pyproject.toml)
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+## make typecheck: mypy, strict, over what pyproject.toml lists ([tool.mypy] files, less the modules not typed yet)
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 ## make migrate: apply pending migrations to PCG_DATABASE_URL
 migrate: $(STAMP)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import logging
 import os
 import random
@@ -41,6 +40,7 @@ from tortoise import Tortoise
 
 from bench import harness
 from models import (
+    Comment,
     CustomFieldDefinition,
     CustomFieldType,
     Label,
@@ -51,14 +51,14 @@ from models import (
     ProjectMember,
     ProjectRole,
     Task,
-    TaskComment,
     TaskLabel,
     TaskPriority,
     TaskStatus,
     User,
 )
-from models.enums import PRIORITY_RANK
-from resolvers.auth import issue_access_token
+from models.task import PRIORITY_RANK
+from resolvers import codec
+from resolvers.identity.auth import issue_access_token
 from resolvers.ids import to_global_id
 from schema import execution
 from server.app import create_app
@@ -171,9 +171,9 @@ async def seed(n_tasks: int, n_users: int, rng: random.Random) -> tuple[User, Pr
             for label in rng.sample(labels, rng.randrange(4))
         ]
     )
-    await TaskComment.bulk_create(
+    await Comment.bulk_create(
         [
-            TaskComment(task=t, author=rng.choice(users), body=f"Comment {k} on {t.id}")
+            Comment(task=t, author=rng.choice(users), body=f"Comment {k} on {t.id}")
             for t in tasks
             for k in range(rng.randrange(11))
         ]
@@ -199,7 +199,7 @@ class Baseline:
         db = Tortoise.get_connection("default")
         claims = jwt.decode(token, SECRET, algorithms=["HS256"])
         user_id = int(claims["sub"])
-        project_id = int(base64.urlsafe_b64decode(project_gid + "==").decode().split(":")[1])
+        project_id = int(codec.decode_text(project_gid).split(":")[1])
         p = self.p
         users = await db.execute_query_dict(
             f'SELECT "id" FROM "users" WHERE "id" = {p(1)} AND "is_active"', [user_id]
@@ -318,7 +318,7 @@ def _json(value):
 
 
 def _cursor(row: dict) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([row["position"], row["id"]])).decode().rstrip("=")
+    return codec.encode(orjson.dumps([row["position"], row["id"]]))
 
 
 # -- measuring ----------------------------------------------------------------------------------
@@ -362,7 +362,7 @@ async def bench(args, url: str, postgres: bool) -> None:
         seeded = time.perf_counter() - t0
         token, _ = issue_access_token(owner, SECRET, 3600)
         project_gid = to_global_id("Project", project.id)
-        n_comments = await TaskComment.all().count()
+        n_comments = await Comment.all().count()
         n_links = await TaskLabel.all().count()
         async with harness.client(app) as client:
             headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}

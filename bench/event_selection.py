@@ -29,15 +29,15 @@ from graphql import ExecutionResult, parse
 
 from bench.board import PG_ADMIN_URL, SECRET, seed
 from models import BoardEvent, Label
-from resolvers.auth import issue_access_token
+from resolvers.context import Context
+from resolvers.identity.auth import issue_access_token
 from resolvers.ids import to_global_id
 from resolvers.loaders import Loaders
-from schema import events as board_events
-from schema import execution
-from schema.authentication import viewer_for
+from schema import event as board_events
+from schema import execution, runtime
+from schema.authentication import access_for
 from schema.root import ExecutionContext, schema
 from server.app import create_app
-from server.context import Context
 from server.db import migrate
 from server.settings import Settings
 
@@ -58,15 +58,15 @@ async def bench(args, url: str) -> None:
         token, _ = issue_access_token(owner, SECRET, 3600)
         labels = [to_global_id("Label", label.id) for label in await Label.filter(project=project)][:3]
         pid = to_global_id("Project", project.id)
-        context = Context(settings=settings, viewer=await viewer_for(f"Bearer {token}", SECRET),
+        context = Context(settings=settings, access=await access_for(f"Bearer {token}", SECRET),
                           broadcast=app.state.broadcast)
-        await context.viewer.load()
+        await context.access.load()
         result = await schema.execute(CREATE, {"i": {"projectId": pid, "title": "Event", "labelIds": labels,
                                                     "assigneeId": to_global_id("User", owner.id)}},
                                       context_value=context)
         assert not result.errors, result.errors
         event = board_events._typed(await BoardEvent.filter(project_id=project.id).order_by("-seq").first())
-        executor = ExecutionContext.build(schema._schema, SUBSCRIPTION, None, context, {"p": pid}, "Events")
+        executor = ExecutionContext.build(runtime.graphql_schema(schema), SUBSCRIPTION, None, context, {"p": pid}, "Events")
 
         async def once() -> ExecutionResult:
             context.loaders = Loaders()  # as boardEvents does for each event
@@ -75,7 +75,7 @@ async def bench(args, url: str) -> None:
 
         answers = {}
         for compiled in (True, False):
-            context.settings = Settings(**{**settings.__dict__, "compiled_execution": compiled})
+            context.settings = settings.model_copy(update={"compiled_execution": compiled})
             answers[compiled] = await once()
             assert not answers[compiled].errors, answers[compiled].errors
         assert answers[True].data == answers[False].data
@@ -84,7 +84,7 @@ async def bench(args, url: str) -> None:
         before = execution.stats()
         for _ in range(rounds):
             for compiled in (True, False):
-                context.settings = Settings(**{**settings.__dict__, "compiled_execution": compiled})
+                context.settings = settings.model_copy(update={"compiled_execution": compiled})
                 start = time.process_time()
                 for _ in range(args.events // rounds):
                     await once()

@@ -89,7 +89,7 @@ async def seed(database_url: str) -> tuple[str, str]:
     from tortoise import Tortoise
 
     from models import Organization, OrganizationMember, OrgRole, Project, ProjectMember, ProjectRole, User
-    from resolvers.auth import hash_password, issue_access_token
+    from resolvers.identity.auth import hash_password, issue_access_token
     from resolvers.ids import to_global_id
     from server.db import migrate, tortoise_config
     from server.settings import Settings

@@ -35,7 +35,7 @@ def use_executor(app, compiled: bool) -> None:
     """Switch the app between compiled plans (schema/execution) and graphql-core's executor
     (what PCG_COMPILED_EXECUTION sets), between two measured blocks."""
     view = graphql_view(app)
-    view.settings = dataclasses.replace(view.settings, compiled_execution=compiled)
+    view.settings = view.settings.model_copy(update={"compiled_execution": compiled})
 
 
 def canned_app(body: bytes):

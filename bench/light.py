@@ -34,7 +34,7 @@ from tortoise import Tortoise
 from bench import harness
 from bench.board import PG_ADMIN_URL, SECRET, seed
 from models import Task, TaskPriority, TaskStatus
-from resolvers.auth import issue_access_token
+from resolvers.identity.auth import issue_access_token
 from resolvers.ids import parse_global_id, to_global_id
 from schema import execution
 from server.app import create_app

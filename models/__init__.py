@@ -1,57 +1,62 @@
-"""Tortoise models. No GraphQL and no business rules live here."""
+"""Tortoise models, one module a domain (identity, org, project, task, event, audit, nora,
+document, email). No GraphQL and no business rules live here."""
 
-from models.audit import AuditEntry
-from models.documents import TrustedDocument
-from models.enums import (
-    CustomFieldType,
-    OrgRole,
-    Plan,
-    ProjectRole,
-    TaskPriority,
-    TaskStatus,
-)
-from models.events import BoardEvent
+from models.audit import AuditAction, AuditEntry
+from models.document import TrustedDocument
+from models.email import EmailToken, EmailTokenPurpose, OutboxEmail, OutboxStatus
+from models.event import BoardEvent, BoardEventType
 from models.identity import ApiKey, User
 from models.nora import (
-    Conversation,
-    Message,
-    MessageStatus,
+    NoraConversation,
     NoraEvent,
+    NoraEventType,
+    NoraMessage,
+    NoraMessageStatus,
     NoraRole,
+    NoraUsageEntry,
     UsageKind,
-    UsageLedger,
 )
-from models.org import Invite, Organization, OrganizationMember
-from models.project import CustomFieldDefinition, Label, Project, ProjectMember
-from models.task import Task, TaskComment, TaskLabel
+from models.org import Invite, Organization, OrganizationMember, OrgRole, Plan
+from models.project import CustomFieldDefinition, CustomFieldType, Label, Project, ProjectMember, ProjectRole
+from models.task import PRIORITY_RANK, Comment, Task, TaskLabel, TaskPriority, TaskStatus
 
 MODEL_MODULES = [
     "models.identity",
     "models.org",
     "models.project",
     "models.task",
-    "models.events",
+    "models.event",
     "models.audit",
     "models.nora",
-    "models.documents",
+    "models.document",
+    "models.email",
 ]
 
 __all__ = [
-    "TrustedDocument",
+    "PRIORITY_RANK",
     "ApiKey",
+    "AuditAction",
     "AuditEntry",
     "BoardEvent",
-    "Conversation",
+    "BoardEventType",
+    "Comment",
+    "EmailToken",
+    "EmailTokenPurpose",
     "CustomFieldDefinition",
     "CustomFieldType",
     "Invite",
     "Label",
     "MODEL_MODULES",
-    "Message",
-    "MessageStatus",
+    "NoraConversation",
     "NoraEvent",
+    "NoraEventType",
+    "NoraMessage",
+    "NoraMessageStatus",
     "NoraRole",
+    "NoraUsageEntry",
     "OrgRole",
+    "OutboxEmail",
+    "OutboxStatus",
     "Organization",
     "OrganizationMember",
     "Plan",
@@ -59,11 +64,10 @@ __all__ = [
     "ProjectMember",
     "ProjectRole",
     "Task",
-    "TaskComment",
     "TaskLabel",
     "TaskPriority",
     "TaskStatus",
+    "TrustedDocument",
     "UsageKind",
-    "UsageLedger",
     "User",
 ]

@@ -1,9 +1,17 @@
 """NORA, the assistant: conversations, their messages and event log, and the usage ledger."""
 
+from __future__ import annotations
+
 from enum import Enum
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from tortoise import fields
 from tortoise.models import Model
+
+if TYPE_CHECKING:
+    from models.identity import User
+    from models.org import Organization
+    from models.project import Project
 
 
 class NoraRole(str, Enum):
@@ -12,7 +20,7 @@ class NoraRole(str, Enum):
     TOOL = "tool"
 
 
-class MessageStatus(str, Enum):
+class NoraMessageStatus(str, Enum):
     STREAMING = "streaming"
     COMPLETE = "complete"
     FAILED = "failed"
@@ -24,13 +32,22 @@ class UsageKind(str, Enum):
     MESSAGES = "messages"
 
 
-class Conversation(Model):
+class NoraConversation(Model):
+    # What audit entries and events show of it (models/snapshot.py); never a secret.
+    snapshot_fields: ClassVar[tuple[str, ...]] = ("id", "organization_id", "project_id", "title")
     id = fields.IntField(primary_key=True)
-    organization = fields.ForeignKeyField("models.Organization", related_name="nora_conversations")
-    project = fields.ForeignKeyField(
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
+        "models.Organization", related_name="nora_conversations"
+    )
+    organization_id: int
+    project: fields.ForeignKeyNullableRelation[Project] = fields.ForeignKeyField(
         "models.Project", related_name="nora_conversations", null=True, on_delete=fields.SET_NULL
     )
-    user = fields.ForeignKeyField("models.User", related_name="nora_conversations")
+    project_id: int | None
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="nora_conversations"
+    )
+    user_id: int
     title = fields.CharField(max_length=200)
     # Last NoraEvent seq handed out; bumped inside each append's transaction (as Project's).
     event_seq = fields.BigIntField(default=0)
@@ -42,22 +59,27 @@ class Conversation(Model):
         indexes = (("user", "organization", "updated_at"),)
 
 
-class Message(Model):
+class NoraMessage(Model):
     """One turn: the user's text, NORA's (streamed) reply, or one tool call NORA made."""
 
+    # What audit entries and events show of it (models/snapshot.py); never a secret.
+    snapshot_fields: ClassVar[tuple[str, ...]] = ("id", "conversation_id", "role", "content", "status", "reply_to_id", "tool_call_id", "tool_name", "tool_arguments", "tool_result", "tokens_in", "tokens_out", "model", "provider", "latency_ms", "error_code", "error_message", "created_at", "updated_at", "completed_at")
     id = fields.BigIntField(primary_key=True)
-    conversation = fields.ForeignKeyField("models.Conversation", related_name="messages")
+    conversation: fields.ForeignKeyRelation[NoraConversation] = fields.ForeignKeyField(
+        "models.NoraConversation", related_name="messages"
+    )
+    conversation_id: int
     role = fields.CharEnumField(NoraRole, max_length=16)
     content = fields.TextField(default="")
-    status = fields.CharEnumField(MessageStatus, max_length=16)
+    status = fields.CharEnumField(NoraMessageStatus, max_length=16)
     # A reply points at the user message it answers; a tool call at the reply it belongs to.
     # A plain column, not a foreign key: Aerich 0.10 refuses a new table that references
     # itself ("cyclic fk references"). Both rows always live in the same conversation.
     reply_to_id = fields.BigIntField(null=True)
     tool_call_id = fields.CharField(max_length=100, null=True)
     tool_name = fields.CharField(max_length=64, null=True)
-    tool_arguments = fields.JSONField(null=True)
-    tool_result = fields.JSONField(null=True)
+    tool_arguments: fields.JSONField[dict[str, Any] | None] = fields.JSONField(null=True)
+    tool_result: fields.JSONField[Any] = fields.JSONField(null=True)
     tokens_in = fields.IntField(default=0)
     tokens_out = fields.IntField(default=0)
     model = fields.CharField(max_length=200, default="")
@@ -83,14 +105,30 @@ class Message(Model):
         indexes = (("conversation", "created_at"), ("status", "updated_at"))
 
 
+class NoraEventType(str, Enum):
+    """What a NORA event says happened; the value is the GraphQL type that shows it
+    (schema/nora.py maps each member to its type explicitly; a test checks both ways)."""
+
+    MESSAGE_STARTED = "MessageStarted"
+    TEXT_DELTA = "TextDelta"
+    TOOL_CALL_STARTED = "ToolCallStarted"
+    TOOL_CALL_FINISHED = "ToolCallFinished"
+    MESSAGE_COMPLETED = "MessageCompleted"
+    MESSAGE_FAILED = "MessageFailed"
+    MESSAGE_CANCELLED = "MessageCancelled"
+
+
 class NoraEvent(Model):
     """The durable log of a conversation's stream; `seq` is dense per conversation."""
 
     id = fields.BigIntField(primary_key=True)
-    conversation = fields.ForeignKeyField("models.Conversation", related_name="events")
+    conversation: fields.ForeignKeyRelation[NoraConversation] = fields.ForeignKeyField(
+        "models.NoraConversation", related_name="events"
+    )
+    conversation_id: int
     seq = fields.BigIntField()
     type = fields.CharField(max_length=64)
-    payload = fields.JSONField(default=dict)
+    payload: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
@@ -98,17 +136,22 @@ class NoraEvent(Model):
         unique_together = (("conversation", "seq"),)
 
 
-class UsageLedger(Model):
+class NoraUsageEntry(Model):
     """Append-only: one row per message sent and per reply's tokens."""
 
     id = fields.BigIntField(primary_key=True)
-    organization = fields.ForeignKeyField("models.Organization", related_name="nora_usage")
-    user = fields.ForeignKeyField(
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
+        "models.Organization", related_name="nora_usage"
+    )
+    organization_id: int
+    user: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="nora_usage", null=True, on_delete=fields.SET_NULL
     )
-    message = fields.ForeignKeyField(
-        "models.Message", related_name="usage", null=True, on_delete=fields.SET_NULL
+    user_id: int | None
+    message: fields.ForeignKeyNullableRelation[NoraMessage] = fields.ForeignKeyField(
+        "models.NoraMessage", related_name="usage", null=True, on_delete=fields.SET_NULL
     )
+    message_id: int | None
     kind = fields.CharEnumField(UsageKind, max_length=16)
     amount = fields.BigIntField()
     created_at = fields.DatetimeField(auto_now_add=True)

@@ -8,29 +8,35 @@ may not see raises NOT_FOUND exactly as a missing row would: there is no second 
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
 
+from pypika_tortoise import Table
+from pypika_tortoise.functions import Cast
+from pypika_tortoise.terms import Parameterizer, ValueWrapper
 from tortoise.expressions import Q, Subquery
 from tortoise.queryset import QuerySet
 
 from models import (
     ApiKey,
     AuditEntry,
-    Conversation,
+    Comment,
     Label,
-    Message,
+    NoraConversation,
+    NoraMessage,
     Organization,
     OrganizationMember,
     OrgRole,
     Plan,
     Project,
+    ProjectMember,
     ProjectRole,
     Task,
-    TaskComment,
     User,
+    orm,
 )
 from resolvers import lookups
-from resolvers.auth import Principal
 from resolvers.errors import Forbidden, NotFound, Unauthenticated
+from resolvers.identity.auth import Principal
 
 
 class Permission(Enum):
@@ -72,6 +78,7 @@ class OrgPermission(Enum):
     MANAGE_MEMBERS = "manage_members"
     MANAGE_API_KEYS = "manage_api_keys"
     MANAGE_OWNERS = "manage_owners"
+    MANAGE_PLAN = "manage_plan"
     USE_NORA = "use_nora"
     READ_AUDIT_LOG = "read_audit_log"
 
@@ -87,6 +94,7 @@ _ORG_RIGHTS = {
     OrgPermission.MANAGE_MEMBERS: OrgRole.ADMIN,
     OrgPermission.MANAGE_API_KEYS: OrgRole.ADMIN,
     OrgPermission.MANAGE_OWNERS: OrgRole.OWNER,
+    OrgPermission.MANAGE_PLAN: OrgRole.OWNER,
     OrgPermission.USE_NORA: OrgRole.MEMBER,
     OrgPermission.READ_AUDIT_LOG: OrgRole.ADMIN,
 }
@@ -95,7 +103,7 @@ _ORG_RIGHTS = {
 def invitable_roles(role: OrgRole | None) -> frozenset[OrgRole]:
     """The roles a member holding `role` may invite people as: admins invite admins and
     members, only owners invite owners. An invite lives only as long as its sender keeps the
-    right to issue it (see resolvers/members.py)."""
+    right to issue it (see resolvers/org/members.py)."""
     if role is None or role.rank < OrgPermission.MANAGE_MEMBERS.role.rank:
         return frozenset()
     if role is OrgRole.OWNER:
@@ -109,31 +117,47 @@ _PLAN_RANK = [Plan.FREE, Plan.PRO, Plan.ENTERPRISE]
 _IMPLIED_PROJECT_ROLE = {OrgRole.OWNER: ProjectRole.OWNER, OrgRole.ADMIN: ProjectRole.ADMIN}
 
 
-async def _memberships(user_id: int, organization_id: int | None) -> list[tuple]:
-    """(organization id, project id or None, role, org plan or None) of every membership, in
-    one statement. The plan rides along so that the rate limiter's budget costs no statement.
-
-    Ids are inlined as integers (never text), so the SQL is the same on both dialects.
-    """
-    user_id = int(user_id)
-    in_org = "" if organization_id is None else f" = {int(organization_id)}"
-    sql = (
-        'SELECT "om"."organization_id" AS "org_id", CAST(NULL AS INTEGER) AS "project_id",'
-        ' "om"."role", "o"."plan" FROM "organization_member" "om"'
-        ' JOIN "organization" "o" ON "o"."id" = "om"."organization_id"'
-        f' WHERE "om"."user_id" = {user_id}'
-        + (f' AND "om"."organization_id"{in_org}' if in_org else "")
-        + ' UNION ALL SELECT "p"."organization_id", "m"."project_id", "m"."role",'
-        ' CAST(NULL AS VARCHAR(16))'
-        ' FROM "project_member" "m" JOIN "project" "p" ON "p"."id" = "m"."project_id"'
-        f' WHERE "m"."user_id" = {user_id}'
-        + (f' AND "p"."organization_id"{in_org}' if in_org else "")
+def _memberships_query(user_id: int, organization_id: int | None) -> tuple[str, list[Any]]:
+    """One UNION ALL statement for every membership, with bound parameters, built by
+    Tortoise's query builder for the connection's dialect."""
+    query = orm.db_of(OrganizationMember).query_class
+    om = Table(orm.table_of(OrganizationMember)).as_("om")
+    o = Table(orm.table_of(Organization)).as_("o")
+    m = Table(orm.table_of(ProjectMember)).as_("m")
+    p = Table(orm.table_of(Project)).as_("p")
+    orgs = (
+        query.from_(om).join(o).on(o.id == om.organization_id)
+        .select(
+            om.organization_id.as_("org_id"), Cast(ValueWrapper(None), "INTEGER").as_("project_id"),
+            om.role, o.plan,
+        )
+        .where(om.user_id == ValueWrapper(int(user_id)))
     )
-    rows = await OrganizationMember._meta.db.execute_query_dict(sql)
+    projects = (
+        query.from_(m).join(p).on(p.id == m.project_id)
+        .select(p.organization_id, m.project_id, m.role, Cast(ValueWrapper(None), "VARCHAR(16)"))
+        .where(m.user_id == ValueWrapper(int(user_id)))
+    )
+    if organization_id is not None:
+        orgs = orgs.where(om.organization_id == ValueWrapper(int(organization_id)))
+        projects = projects.where(p.organization_id == ValueWrapper(int(organization_id)))
+    # One parameterizer numbers the parameters of both halves ($1.. on PostgreSQL). The halves
+    # are joined here: pypika's own union loses the dialect on PostgreSQL, and SQLite refuses
+    # the parentheses it puts around each half.
+    context = query.SQL_CONTEXT.copy(parameterizer=Parameterizer())
+    sql = f"{orgs.get_sql(context)} UNION ALL {projects.get_sql(context)}"
+    return sql, context.parameterizer.values
+
+
+async def _memberships(user_id: int, organization_id: int | None) -> list[tuple[Any, ...]]:
+    """(organization id, project id or None, role, org plan or None) of every membership, in
+    one statement. The plan rides along so that the rate limiter's budget costs no statement."""
+    sql, params = _memberships_query(user_id, organization_id)
+    rows = await orm.db_of(OrganizationMember).execute_query_dict(sql, params)
     return [(r["org_id"], r["project_id"], r["role"], r["plan"]) for r in rows]
 
 
-class Viewer:
+class Access:
     def __init__(self, principal: Principal | None) -> None:
         self.principal = principal
         self._loaded = False
@@ -162,9 +186,15 @@ class Viewer:
     def api_key(self) -> ApiKey | None:
         return self.principal.api_key if self.principal else None
 
+    def is_leaving(self, user_id: int) -> bool:
+        """Whether removing `user_id` is the caller leaving. Leaving needs no role, but only a
+        person leaves: an API key acting as its creator is held to the role checks, or a
+        member-capped key could remove its owner-creator."""
+        return user_id == self.user_id and self.api_key is None
+
     # -- memberships, loaded once per request -------------------------------------------------
 
-    async def load(self) -> Viewer:
+    async def load(self) -> Access:
         if self._loaded:
             return self
         key = self.api_key
@@ -186,7 +216,7 @@ class Viewer:
         key = self.api_key
         return key.role if key is not None and key.role.rank < role.rank else role
 
-    async def reload(self) -> Viewer:
+    async def reload(self) -> Access:
         """Reload memberships after a write that changed them."""
         self._loaded = False
         self._org_roles.clear()
@@ -254,9 +284,9 @@ class Viewer:
         await self.load()
         return Task.filter(self.project_scope("project__"))
 
-    async def comments(self) -> QuerySet[TaskComment]:
+    async def comments(self) -> QuerySet[Comment]:
         await self.load()
-        return TaskComment.filter(self.project_scope("task__project__"))
+        return Comment.filter(self.project_scope("task__project__"))
 
     async def labels(self) -> QuerySet[Label]:
         await self.load()
@@ -284,19 +314,19 @@ class Viewer:
             Q(id=self.user_id) | Q(org_memberships__organization_id__in=self.org_ids() or [0])
         ).distinct()
 
-    async def nora_conversations(self) -> QuerySet[Conversation]:
+    async def nora_conversations(self) -> QuerySet[NoraConversation]:
         """The viewer's own NORA conversations, in organizations it still belongs to, about
         no project or one it can still read. Nobody else's, whatever their role."""
         await self.load()
-        return Conversation.filter(
+        return NoraConversation.filter(
             Q(project_id__isnull=True) | self.project_scope("project__"),
             user_id=self.user_id,
             organization_id__in=self.org_ids() or [0],
         )
 
-    async def nora_messages(self) -> QuerySet[Message]:
+    async def nora_messages(self) -> QuerySet[NoraMessage]:
         conversations = (await self.nora_conversations()).values("id")
-        return Message.filter(conversation_id__in=Subquery(conversations))
+        return NoraMessage.filter(conversation_id__in=Subquery(conversations))
 
     # -- single objects -----------------------------------------------------------------------
 

@@ -6,47 +6,26 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 
-from models import AuditEntry, Organization
+from models import AuditAction, AuditEntry, Organization
 from resolvers import validation
 from resolvers.access import OrgPermission
 from resolvers.ids import decode_id
 from resolvers.pagination import Order, Page, paginate
+from resolvers.unit_of_work import unit_of_work
+
+if TYPE_CHECKING:
+    from resolvers.context import Context
 
 # Newest first by default; id (same direction) breaks ties between entries of one instant.
 NEWEST_FIRST = Order((("created_at", True),))
 OLDEST_FIRST = Order((("created_at", False),))
 EXPORT_BATCH = 1000
 _TEXT_MAX = 64  # every filtered column is varchar(64)
-
-
-async def record(
-    ctx,
-    action: str,
-    resource_type: str,
-    resource_id: int | str,
-    *,
-    organization_id: int | None,
-    before: dict | None = None,
-    after: dict | None = None,
-    actor_id: int | None = None,
-) -> AuditEntry:
-    principal = ctx.viewer.principal
-    return await AuditEntry.create(
-        organization_id=organization_id,
-        actor_id=actor_id if actor_id is not None else (principal.user.id if principal else None),
-        api_key_id=principal.api_key.id if principal and principal.api_key else None,
-        action=action,
-        resource_type=resource_type,
-        resource_id=str(resource_id),
-        before=before,
-        after=after,
-        ip=ctx.ip,
-        request_id=ctx.request_id,
-    )
 
 
 @dataclass(frozen=True)
@@ -99,13 +78,13 @@ def narrow(qs: QuerySet, flt: AuditFilter | None) -> QuerySet:
     return qs
 
 
-async def _entries_of(ctx, organization_id: int) -> QuerySet[AuditEntry]:
-    await ctx.viewer.require_org(OrgPermission.READ_AUDIT_LOG, organization_id)
-    return (await ctx.viewer.audit_entries()).filter(organization_id=organization_id)
+async def _entries_of(ctx: Context, organization_id: int) -> QuerySet[AuditEntry]:
+    await ctx.access.require_org(OrgPermission.READ_AUDIT_LOG, organization_id)
+    return (await ctx.access.audit_entries()).filter(organization_id=organization_id)
 
 
 async def entries(
-    ctx,
+    ctx: Context,
     org: Organization,
     flt: AuditFilter | None,
     *,
@@ -120,26 +99,25 @@ async def entries(
     return await paginate(qs, order, first=first, after=after, last=last, before=before)
 
 
-async def export(ctx, org: Organization, flt: AuditFilter | None) -> AsyncIterator[list]:
+async def export(ctx: Context, org: Organization, flt: AuditFilter | None) -> AsyncIterator[list]:
     """The viewer's export of `org`'s log (owners and admins): see `start_export`."""
     return await start_export(ctx, narrow(await _entries_of(ctx, org.id), flt), org, flt)
 
 
-async def operator_export(ctx, org: Organization, flt: AuditFilter | None) -> AsyncIterator[list]:
+async def operator_export(ctx: Context, org: Organization, flt: AuditFilter | None) -> AsyncIterator[list]:
     """The CLI's export: whoever runs `pcg` on the server already holds the database, so no
     role is checked; the entry names no actor."""
     return await start_export(ctx, narrow(AuditEntry.filter(organization_id=org.id), flt), org, flt)
 
 
-async def start_export(ctx, qs: QuerySet, org: Organization, flt: AuditFilter | None):
+async def start_export(ctx: Context, qs: QuerySet, org: Organization, flt: AuditFilter | None):
     """Record the export (committed before the first row leaves), then return the entries
     newest first as an iterator of keyset batches: memory stays constant in the log's length
     and no statement holds the table for the whole export."""
-    from resolvers.writes import transaction  # writes imports this module
 
-    async with transaction(ctx) as tx:
-        await tx.audit(
-            "audit.export", "Organization", org.id, organization_id=org.id,
+    async with unit_of_work(ctx) as work:
+        await work.audit(
+            AuditAction.AUDIT_EXPORT, org.id, organization_id=org.id,
             after={"filter": _describe(flt)},
         )
     return _batches(qs)

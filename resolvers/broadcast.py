@@ -16,13 +16,20 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Self
 from urllib.parse import urlparse
 
 from broadcaster import Broadcast, Event
 from broadcaster._backends.base import BroadcastBackend
 from broadcaster._backends.memory import MemoryBackend
+from broadcaster._base import Unsubscribed
 
 from resolvers import metrics
+
+if TYPE_CHECKING:
+    import asyncpg
+    from redis.asyncio import Redis
+    from redis.asyncio.client import PubSub
 
 log = logging.getLogger("pcg.broadcast")
 
@@ -31,17 +38,25 @@ _MAX_BACKOFF = 2.0
 
 
 class Subscription:
-    def __init__(self, queue: asyncio.Queue) -> None:
+    # Queues hold Event | None as broadcaster's own do (None ends its subscribers); Hub's
+    # subscribe never puts None, which would end this one too.
+    def __init__(self, queue: asyncio.Queue[Event | None]) -> None:
         self._queue = queue
 
     async def get(self) -> Event:
-        return await self._queue.get()
+        event = await self._queue.get()
+        if event is None:
+            raise Unsubscribed()
+        return event
 
-    def __aiter__(self):
+    def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> Event:
-        return await self._queue.get()
+        try:
+            return await self.get()
+        except Unsubscribed:
+            raise StopAsyncIteration from None
 
 
 class Hub(Broadcast):
@@ -66,9 +81,11 @@ class Hub(Broadcast):
             for queue in list(queues):
                 queue.put_nowait(Event(channel=channel, message=GAP))
 
+    # Several channels on one queue: a wider signature than Broadcast.subscribe(channel), whose
+    # context manager is not used (mypy sees the override as incompatible in its return type).
     @asynccontextmanager
     async def subscribe(self, *channels: str) -> AsyncIterator[Subscription]:  # type: ignore[override]
-        queue: asyncio.Queue[Event] = asyncio.Queue()
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
         joined: list[str] = []
         try:
             async with self._lock:
@@ -111,9 +128,14 @@ class ResilientRedisBackend(BroadcastBackend):
         self._on_reconnect = on_reconnect
         self._channels: set[str] = set()
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
-        self._pubsub = None
-        self._conn = None
-        self._task: asyncio.Task | None = None
+        self._pubsub: PubSub | None = None
+        self._conn: Redis | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def _connection(self) -> Redis:
+        if self._conn is None:
+            raise RuntimeError("redis broadcast backend used before connect()")
+        return self._conn
 
     async def connect(self) -> None:
         from redis import asyncio as redis
@@ -121,12 +143,14 @@ class ResilientRedisBackend(BroadcastBackend):
         self._conn = redis.Redis.from_url(
             self._url, health_check_interval=5, socket_connect_timeout=2
         )
-        await self._conn.ping()  # fail fast at startup with a clear error
+        # Fail fast at startup with a clear error. (redis-py annotates its commands for the
+        # sync and the async client at once: Awaitable[bool] | bool.)
+        await self._conn.ping()  # type: ignore[misc]
         await self._open()
         self._task = asyncio.create_task(self._run(), name="redis-broadcast")
 
     async def _open(self) -> None:
-        pubsub = self._conn.pubsub(ignore_subscribe_messages=True)
+        pubsub = self._connection().pubsub(ignore_subscribe_messages=True)
         await pubsub.connect()
         if self._channels:
             await pubsub.subscribe(*self._channels)
@@ -152,7 +176,10 @@ class ResilientRedisBackend(BroadcastBackend):
                 if not self._channels:
                     await asyncio.sleep(0.05)
                     continue
-                message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                pubsub = self._pubsub
+                if pubsub is None:  # dropped by a failed subscribe() meanwhile
+                    raise ConnectionError("redis pubsub connection dropped")
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                 if message and message.get("type") == "message":
                     self._queue.put_nowait(
                         Event(channel=message["channel"].decode(), message=message["data"].decode())
@@ -180,7 +207,7 @@ class ResilientRedisBackend(BroadcastBackend):
         if self._pubsub is None or self._conn is None:  # the run loop is reconnecting
             return False
         try:
-            return bool(await self._conn.ping())
+            return bool(await self._conn.ping())  # type: ignore[misc] # see connect()
         except Exception:  # noqa: BLE001 - any failure means not connected
             return False
 
@@ -198,7 +225,7 @@ class ResilientRedisBackend(BroadcastBackend):
             await self._pubsub.unsubscribe(channel)
 
     async def publish(self, channel: str, message: str) -> None:
-        await self._conn.publish(channel, message)
+        await self._connection().publish(channel, message)
 
     async def next_published(self) -> Event:
         return await self._queue.get()
@@ -212,10 +239,10 @@ class ResilientPostgresBackend(BroadcastBackend):
         self._on_reconnect = on_reconnect
         self._channels: set[str] = set()
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
-        self._listen = None
-        self._pool = None
+        self._listen: asyncpg.Connection | None = None
+        self._pool: asyncpg.Pool | None = None
         self._lost = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         import asyncpg
@@ -234,7 +261,7 @@ class ResilientPostgresBackend(BroadcastBackend):
         self._lost.clear()
         self._listen = conn
 
-    def _notified(self, _conn, _pid, channel: str, payload: str) -> None:
+    def _notified(self, _conn: object, _pid: int, channel: str, payload: str) -> None:
         self._queue.put_nowait(Event(channel=channel, message=payload))
 
     async def _run(self) -> None:
@@ -244,9 +271,10 @@ class ResilientPostgresBackend(BroadcastBackend):
             metrics.BROKER_CONNECTED.set(0)
             log.warning("postgres broadcast connection lost; reconnecting")
             self._listen = None
-            while self._listen is None:
+            while True:
                 try:
                     await self._open()
+                    break
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001
@@ -290,6 +318,8 @@ class ResilientPostgresBackend(BroadcastBackend):
             await self._listen.remove_listener(channel, self._notified)
 
     async def publish(self, channel: str, message: str) -> None:
+        if self._pool is None:
+            raise RuntimeError("postgres broadcast backend used before connect()")
         await self._pool.execute("SELECT pg_notify($1, $2)", channel, message)
 
     async def next_published(self) -> Event:

@@ -62,6 +62,13 @@ class PlanLimitReached(AppError):
     code = "PLAN_LIMIT_REACHED"
 
 
+class EmailNotVerified(AppError):
+    """The caller's email address is not verified yet, and this needs it (accepting an invite,
+    creating a second organization). `resendVerificationEmail` sends a new link."""
+
+    code = "EMAIL_NOT_VERIFIED"
+
+
 class ServiceUnavailable(AppError):
     """A dependency (database, broker) failed or timed out: the request may succeed if retried
     in a few seconds. HTTP answers carry status 503 and Retry-After."""
@@ -137,3 +144,8 @@ def _is_dependency_failure(error: BaseException) -> bool:
     if module.startswith("redis"):
         return name in ("ConnectionError", "TimeoutError", "BusyLoadingError")
     return False
+
+
+def last_owner(message: str) -> Conflict:
+    """The last owner of an organization or project may not be demoted or removed."""
+    return Conflict(message, reason="LAST_OWNER")

@@ -9,27 +9,27 @@ name a row says nothing about any row, so refusing it leaks nothing.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from functools import lru_cache
 
 from models import (
     ApiKey,
     AuditEntry,
-    Conversation,
+    Comment,
     CustomFieldDefinition,
     Invite,
     Label,
-    Message,
+    NoraConversation,
+    NoraMessage,
     Organization,
     OrganizationMember,
     Project,
     ProjectMember,
     Task,
-    TaskComment,
     User,
+    orm,
 )
+from resolvers import codec
 from resolvers.errors import BadInput
 
 # Node type -> the model whose primary key its IDs carry.
@@ -43,15 +43,15 @@ _MODELS = {
     "Label": Label,
     "CustomFieldDefinition": CustomFieldDefinition,
     "Task": Task,
-    "Comment": TaskComment,
+    "Comment": Comment,
     "ApiKey": ApiKey,
-    "NoraConversation": Conversation,
-    "NoraMessage": Message,
+    "NoraConversation": NoraConversation,
+    "NoraMessage": NoraMessage,
     "AuditEntry": AuditEntry,
 }
 NODE_TYPES = frozenset(_MODELS)
 # Serial keys start at 1; the upper bound is the column's (int4 for most, int8 for messages).
-_PK_MAX = {name: model._meta.pk.constraints["le"] for name, model in _MODELS.items()}
+_PK_MAX = {name: orm.pk_max(model) for name, model in _MODELS.items()}
 _CANONICAL = re.compile(r"[1-9][0-9]*")
 
 
@@ -70,8 +70,7 @@ def parse_pk(type_name: str, text: object) -> int | None:
 def to_global_id(type_name: str, pk: int) -> str:
     # Cached: a response names the same rows again and again (a board's labels and people),
     # and a row's ID never changes. 65,536 short strings are a few megabytes at most.
-    raw = f"{type_name}:{pk}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return codec.encode(f"{type_name}:{pk}")
 
 
 def parse_global_id(gid: str) -> tuple[str, int]:
@@ -79,8 +78,8 @@ def parse_global_id(gid: str) -> tuple[str, int]:
     if not isinstance(gid, str) or not 0 < len(gid) <= 100:
         raise BadInput("Malformed ID", id=str(gid)[:100])
     try:
-        raw = base64.urlsafe_b64decode(gid + "=" * (-len(gid) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raw = codec.decode_text(gid)
+    except ValueError:
         raise BadInput("Malformed ID", id=gid) from None
     type_name, sep, digits = raw.partition(":")
     pk = parse_pk(type_name, digits) if sep else None

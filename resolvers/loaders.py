@@ -14,7 +14,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiodataloader import DataLoader
 from tortoise.expressions import RawSQL
@@ -23,6 +23,7 @@ from tortoise.queryset import QuerySet
 
 from models import (
     ApiKey,
+    Comment,
     CustomFieldDefinition,
     Label,
     Organization,
@@ -30,9 +31,9 @@ from models import (
     Project,
     ProjectMember,
     Task,
-    TaskComment,
     TaskLabel,
     User,
+    orm,
 )
 from resolvers import lookups
 from resolvers.errors import BadInput
@@ -44,10 +45,35 @@ from resolvers.pagination import (
     encode_cursor,
     paginate,
 )
+from resolvers.unit_of_work import writing
+
+if TYPE_CHECKING:
+    from resolvers.context import Context
 
 
-class SharedLoader(DataLoader):
-    """A DataLoader whose pending values survive the cancellation of one of their waiters.
+class LoaderInWrite(RuntimeError):
+    """A loader was asked for a value inside a unit of work's transaction."""
+
+
+class _Loader(DataLoader):
+    """A DataLoader that refuses to load inside a write's transaction: its batch would run on
+    another connection than the transaction's and, on SQLite (one connection), wait for the
+    transaction forever. Read what a write needs with plain queries; loaders serve the
+    payload after the commit (resolvers/unit_of_work.py)."""
+
+    def load(self, key: Any) -> Any:
+        if writing():
+            raise LoaderInWrite("a dataloader was used inside a write's transaction")
+        return super().load(key)
+
+    def load_many(self, keys: Iterable[Any]) -> Any:
+        if writing():
+            raise LoaderInWrite("a dataloader was used inside a write's transaction")
+        return super().load_many(keys)
+
+
+class SharedLoader(_Loader):
+    """A _Loader whose pending values survive the cancellation of one of their waiters.
 
     Every field that asks for the same key awaits the same future. When a non-null field
     fails, the executor cancels the siblings still running, and a task cancelled while it
@@ -62,6 +88,8 @@ class SharedLoader(DataLoader):
         self.held: dict = {}
 
     def _load(self, key: Any) -> asyncio.Future:
+        if writing():
+            raise LoaderInWrite("a dataloader was used inside a write's transaction")
         held = self.held
         if held and key in held:
             future = self.loop.create_future()
@@ -125,14 +153,6 @@ def _counted(queryset: Callable, field: str) -> Callable:
     return batch
 
 
-def _sql(qs: QuerySet) -> tuple[Any, str, list]:
-    """The connection, parameterized SQL and parameters Tortoise would run for `qs`."""
-    qs._choose_db_if_not_chosen()
-    qs._make_query()
-    sql, params = qs.query.get_parameterized_sql()
-    return qs._db, sql, params
-
-
 def _placeholders(db, count: int) -> str:
     """`count` positional parameters in the connection's dialect."""
     if db.capabilities.dialect == "postgres":
@@ -144,8 +164,8 @@ async def _labels_by_task(task_ids: list[int]) -> list[list[Label]]:
     # One JOIN statement; a project has a handful of labels carried by hundreds of tasks,
     # so each label is built once and shared rather than once per link. Written out: building
     # it through the query builder cost more than running it (one parameter per task).
-    db = TaskLabel._meta.db
-    columns = ", ".join(f'"l"."{column}"' for column in Label._meta.db_fields)
+    db = orm.db_of(TaskLabel)
+    columns = ", ".join(f'"l"."{column}"' for column in orm.columns_of(Label))
     ids = [int(t) for t in task_ids]
     sql = (
         f'SELECT "tl"."task_id" AS "_task_id", {columns} FROM "task_label" "tl"'
@@ -159,7 +179,7 @@ async def _labels_by_task(task_ids: list[int]) -> list[list[Label]]:
         task_id = row.pop("_task_id")
         label = labels.get(row["id"])
         if label is None:
-            label = labels[row["id"]] = Label._init_from_db(**row)
+            label = labels[row["id"]] = orm.from_row(Label, row)
         groups[task_id].append(label)
     return [groups.get(t, []) for t in task_ids]
 
@@ -215,7 +235,7 @@ class PageSpec:
 
 
 def _column(model, name: str) -> str:
-    return model._meta.fields_db_projection.get(name, name)
+    return orm.column_of(model, name)
 
 
 async def _ranked_rows(
@@ -227,7 +247,7 @@ async def _ranked_rows(
     is Tortoise's own (so access-layer filters and parameter style carry over unchanged).
     """
     model = qs.model
-    table = model._meta.db_table
+    table = orm.table_of(model)
     partition = ", ".join(f'"{table}"."{_column(model, c)}"' for c in spec.group)
     ordering = ", ".join(
         f'"{table}"."{_column(model, name)}" {"DESC" if desc else "ASC"}'
@@ -237,7 +257,7 @@ async def _ranked_rows(
         _rn=RawSQL(f"ROW_NUMBER() OVER (PARTITION BY {partition} ORDER BY {ordering})"),
         _total=RawSQL(f"COUNT(*) OVER (PARTITION BY {partition})"),
     )
-    db, sql, params = _sql(inner)
+    db, sql, params = orm.sql_of(inner)
     columns, joins = spec.extras("_p", groups) if spec.extras else ("", "")
     statement = (
         f'SELECT "_p".*{columns} FROM ({sql}) "_p"{joins} '
@@ -248,7 +268,7 @@ async def _ranked_rows(
     if spec.row is not None:
         build = spec.row.builder()
         return [(build(row), row) for row in rows]
-    return [(model._init_from_db(**row), row) for row in rows]
+    return [(orm.from_row(model, row), row) for row in rows]
 
 
 class LazyCursors(Sequence):
@@ -297,7 +317,7 @@ _BATCHES: dict[str, Callable] = {
     "task": _by_id(Task),
     "api_key": _by_id(ApiKey),
     "labels_by_task": _labels_by_task,
-    "comment_count_by_task": _counted(lambda ids: TaskComment.filter(task_id__in=ids), "task_id"),
+    "comment_count_by_task": _counted(lambda ids: Comment.filter(task_id__in=ids), "task_id"),
     "subtask_count_by_task": _counted(
         lambda ids: Task.filter(parent_id__in=ids, archived_at__isnull=True), "parent_id"
     ),
@@ -441,7 +461,7 @@ class Loaders:
 
     async def page(
         self,
-        ctx,
+        ctx: Context,
         spec: PageSpec,
         group: tuple,
         *,
@@ -466,7 +486,7 @@ class Loaders:
         cursor = self._for(ctx, spec, "cursor")
         return await cursor.load((group, variant, first, after, last, before))
 
-    def _for(self, ctx, spec: PageSpec, kind: str) -> DataLoader:
+    def _for(self, ctx: Context, spec: PageSpec, kind: str) -> DataLoader:
         # Loaders live as long as one request (or one subscription event), and so does ctx.
         loader = self._pages.get((spec, kind))
         if loader is None:
@@ -474,7 +494,7 @@ class Loaders:
             loader = self._pages[(spec, kind)] = self._make(make[kind](ctx, spec))
         return loader
 
-    def _first_pages(self, ctx, spec: PageSpec) -> Callable:
+    def _first_pages(self, ctx: Context, spec: PageSpec) -> Callable:
         async def batch(keys: list[tuple[tuple, int, Hashable]]) -> list[CountedPage]:
             pages: dict[tuple, CountedPage] = {}
             for variant, variant_keys in _by_variant(keys, 2).items():
@@ -502,7 +522,7 @@ class Loaders:
 
         return batch
 
-    def _cursor_pages(self, ctx, spec: PageSpec) -> Callable:
+    def _cursor_pages(self, ctx: Context, spec: PageSpec) -> Callable:
         async def one(group, variant, first, after, last, before) -> Page | Exception:
             qs = (await spec.source(ctx, variant)).filter(**dict(zip(spec.group, group)))
             try:
@@ -519,7 +539,7 @@ class Loaders:
 
         return batch
 
-    def _totals(self, ctx, spec: PageSpec) -> Callable:
+    def _totals(self, ctx: Context, spec: PageSpec) -> Callable:
         async def batch(keys: list[tuple[tuple, Hashable]]) -> list[int]:
             counts: dict[tuple, int] = {}
             for variant, variant_keys in _by_variant(keys, 1).items():

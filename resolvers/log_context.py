@@ -23,12 +23,12 @@ class LogContext:
 
     @property
     def user_id(self) -> int | None:
-        principal = getattr(getattr(self.context, "viewer", None), "principal", None)
+        principal = getattr(getattr(self.context, "access", None), "principal", None)
         return principal.user.id if principal is not None else None
 
     @property
     def org_id(self) -> int | None:
-        principal = getattr(getattr(self.context, "viewer", None), "principal", None)
+        principal = getattr(getattr(self.context, "access", None), "principal", None)
         key = getattr(principal, "api_key", None)
         return key.organization_id if key is not None else None
 

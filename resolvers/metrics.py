@@ -87,6 +87,22 @@ NORA_REPLIES = Counter(
 )
 NORA_TOKENS = Counter("pcg_nora_tokens", "NORA tokens used, by provider and direction", ["provider", "direction"])
 
+# -- email outbox ----------------------------------------------------------------------------------
+
+EMAILS_SENT = Counter("pcg_emails_sent", "Emails accepted by the SMTP server (or logged, without SMTP), by template", ["template"])
+EMAILS_FAILED = Counter(
+    "pcg_emails_failed", "Failed email attempts, by template and outcome (retry: rescheduled with backoff; "
+    "dead: refused for good or out of attempts)", ["template", "outcome"],
+)
+OUTBOX_PENDING = Gauge(
+    "pcg_outbox_pending", "Emails waiting in the outbox (pending or being sent), sampled by the outbox worker",
+    multiprocess_mode="livemax",
+)
+OUTBOX_DEAD = Gauge(
+    "pcg_outbox_dead", "Emails kept DEAD in the outbox for operators (pcg outbox), sampled by the outbox worker",
+    multiprocess_mode="livemax",
+)
+
 SUBSCRIPTION_KINDS = {"boardEvents": "board", "taskChanged": "task", "noraEvents": "nora"}
 LOG_KINDS = ("board", "nora")
 
@@ -103,7 +119,7 @@ for _kind in (*SUBSCRIPTION_KINDS.values(), "other"):
     SUBSCRIPTIONS.labels(_kind)
 
 
-def delivered(kind: str):
+def delivered(kind: str) -> Counter:
     """The bound counter of a log (board, nora): the fan-out path increments it directly."""
     return _delivered.get(kind) or DELIVERED.labels(kind)
 
@@ -131,6 +147,14 @@ def nora_reply(provider: str | None, outcome: str, tokens_in: int, tokens_out: i
         NORA_TOKENS.labels(provider, "in").inc(tokens_in)
     if tokens_out:
         NORA_TOKENS.labels(provider, "out").inc(tokens_out)
+
+
+def email_sent(template: str) -> None:
+    EMAILS_SENT.labels(template).inc()
+
+
+def email_failed(template: str, outcome: str) -> None:
+    EMAILS_FAILED.labels(template, outcome).inc()
 
 
 # -- tracing -------------------------------------------------------------------------------------

@@ -6,8 +6,6 @@ are inserted or moved elsewhere in the list (unlike offsets).
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Generic, TypeVar
@@ -18,13 +16,15 @@ from tortoise.fields import CharField, DateField, DatetimeField, Field, IntField
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
+from models import orm
+from resolvers import codec
 from resolvers.errors import BadInput
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 100
 _TEXT_MAX = 10_000  # a sort value of an unbounded text column, in a cursor
 
-T = TypeVar("T")
+M = TypeVar("M", bound=Model)
 
 
 @dataclass(frozen=True)
@@ -40,12 +40,12 @@ class Order:
 
 
 @dataclass
-class Page(Generic[T]):
-    items: list[T]
+class Page(Generic[M]):
+    items: list[M]
     cursors: list[str]
     has_next_page: bool
     has_previous_page: bool
-    queryset: QuerySet  # unpaginated, for totalCount
+    queryset: QuerySet[M]  # unpaginated, for totalCount
 
     async def total_count(self) -> int:
         return await self.queryset.count()
@@ -73,7 +73,7 @@ class _Malformed(Exception):
     pass
 
 
-def _decode_value(value: Any, field: Field) -> Any:
+def _decode_value(value: Any, field: Field[Any]) -> Any:
     """`value` as the sort field can hold it, or _Malformed.
 
     A cursor comes back from the client: each value must have the type and range of its
@@ -114,25 +114,25 @@ def _decode_value(value: Any, field: Field) -> Any:
 def _only(value: Any, key: str) -> str:
     if not isinstance(value, dict) or value.keys() != {key} or not isinstance(value[key], str):
         raise _Malformed
-    return value[key]
+    key_value: str = value[key]
+    return key_value
 
 
 def encode_cursor(row: Any, fields: tuple[tuple[str, bool], ...]) -> str:
     values = [_encode_value(getattr(row, name)) for name, _ in fields]
-    return base64.urlsafe_b64encode(orjson.dumps(values)).decode().rstrip("=")
+    return codec.encode(orjson.dumps(values))
 
 
 def decode_cursor(
     cursor: str, fields: tuple[tuple[str, bool], ...], arg: str, model: type[Model]
 ) -> list[Any]:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        values = orjson.loads(raw)
-    except (binascii.Error, ValueError, orjson.JSONDecodeError):
+        values = orjson.loads(codec.decode(cursor))
+    except ValueError:  # orjson.JSONDecodeError is one too
         raise BadInput("Malformed cursor", field=arg) from None
     if not isinstance(values, list) or len(values) != len(fields):
         raise BadInput("Cursor does not belong to this list or ordering", field=arg)
-    columns = model._meta.fields_map
+    columns = orm.fields_of(model)
     try:
         return [_decode_value(v, columns[name]) for (name, _), v in zip(fields, values)]
     except (_Malformed, TypeError, ValueError, OverflowError):
@@ -158,14 +158,14 @@ def _after(fields: tuple[tuple[str, bool], ...], values: list[Any], forward: boo
 
 
 async def paginate(
-    queryset: QuerySet,
+    queryset: QuerySet[M],
     order: Order,
     *,
     first: int | None = None,
     after: str | None = None,
     last: int | None = None,
     before: str | None = None,
-) -> Page:
+) -> Page[M]:
     check_page_args(first, last)
     fields = order.with_tiebreak()
     qs = queryset
@@ -174,7 +174,7 @@ async def paginate(
     if before:
         qs = qs.filter(_after(fields, decode_cursor(before, fields, "before", qs.model), False))
     backwards = last is not None
-    limit = last if backwards else (first if first is not None else DEFAULT_PAGE)
+    limit = last if last is not None else (first if first is not None else DEFAULT_PAGE)
     ordering = [(("-" if desc != backwards else "") + name) for name, desc in fields]
     rows = list(await qs.order_by(*ordering).limit(limit + 1))
     more = len(rows) > limit

@@ -25,13 +25,20 @@ import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.errors import StorageError
 
 from models import Plan
 from resolvers.errors import RateLimited
+
+if TYPE_CHECKING:
+    from redis.asyncio import ConnectionPool
+
+    from resolvers.context import Context
+    from server.settings import Settings
 
 log = logging.getLogger("pcg.ratelimit")
 
@@ -76,7 +83,8 @@ class Window:
 
 class Limiter:
     def __init__(self, url: str = "memory://", retry_redis_after: float = RETRY_REDIS_AFTER) -> None:
-        self._pool = None
+        self._pool: ConnectionPool | None = None
+        self.storage: Storage
         if urlparse(url).scheme in ("redis", "rediss"):
             from redis import asyncio as redis
 
@@ -84,7 +92,10 @@ class Limiter:
             self._pool = redis.ConnectionPool.from_url(url, socket_connect_timeout=1, socket_timeout=1)
             self.storage = RedisStorage(
                 "async+" + url, wrap_exceptions=True, implementation="redispy",
-                key_prefix="pcg:ratelimit", connection_pool=self._pool,
+                key_prefix="pcg:ratelimit",
+                # limits 5 annotates **options as scalars, yet its redispy implementation
+                # takes connection_pool from them (limits/aio/storage/redis/redispy.py).
+                connection_pool=self._pool,  # type: ignore[arg-type]
             )
         else:
             self.storage = MemoryStorage(wrap_exceptions=True)
@@ -152,35 +163,36 @@ class Limiter:
             await self._pool.aclose()
 
 
-def limiter_of(ctx) -> Limiter | None:
+def limiter_of(ctx: Context) -> Limiter | None:
     request = getattr(ctx, "request", None)
     if request is None:
         return None
-    return request.scope.get("state", {}).get(SCOPE_KEY)
+    limiter: Limiter | None = request.scope.get("state", {}).get(SCOPE_KEY)  # server/ratelimit.py
+    return limiter
 
 
 # -- the GraphQL budget --------------------------------------------------------------------------
 
 
-def plan_limit(settings, plan: Plan) -> int:
+def plan_limit(settings: Settings, plan: Plan) -> int:
     if plan is Plan.ENTERPRISE:
         return settings.rate_limit_enterprise
     return settings.rate_limit_pro if plan is Plan.PRO else settings.rate_limit_free
 
 
-async def budget_of(ctx) -> tuple[str, int]:
+async def budget_of(ctx: Context) -> tuple[str, int]:
     """(bucket key, points per minute) of the caller. Loads the viewer's memberships, which
     carry the plans: the request would load them anyway, so this adds no statement."""
-    viewer = ctx.viewer
-    if not viewer.is_authenticated:
+    access = ctx.access
+    if not access.is_authenticated:
         return f"ip:{ctx.ip or 'unknown'}", ctx.settings.rate_limit_anonymous
-    await viewer.load()
-    key = viewer.api_key
-    bucket = f"apikey:{key.id}" if key is not None else f"user:{viewer.user.id}"
-    return bucket, plan_limit(ctx.settings, viewer.best_plan())
+    await access.load()
+    key = access.api_key
+    bucket = f"apikey:{key.id}" if key is not None else f"user:{access.user.id}"
+    return bucket, plan_limit(ctx.settings, access.best_plan())
 
 
-async def admit(ctx, cost: int) -> Window | None:
+async def admit(ctx: Context, cost: int) -> Window | None:
     """Charge an operation's cost; None when limiting is off or there is no limiter."""
     limiter = limiter_of(ctx)
     if limiter is None or not ctx.settings.rate_limit:
@@ -199,7 +211,7 @@ def over_budget(window: Window) -> RateLimited:
     return RateLimited(message, **limit_extensions(window))
 
 
-def limit_extensions(window: Window) -> dict:
+def limit_extensions(window: Window) -> dict[str, Any]:
     return {
         "cost": window.cost,
         "limit": window.limit,
@@ -227,7 +239,7 @@ def email_key(email: str) -> str:
     return "login-email:" + hashlib.sha256(email.encode()).hexdigest()
 
 
-async def attempt(ctx, key: str, limit: int, window: int, what: str) -> Limiter | None:
+async def attempt(ctx: Context, key: str, limit: int, window: int, what: str) -> Limiter | None:
     """Count one attempt against `limit` per `window`; RATE_LIMITED when it is used up."""
     limiter = limiter_of(ctx)
     if limiter is None or limit <= 0:

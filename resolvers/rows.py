@@ -13,11 +13,13 @@ The GraphQL types accept a model's row class wherever they accept the model
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from tortoise.fields import Field
 from tortoise.fields.data import CharEnumFieldInstance, DatetimeField
 
-from models import Task
+from models import Task, orm
 
 _CHAR_ENUM_TO_PYTHON = CharEnumFieldInstance.to_python_value
 
@@ -28,12 +30,12 @@ class _Lazy:
 
     __slots__ = ("name", "raw", "field")
 
-    def __init__(self, name: str, field) -> None:
+    def __init__(self, name: str, field: Field[Any]) -> None:
         self.name = name
         self.raw = "_raw_" + name
         self.field = field
 
-    def __get__(self, obj, owner=None):
+    def __get__(self, obj: Row | None, owner: type | None = None) -> Any:
         if obj is None:
             return self
         value = obj.__dict__[self.name] = self.field.to_python_value(obj.__dict__.pop(self.raw))
@@ -44,12 +46,12 @@ class Row:
     """Base of the row classes: identity by primary key, as models have it."""
 
     model: Any = None
-    _lazy: frozenset = frozenset()
-    _cached: tuple | None = None
+    _lazy: frozenset[str] = frozenset()
+    _cached: tuple[Any, ...] | None = None
 
     @property
     def pk(self) -> Any:
-        return self.id
+        return self.__dict__["id"]
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, (type(self), self.model)) and other.pk == self.pk)
@@ -61,17 +63,17 @@ class Row:
         return f"<{type(self).__name__}: {self.pk}>"
 
     @classmethod
-    def from_db(cls, row: dict) -> Row:
+    def from_db(cls, row: Mapping[str, Any]) -> Row:
         """The row with every column converted as `model._init_from_db` converts it."""
         return cls.builder()(row)
 
     @classmethod
-    def builder(cls):
+    def builder(cls) -> Callable[[Mapping[str, Any]], Row]:
         """`from_db` for many rows of one statement (the conversions looked up once)."""
         copies, converts, lazy = cls._conversions()
         new = cls.__new__
 
-        def build(row: dict) -> Row:
+        def build(row: Mapping[str, Any]) -> Row:
             obj = new(cls)
             values = obj.__dict__
             for key, attr in copies:
@@ -85,35 +87,36 @@ class Row:
         return build
 
     @classmethod
-    def _conversions(cls) -> tuple:
+    def _conversions(cls) -> tuple[Any, Any, Any]:
         """(columns copied, columns converted, columns kept for later) for the model's
         current backend: Tortoise picks the field lists per connection at init."""
-        meta = cls.model._meta
-        lists = (meta.db_native_fields, meta.db_default_fields, meta.db_complex_fields)
+        lists = orm.conversions_of(cls.model)
+        native, default, complex_ = lists
         cached = cls._cached
         if cached is not None and all(a is b for a, b in zip(cached[0], lists)):
-            return cached[1]
-        copies = [(key, attr) for key, attr, _ in meta.db_native_fields]
-        converts = [(key, attr, _nullable(field.field_type)) for key, attr, field in meta.db_default_fields]
+            previous: tuple[Any, Any, Any] = cached[1]
+            return previous
+        copies = [(key, attr) for key, attr, _ in native]
+        converts = [(key, attr, _nullable(field.field_type)) for key, attr, field in default]
         lazy = []
-        for key, attr, field in meta.db_complex_fields:
+        for key, attr, field in complex_:
             if attr in cls._lazy:
                 lazy.append((key, "_raw_" + attr))
             else:
                 converts.append((key, attr, _converter(field)))
-        plan = (tuple(copies), tuple(converts), tuple(lazy))
+        plan: tuple[Any, Any, Any] = (tuple(copies), tuple(converts), tuple(lazy))
         cls._cached = (lists, plan)
         return plan
 
 
-def _nullable(field_type):
-    def convert(value):
+def _nullable(field_type: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def convert(value: Any) -> Any:
         return None if value is None else field_type(value)
 
     return convert
 
 
-def _converter(field):
+def _converter(field: Field[Any]) -> Callable[[Any], Any]:
     """field.to_python_value; for an enum column, the member looked up by value first
     (what Enum(value) returns), Enum(value) itself for anything else."""
     enum_type = getattr(field, "enum_type", None)
@@ -122,18 +125,18 @@ def _converter(field):
         return to_python
     members = enum_type._value2member_map_
 
-    def convert(value):
+    def convert(value: Any) -> Any:
         member = members.get(value) if value.__class__ is str else None
         return member if member is not None else to_python(value)
 
     return convert
 
 
-def row_class(model, name: str) -> type[Row]:
+def row_class(model: type[Any], name: str) -> type[Row]:
     """`model`'s row class; its datetime columns are converted on first read."""
     lazy = {
         attr: _Lazy(attr, field)
-        for attr, field in model._meta.fields_map.items()
+        for attr, field in orm.fields_of(model).items()
         if isinstance(field, DatetimeField)
     }
     return type(name, (Row,), {"model": model, "_lazy": frozenset(lazy), "__module__": __name__, **lazy})

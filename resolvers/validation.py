@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from resolvers.email.transport import mailbox_ok
 from resolvers.errors import BadInput
 
 TITLE_MAX = 500
@@ -32,7 +33,9 @@ def text(value: str, field: str, *, max_len: int, required: bool = True) -> str:
 
 def email(value: str, field: str = "email") -> str:
     value = text(value, field, max_len=254).lower()
-    if not _EMAIL.match(value):
+    # One plain mailbox, as the outbox can mail it: no quotes, brackets, commas or spaces
+    # that could name a second recipient or break a header (non-ASCII letters are fine).
+    if not _EMAIL.match(value) or not mailbox_ok(value):
         raise BadInput("Not a valid email address", field=field)
     return value
 

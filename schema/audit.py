@@ -8,19 +8,17 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry.scalars import JSON
-from strawberry.types import Info
 
 from models import AuditEntry as AuditEntryModel
 from models import OrgRole
 from resolvers.audit import AuditFilter
-from schema.common import Connection, Node, ctx, model_type_check, node_id
+from schema.common import Connection, Info, Node, ctx, model_type_check, node_id
 
 if TYPE_CHECKING:
-    from schema.orgs import ApiKey
-    from schema.users import User
+    from schema.identity import ApiKey, User
 
-UserRef = Annotated["User", strawberry.lazy("schema.users")]
-ApiKeyRef = Annotated["ApiKey", strawberry.lazy("schema.orgs")]
+UserRef = Annotated["User", strawberry.lazy("schema.identity")]
+ApiKeyRef = Annotated["ApiKey", strawberry.lazy("schema.identity")]
 
 
 @strawberry.type(
@@ -74,7 +72,7 @@ class AuditEntry(Node):
         key = await context.loaders.load_optional(context.loaders.api_key, self.api_key_id)
         if key is None:
             return None
-        role = context.viewer.org_role(key.organization_id)
+        role = context.access.org_role(key.organization_id)
         # Keys are listed to admins only (Organization.apiKeys): the same rule here.
         return key if role is not None and role.rank >= OrgRole.ADMIN.rank else None
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from strawberry.extensions import SchemaExtension
 
-from resolvers.access import Viewer
-from resolvers.auth import authenticate
+from resolvers.access import Access
 from resolvers.errors import Unauthenticated
+from resolvers.identity.auth import authenticate
 from resolvers.loaders import Loaders
 
 
-class FailedAuth(Viewer):
+class FailedAuth(Access):
     """A viewer whose credential was rejected: anything that needs identity raises the error."""
 
     def __init__(self, error: Unauthenticated) -> None:
@@ -23,16 +23,16 @@ class FailedAuth(Viewer):
         raise self.error
 
 
-async def viewer_for(authorization: str | None, secret: str) -> Viewer:
+async def access_for(authorization: str | None, secret: str) -> Access:
     try:
-        return Viewer(await authenticate(authorization, secret))
+        return Access(await authenticate(authorization, secret))
     except Unauthenticated as error:
         return FailedAuth(error)
 
 
 class Authentication(SchemaExtension):
     """Resolves the HTTP request's `Authorization` header (kept on the context as
-    `authorization`) into `context.viewer` just before execution. Websockets authenticate once
+    `authorization`) into `context.access` just before execution. Websockets authenticate once
     in connection_init and carry no pending header."""
 
     async def on_execute(self):
@@ -45,5 +45,5 @@ class Authentication(SchemaExtension):
         pending = getattr(context, "authorization", None)
         if pending is not None:
             context.authorization = None
-            context.viewer = await viewer_for(pending, context.settings.secret_key)
+            context.access = await access_for(pending, context.settings.secret_key)
         yield

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Generic, TypeVar
+from typing import Annotated, Generic, TypeVar
 
 import strawberry
-from strawberry.types import Info
 
-from models import enums
+import models as enums
+from resolvers.context import Context
 from resolvers.ids import to_global_id
 from resolvers.pagination import Page
 from resolvers.rows import ROW_CLASSES
 
-if TYPE_CHECKING:
-    from server.context import Context
-
 T = TypeVar("T")
+
+# What every field resolver receives: `info.context` is the request's typed Context.
+Info = strawberry.Info[Context, None]
 
 
 def described_enum(

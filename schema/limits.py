@@ -55,6 +55,7 @@ from strawberry.extensions import SchemaExtension
 from resolvers.documents import DocumentNotTrusted
 from resolvers.nodes import MAX_NODES
 from resolvers.pagination import DEFAULT_PAGE, MAX_PAGE
+from schema import runtime
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ DEFAULT_LIST_BOUND = 10
 # Lists that are not connections: their longest plausible length.
 LIST_BOUNDS = {
     ("Board", "columns"): 5,  # one per status, exactly
-    ("Task", "labels"): 10,  # at most 50 (resolvers/tasks.py); ten is already generous
+    ("Task", "labels"): 10,  # at most 50 (resolvers/task/tasks.py); ten is already generous
     ("Project", "labels"): 50,
     ("Project", "customFields"): 50,
     ("Viewer", "organizations"): 20,
@@ -405,15 +406,6 @@ def analyze(schema: GraphQLSchema, document: DocumentNode, operation_name: str |
     return Analysis(schema, document, operation, variables, limits).run()
 
 
-def _cached_validate():
-    from strawberry.extensions.validation_cache import _get_validate_cache
-
-    return _get_validate_cache(VALIDATION_CACHE_SIZE)
-
-
-VALIDATION_CACHE_SIZE = 1024
-
-
 class RequestLimits(SchemaExtension):
     """Parse with the token limits; then the limits above, and only then the spec's
     validation (cached per document, like Strawberry's ValidationCache, which this replaces):
@@ -439,15 +431,16 @@ class RequestLimits(SchemaExtension):
                 self._check_trusted()
                 self._check_transport()
                 cost = analyze(
-                    context.schema._schema, context.graphql_document, context.operation_name,
+                    runtime.graphql_schema(context.schema), context.graphql_document, context.operation_name,
                     context.variables, self._limits(),
                 )
             except LimitError as error:
                 context.pre_execution_errors = [error]
             else:
-                context.pre_execution_errors = _cached_validate()(
-                    context.schema._schema, context.graphql_document, context.validation_rules
-                )
+                context.pre_execution_errors = list(runtime.validate_cached(
+                    runtime.graphql_schema(context.schema), context.graphql_document,
+                    context.validation_rules,
+                ))
                 if not context.pre_execution_errors:
                     context.pcg_cost = cost
         yield

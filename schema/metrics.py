@@ -29,7 +29,7 @@ class OperationMetrics(SchemaExtension):
     # Per operation (Strawberry builds the extension anew for each): its name label once it
     # passed validation, and a subscription's kind. No on_stream_result hook: Strawberry
     # builds its context managers anew for every result, about 7 us per event per
-    # subscriber; deliveries are counted in resolvers/streams.py.
+    # subscriber; deliveries are counted in resolvers/event/streams.py.
     _name: str | None = None
     _kind: str | None = None
 

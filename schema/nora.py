@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry.scalars import JSON
-from strawberry.types import Info
 
-from models import Conversation as ConversationModel
-from models import Message as MessageModel
-from models import MessageStatus as MessageStatusEnum
+from models import NoraConversation as ConversationModel
 from models import NoraEvent as EventModel
+from models import NoraEventType, snapshot
+from models import NoraMessage as MessageModel
+from models import NoraMessageStatus as MessageStatusEnum
 from models import NoraRole as NoraRoleEnum
-from resolvers import streams
+from resolvers.event import streams
 from resolvers.ids import decode_id, decode_optional, to_global_id
 from resolvers.nora import conversations as nora
 from resolvers.nora.events import NORA_LOG
@@ -27,6 +27,7 @@ from schema.common import (
     Before,
     Connection,
     First,
+    Info,
     Last,
     Node,
     Plan,
@@ -35,15 +36,16 @@ from schema.common import (
     model_type_check,
     node_id,
 )
+from schema.permissions import OrgPermission, in_org, mutation, own
 
 if TYPE_CHECKING:
-    from schema.orgs import Organization
-    from schema.projects import Project
-    from schema.users import User
+    from schema.identity import User
+    from schema.org import Organization
+    from schema.project import Project
 
-OrganizationRef = Annotated["Organization", strawberry.lazy("schema.orgs")]
-ProjectRef = Annotated["Project", strawberry.lazy("schema.projects")]
-UserRef = Annotated["User", strawberry.lazy("schema.users")]
+OrganizationRef = Annotated["Organization", strawberry.lazy("schema.org")]
+ProjectRef = Annotated["Project", strawberry.lazy("schema.project")]
+UserRef = Annotated["User", strawberry.lazy("schema.identity")]
 
 NoraRole = described_enum(
     NoraRoleEnum,
@@ -237,7 +239,7 @@ class NoraEvent:
 
 
 def _message(event: NoraEvent, key: str = "message") -> MessageModel | None:
-    return streams.materialize(MessageModel, event.payload.get(key))
+    return snapshot.load(MessageModel, event.payload.get(key))
 
 
 @strawberry.type(description="NORA started a reply (status STREAMING).")
@@ -366,17 +368,22 @@ def _extra(event: EventModel) -> dict:
     return {}
 
 
-NORA_EVENT_TYPES: dict[str, type[NoraEvent]] = {
-    cls.__name__: cls
-    for cls in (
-        MessageStarted, TextDelta, ToolCallStarted, ToolCallFinished, MessageCompleted,
-        MessageFailed, MessageCancelled,
-    )
+# Each stored event type and the GraphQL type that shows it, spelled out (checked both ways by
+# tests/test_event_types.py).
+NORA_EVENT_TYPES: dict[NoraEventType, type[NoraEvent]] = {
+    NoraEventType.MESSAGE_STARTED: MessageStarted,
+    NoraEventType.TEXT_DELTA: TextDelta,
+    NoraEventType.TOOL_CALL_STARTED: ToolCallStarted,
+    NoraEventType.TOOL_CALL_FINISHED: ToolCallFinished,
+    NoraEventType.MESSAGE_COMPLETED: MessageCompleted,
+    NoraEventType.MESSAGE_FAILED: MessageFailed,
+    NoraEventType.MESSAGE_CANCELLED: MessageCancelled,
 }
+_BY_STORED = {member.value: cls for member, cls in NORA_EVENT_TYPES.items()}
 
 
 def _typed(item) -> NoraEvent | None:
-    if isinstance(item, streams.ResyncRequired):
+    if isinstance(item, streams.LogGap):
         marker = EventModel(
             conversation_id=item.key, seq=item.seq, type="NoraResyncRequired", payload={},
             created_at=item.occurred_at,
@@ -385,7 +392,7 @@ def _typed(item) -> NoraEvent | None:
     # A live event is one instance shared by every subscriber here: type it once.
     typed = getattr(item, "_pcg_typed", None)
     if typed is None:
-        cls = NORA_EVENT_TYPES.get(item.type)
+        cls = _BY_STORED.get(item.type)
         if cls is None:
             return None
         typed = cls(**_fields(item), **_extra(item))
@@ -479,7 +486,10 @@ class NoraQueries:
 
 @strawberry.type(description="NORA mutations.")
 class NoraMutations:
-    @strawberry.mutation(description="Start a conversation with NORA in an organization, optionally about a project.")
+    @mutation(
+        requires=in_org(OrgPermission.USE_NORA, also="about a project they can see, if any"),
+        description='Start a conversation with NORA in an organization, optionally about a project.',
+    )
     async def start_nora_conversation(
         self,
         info: Info,
@@ -495,10 +505,11 @@ class NoraMutations:
         )
         return StartNoraConversationPayload(conversation=conversation)
 
-    @strawberry.mutation(
-        description="Ask NORA. Returns at once with your message and NORA's reply in status "
-        "STREAMING; the reply arrives on `noraEvents`. RATE_LIMITED (extensions.retryAfter) "
-        "beyond 20 messages a minute; QUOTA_EXCEEDED when the organization's daily tokens are used."
+    @mutation(
+        requires=own("conversation"),
+        description="Ask NORA. Returns at once with your message and NORA's reply in status STREAMING; "
+        'the reply arrives on `noraEvents`. RATE_LIMITED (extensions.retryAfter) beyond 20 '
+        "messages a minute; QUOTA_EXCEEDED when the organization's daily tokens are used.",
     )
     async def send_nora_message(
         self,
@@ -512,9 +523,10 @@ class NoraMutations:
         )
         return SendNoraMessagePayload(conversation=conversation, user_message=asked, assistant_message=reply)
 
-    @strawberry.mutation(
-        description="Stop a reply, on whichever server it is being written; it ends CANCELLED "
-        "with what was written. A reply that has already ended is returned unchanged."
+    @mutation(
+        requires=own("conversation"),
+        description='Stop a reply, on whichever server it is being written; it ends CANCELLED with what '
+        'was written. A reply that has already ended is returned unchanged.',
     )
     async def cancel_nora_message(
         self,
@@ -564,4 +576,4 @@ class NoraSubscription:
                 # No per-event Loaders (unlike boardEvents): every field of a NORA event is
                 # read from the event itself, and building them for each subscriber of each
                 # delta was a quarter of the fan-out cost.
-                yield _shared(typed, ctx(info).viewer)
+                yield _shared(typed, ctx(info).access)

@@ -18,11 +18,10 @@ import strawberry
 from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql.error import GraphQLError
 from strawberry.extensions import SchemaExtension
-from strawberry.types import Info
 from strawberry.types.graphql import OperationType
 
 from resolvers import ratelimit
-from schema.common import ctx
+from schema.common import Info, ctx
 
 # The charge of the operation being executed. A context variable, not the context object:
 # a websocket's context is shared by all of its operations, each of which runs in a task of

@@ -10,20 +10,20 @@ from graphql.error import GraphQLError
 from strawberry.execution import optimized_is_awaitable
 from strawberry.extensions import ParserCache
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
-from strawberry.types import Info
 from tortoise.models import Model
 
 from resolvers import nodes as node_resolvers
-from resolvers import orgs as org_resolvers
-from resolvers import projects as project_resolvers
-from resolvers import tasks as task_resolvers
 from resolvers.errors import NotFound
 from resolvers.ids import decode_id
+from resolvers.org import organizations as org_resolvers
+from resolvers.project import projects as project_resolvers
+from resolvers.task import tasks as task_resolvers
 from schema import execution, sharing
 from schema.authentication import Authentication
-from schema.common import After, Before, First, IncludeArchived, Last, Node, ProjectSearch, ctx
+from schema.common import After, Before, First, IncludeArchived, Info, Last, Node, ProjectSearch, ctx
 from schema.errors import ErrorCodes, is_expected
-from schema.events import EVENT_TYPES, ResyncRequired, Subscription
+from schema.event import EVENT_TYPES, ResyncRequired, Subscription
+from schema.identity import AccountEmailMutations, ApiKeyMutations, UserMutations, Viewer
 from schema.limits import RequestLimits
 from schema.metrics import OperationMetrics
 from schema.nora import (
@@ -33,12 +33,11 @@ from schema.nora import (
     NoraResyncRequired,
     NoraSubscription,
 )
-from schema.orgs import Organization, OrgMutations
-from schema.projects import Project, ProjectConnection, ProjectMutations
+from schema.org import Organization, OrgMutations
+from schema.project import LabelMutations, Project, ProjectConnection, ProjectMutations
 from schema.ratelimit import RateLimitExtension, RateLimitQueries
 from schema.scalars import SCALAR_OVERRIDES
-from schema.tasks import Task, TaskMutations
-from schema.users import UserMutations, Viewer
+from schema.task import Task, TaskMutations
 
 log = logging.getLogger("pcg.errors")
 
@@ -47,7 +46,7 @@ log = logging.getLogger("pcg.errors")
 class Query:
     @strawberry.field(description="The authenticated caller.")
     async def viewer(self, info: Info) -> Viewer:
-        return Viewer(user=ctx(info).viewer.user)
+        return Viewer(user=ctx(info).access.user)
 
     @strawberry.field(description="Any object by global ID; null if it does not exist or is not visible.")
     async def node(
@@ -96,7 +95,7 @@ class Query:
         self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="A Project ID.")]
     ) -> Project | None:
         try:
-            return await ctx(info).viewer.project(decode_id(id, "Project"))
+            return await ctx(info).access.project(decode_id(id, "Project"))
         except NotFound:
             return None
 
@@ -121,7 +120,7 @@ Mutation = _root(
     "Mutation",
     "Writes. Each takes one `input` object and returns a payload; a refused write changes "
     "nothing and says why in `extensions.code`.",
-    (UserMutations, OrgMutations, ProjectMutations, TaskMutations, NoraMutations),
+    (UserMutations, AccountEmailMutations, OrgMutations, ApiKeyMutations, ProjectMutations, TaskMutations, LabelMutations, NoraMutations),
 )
 Subscription = _root(
     "Subscription",

@@ -17,7 +17,7 @@ What a selection can depend on is derived from the schema, field by field (`DECL
 
 A field's class is that of the field *where it is declared* (`BoardEvent.actor` covers every
 event type that inherits it; an override is a new field). A field without a declaration is
-VIEWER: a field added later is never shared by accident, and tests/test_subscription_sharing.py
+VIEWER: a field added later is never shared by accident, and tests/test_event_sharing.py
 fails until it is declared.
 
 EVENT and ROLES fields return only objects of the event's own project and organization (or

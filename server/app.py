@@ -17,7 +17,8 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from resolvers.broadcast import Hub
 from resolvers.documents import TrustedDocuments
-from resolvers.events import prune_forever
+from resolvers.email.worker import OutboxWorker
+from resolvers.event.log import prune_forever
 from resolvers.nora.engine import NoraRuntime
 from schema.root import schema as default_schema
 from server import audit_csv, gc_tuning, graphiql, health, metrics
@@ -73,6 +74,7 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
     tracing = start_tracing(settings.otel_endpoint)
     broadcast = Hub(settings.broadcast_url)
     nora = NoraRuntime(settings, broadcast)
+    mailer = OutboxWorker(settings)
     persisted = PersistedQueries(settings.broadcast_url, settings.limits.max_document_chars)
     documents = TrustedDocuments(settings.trusted_documents)
     graphql = PcgGraphQL(schema, settings=settings, broadcast=broadcast, nora=nora,
@@ -85,6 +87,7 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
             pruner = asyncio.create_task(prune_forever(settings.event_retention_days))
             pool_sampler = asyncio.create_task(metrics.sample_pool_forever())
             await nora.start()
+            await mailer.start()
             if documents.active:
                 await documents.refresh()
                 reloader = asyncio.create_task(documents.refresh_forever())
@@ -92,6 +95,7 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
             try:
                 yield
             finally:
+                await mailer.stop()
                 pruner.cancel()
                 if documents.active:
                     reloader.cancel()
@@ -135,6 +139,7 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
     app.state.settings = settings
     app.state.broadcast = broadcast
     app.state.nora = nora
+    app.state.mailer = mailer
     return app
 
 

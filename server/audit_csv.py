@@ -18,10 +18,10 @@ from starlette.responses import Response, StreamingResponse
 
 from models import User
 from resolvers import audit
+from resolvers.context import Context
 from resolvers.errors import AppError, BadInput, NotFound
 from resolvers.ids import to_global_id
-from schema.authentication import viewer_for
-from server.context import Context
+from schema.authentication import access_for
 
 COLUMNS = [
     "id", "createdAt", "action", "resourceType", "resourceId", "actor", "actorEmail",
@@ -111,20 +111,20 @@ async def endpoint(request: Request) -> Response:
     request_id = request.scope.get("state", {}).get("request_id")
     ctx = Context(
         settings=settings,
-        viewer=await viewer_for(request.headers.get("authorization"), settings.secret_key),
+        access=await access_for(request.headers.get("authorization"), settings.secret_key),
         broadcast=request.app.state.broadcast,
         request=request,
         ip=request.client.host if request.client else None,
         **({"request_id": request_id} if request_id else {}),
     )
     try:
-        ctx.viewer.user  # noqa: B018 - raises UNAUTHENTICATED for anonymous or a bad credential
+        ctx.access.user  # noqa: B018 - raises UNAUTHENTICATED for anonymous or a bad credential
         flt = parse_filter(request.query_params)
         slug = request.path_params["slug"]
         # A slug no organization can have (PostgreSQL refuses NUL) is simply not found.
         org = None
         if len(slug) <= 64 and "\x00" not in slug:
-            org = await (await ctx.viewer.organizations()).get_or_none(slug=slug)
+            org = await (await ctx.access.organizations()).get_or_none(slug=slug)
         if org is None:
             raise NotFound("Organization")
         batches = await audit.export(ctx, org, flt)

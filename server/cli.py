@@ -11,12 +11,11 @@ import asyncio
 import contextlib
 import os
 import sys
-import textwrap
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from server.settings import DOCUMENTED, PROJECT_ROOT, Settings, SettingsError
+from server.settings import PROJECT_ROOT, Settings, SettingsError, help_text, markdown_table
 
 
 class CliError(Exception):
@@ -183,12 +182,14 @@ def _multiprocess_metrics(settings: Settings) -> None:
 
 
 def settings_help() -> str:
-    width = max(len(name) for name, _, _ in DOCUMENTED)
-    lines = ["environment (all optional):"]
-    for name, default, text in DOCUMENTED:
-        lines.append(f"  {name:<{width}}  default: {default or '(empty)'}")
-        lines.extend(textwrap.wrap(text, 76, initial_indent=" " * 6, subsequent_indent=" " * 6))
-    return "\n".join(lines)
+    return help_text()
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    """The settings as declared in server/settings.py: the README's table with --markdown."""
+    sys.stdout.write(markdown_table() if args.markdown else help_text() + "\n")
+    sys.stdout.flush()
+    return 0
 
 
 # -- migrate / seed / export-schema ------------------------------------------------------------
@@ -240,11 +241,11 @@ async def create_api_key(
     """Create a key through the same resolver as the createApiKey mutation, acting as
     `email` (default: the org's first owner), so the rules and the audit entry are the same."""
     from models import Organization, OrganizationMember, OrgRole
-    from resolvers import api_keys
-    from resolvers.access import Viewer
-    from resolvers.auth import Principal
+    from resolvers.access import Access
+    from resolvers.context import Context
     from resolvers.errors import AppError
-    from server.context import Context
+    from resolvers.identity import api_keys
+    from resolvers.identity.auth import Principal
 
     org = await Organization.get_or_none(slug=org_slug)
     if org is None:
@@ -260,7 +261,7 @@ async def create_api_key(
             raise CliError(f"{org_slug!r} has no active owner; pass --user EMAIL")
     ctx = Context(
         settings=settings,
-        viewer=Viewer(Principal(user=member.user)),
+        access=Access(Principal(user=member.user)),
         broadcast=None,
         request_id=f"cli-{uuid.uuid4().hex[:24]}",
     )
@@ -290,6 +291,7 @@ def cmd_documents(args: argparse.Namespace) -> int:
     from models import TrustedDocument
     from resolvers import documents
     from schema.root import schema
+    from schema.runtime import graphql_schema
 
     settings = _settings()
     texts = []
@@ -299,7 +301,7 @@ def cmd_documents(args: argparse.Namespace) -> int:
             raise CliError(f"{path}: no such file")
         text = path.read_text()
         try:
-            errors = validate(schema._schema, parse(text))
+            errors = validate(graphql_schema(schema), parse(text))
         except GraphQLError as error:
             errors = [error]
         if errors:
@@ -327,18 +329,18 @@ def cmd_documents(args: argparse.Namespace) -> int:
 
 async def set_plan(settings: Settings, org_slug: str, plan: str) -> tuple[str, str]:
     """The operator's plan change: the same write as setOrganizationPlan, audited as
-    org.set_plan with no actor (the entry's request id starts with "cli-")."""
+    organization.set_plan with no actor (the entry's request id starts with "cli-")."""
     from models import Organization, Plan
-    from resolvers import orgs
-    from resolvers.access import Viewer
-    from server.context import Context
+    from resolvers.access import Access
+    from resolvers.context import Context
+    from resolvers.org import organizations as orgs
 
     org = await Organization.get_or_none(slug=org_slug)
     if org is None:
         raise CliError(f"no organization with slug {org_slug!r}")
     before = org.plan.value
     ctx = Context(
-        settings=settings, viewer=Viewer(None), broadcast=None,
+        settings=settings, access=Access(None), broadcast=None,
         request_id=f"cli-{uuid.uuid4().hex[:24]}",
     )
     org = await orgs.write_plan(ctx, org, Plan(plan))
@@ -358,6 +360,36 @@ def cmd_set_plan(args: argparse.Namespace) -> int:
     else:
         say(f"Organization {args.org!r}: plan {before} -> {after}. Data beyond the new limits "
             "stays; writes past them are refused.")
+    return 0
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    """The email outbox for operators: counts and the messages of one status; `retry` gives
+    DEAD messages a fresh set of attempts (a running server's worker sends them)."""
+    from models import OutboxEmail, OutboxStatus
+    from resolvers.email import outbox
+
+    settings = Settings.from_env()
+
+    async def run() -> None:
+        async with database(settings):
+            if args.action == "retry":
+                count = await outbox.requeue_dead([int(i) for i in args.ids] if args.ids else None)
+                say(f"Requeued {count} dead email(s).")
+                return
+            counts = await outbox.counts()
+            say("  ".join(f"{status.value}: {counts[status]}" for status in OutboxStatus))
+            status = OutboxStatus(args.status)
+            rows = await OutboxEmail.filter(status=status).order_by("-id").limit(args.limit)
+            for row in rows:
+                error = f"  {row.last_error.splitlines()[0][:120]}" if row.last_error else ""
+                say(f"{row.id}  {row.created_at:%Y-%m-%d %H:%M}  {row.template}  {row.to_address}  "
+                    f"attempts={row.attempts}{error}")
+
+    for value in getattr(args, "ids", None) or []:
+        if not value.isdigit():
+            raise CliError(f"not an outbox id: {value!r}")
+    asyncio.run(run())
     return 0
 
 
@@ -386,11 +418,11 @@ async def audit_export(settings: Settings, args: argparse.Namespace, out) -> int
     """Write the organization's audit log as CSV to `out`; returns the number of entries."""
     from models import Organization, User
     from resolvers import audit
-    from resolvers.access import Viewer
+    from resolvers.access import Access
+    from resolvers.context import Context
     from resolvers.errors import AppError
     from resolvers.ids import to_global_id
     from server.audit_csv import csv_lines, parse_filter
-    from server.context import Context
 
     org = await Organization.get_or_none(slug=args.org)
     if org is None:
@@ -404,7 +436,7 @@ async def audit_export(settings: Settings, args: argparse.Namespace, out) -> int
         if actor is None:
             raise CliError(f"no user with email {args.actor!r}")
         params["actor"] = to_global_id("User", actor.id)
-    ctx = Context(settings=settings, viewer=Viewer(None), broadcast=None,
+    ctx = Context(settings=settings, access=Access(None), broadcast=None,
                   request_id=f"cli-{uuid.uuid4().hex[:24]}")
     try:
         batches = await audit.operator_export(ctx, org, parse_filter(params))
@@ -466,6 +498,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     migrate.set_defaults(func=cmd_migrate)
 
+    settings_cmd = commands.add_parser(
+        "settings", help="list the PCG_* settings (the README's table with --markdown)"
+    )
+    settings_cmd.add_argument("--markdown", action="store_true", help="print the README's Markdown table")
+    settings_cmd.set_defaults(func=cmd_settings)
+
     seed = commands.add_parser("seed", help="seed data (the demo organization)")
     seed.add_argument("--demo", action="store_true", help="create the demo organization once")
     seed.set_defaults(func=cmd_seed)
@@ -521,6 +559,14 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--org", required=True, metavar="SLUG")
     plan.add_argument("--plan", required=True, choices=["free", "pro", "enterprise"])
     plan.set_defaults(func=cmd_set_plan)
+    mail = commands.add_parser("outbox", help="the email outbox: list messages, retry dead ones")
+    mail_actions = mail.add_subparsers(dest="action")
+    listing = mail_actions.add_parser("list", help="counts by status, then the newest messages of one status")
+    listing.add_argument("--status", default="dead", choices=["pending", "sending", "sent", "dead"])
+    listing.add_argument("--limit", type=int, default=50)
+    retry = mail_actions.add_parser("retry", help="give dead messages (all, or these ids) a fresh set of attempts")
+    retry.add_argument("ids", nargs="*", metavar="ID")
+    mail.set_defaults(func=cmd_outbox, action="list", status="dead", limit=50)
     return parser
 
 

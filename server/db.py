@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 from aerich import Command
@@ -86,7 +85,10 @@ async def migrate(settings: Settings) -> list[str]:
     """
     with TortoiseContext():
         async with Command(
-            tortoise_config=tortoise_config(settings.database_url, replace(settings, db_statement_timeout=0)),
+            # 0 is below the setting's minimum (an operator cannot set it): copied unvalidated.
+            tortoise_config=tortoise_config(
+                settings.database_url, settings.model_copy(update={"db_statement_timeout": 0})
+            ),
             app=APP_LABEL,
             location=str(settings.migrations_dir),
         ) as cmd:

@@ -19,13 +19,13 @@ from strawberry.subscriptions import (
     MULTIPART_SUBSCRIPTION_PROTOCOL,
 )
 
-from resolvers.access import Viewer
-from resolvers.auth import authenticate
+from resolvers.access import Access
+from resolvers.context import Context
 from resolvers.documents import TrustedDocuments
 from resolvers.errors import ServiceUnavailable, Unauthenticated
+from resolvers.identity.auth import authenticate
 from schema.errors import UNAVAILABLE, convert
 from server import graphiql
-from server.context import Context
 from server.http_cache import http_cache
 from server.persisted import PersistedQueries, PersistedQueryError
 from server.settings import Settings
@@ -102,7 +102,7 @@ class PcgGraphQL(GraphQL):
             # Anonymous until the Authentication extension has resolved the header, after the
             # document passed its limits. Websockets authenticate in on_ws_connect, from the
             # connection_init payload.
-            viewer=Viewer(None),
+            access=Access(None),
             authorization=None if is_websocket else headers.get("authorization"),
             broadcast=self.broadcast,
             nora=self.nora,
@@ -131,7 +131,7 @@ class PcgGraphQL(GraphQL):
                 "code": "UNAUTHENTICATED", "reason": "NO_CREDENTIAL",
             }
             raise ConnectionRejectionError(context.ws_rejection)
-        context.viewer = Viewer(principal)
+        context.access = Access(principal)
         if principal.token_expires_at is not None:
             close_at_expiry(context.request, principal.token_expires_at)
         return {"userId": principal.user.id}

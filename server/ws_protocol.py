@@ -26,6 +26,7 @@ from strawberry.types.execution import PreExecutionError
 from strawberry.utils.aio import aclosing
 
 from schema.errors import INTERNAL_MESSAGE, convert
+from schema.runtime import graphql_schema
 
 log = logging.getLogger("pcg.ws")
 
@@ -129,7 +130,7 @@ def _start_errors(handler, query: str, error: Exception) -> list[dict]:
     anything else is the server's fault, logged and masked."""
     request_id = getattr(handler.context, "request_id", None)
     try:
-        errors = validate(handler.schema._schema, parse(query))
+        errors = validate(graphql_schema(handler.schema), parse(query))
     except GraphQLError as syntax:
         errors = [syntax]
     except Exception:  # noqa: BLE001 - the original error is the one to report

@@ -8,6 +8,7 @@ import itertools
 import os
 import shutil
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -24,7 +25,7 @@ from models import (
     ProjectRole,
     User,
 )
-from resolvers.auth import hash_password, issue_access_token
+from resolvers.identity.auth import hash_password, issue_access_token
 from resolvers.ids import to_global_id
 from schema.limits import Limits
 from server.app import create_app
@@ -170,6 +171,9 @@ def settings(request, tmp_path, database_url) -> Settings:
                "rate_limit_enterprise": 100_000, "rate_limit_anonymous": 100_000}
     fields = {"env": "test", "data_dir": tmp_path, "database_url": database_url,
               "secret_key": SECRET, "limits": limits, **budgets,
+              # Queued emails stay in the outbox, so that a test's database snapshot is not
+              # changed under it by a delivery; tests/test_email_*.py run the worker.
+              "outbox_worker": False,
               **(overrides.kwargs if overrides else {})}
     return Settings(**fields)
 
@@ -239,11 +243,12 @@ class Factory:
     def __init__(self, password_hash: str) -> None:
         self.password_hash = password_hash
 
-    async def user(self, name: str | None = None) -> Actor:
+    async def user(self, name: str | None = None, *, verified: bool = True) -> Actor:
         n = next(_counter)
         name = name or f"user{n}"
         user = await User.create(
-            email=f"{name.lower()}.{n}@example.test", name=name, password_hash=self.password_hash
+            email=f"{name.lower()}.{n}@example.test", name=name, password_hash=self.password_hash,
+            email_verified_at=datetime.now(UTC) if verified else None,
         )
         token, _ = issue_access_token(user, SECRET, 3600)
         return Actor(user, token)
@@ -254,7 +259,7 @@ class Factory:
         slug = slug or f"org-{next(_counter)}"
         # Enterprise (no plan limits): many tests hold more members or projects in one org
         # than the free plan allows. Orgs made through createOrganization start free, and
-        # tests/test_plan_limits.py sets the plan it tests.
+        # tests/test_org_plan_limits.py sets the plan it tests.
         org = await Organization.create(slug=slug, name=slug.title(), plan=plan)
         await OrganizationMember.create(organization=org, user=owner.user, role=OrgRole.OWNER)
         return org

@@ -78,6 +78,18 @@ class FakeOpenAI:
         return behave
 
     @staticmethod
+    def raw(text: str, piece: int = 0, content_type: str = "text/event-stream"):
+        """Send `text` as it is, cut into transfer chunks of `piece` characters (0: one), so
+        that line ends and fields fall across reads; then end the response."""
+        async def behave(writer, reader):
+            await _head(writer, 200, content_type)
+            step = piece or len(text) or 1
+            for start in range(0, len(text), step):
+                await _send_chunk(writer, text[start:start + step])
+            await _send_chunk(writer, "")
+        return behave
+
+    @staticmethod
     def break_after(events: list[dict]):
         """Send some chunks, then drop the connection in the middle of a chunk."""
         async def behave(writer, reader):

@@ -18,10 +18,10 @@ async def _boom(ctx, slug: str):
 
 
 def main(argv: list[str]) -> int:
-    import resolvers.orgs
+    import resolvers.org.organizations
     from server.cli import main as pcg
 
-    resolvers.orgs.organization_by_slug = _boom
+    resolvers.org.organizations.organization_by_slug = _boom
     return pcg(argv)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from models import Message, MessageStatus, Plan
+from models import NoraMessage, NoraMessageStatus, Plan
 from tests.conftest import gid
 from tests.wsclient import GraphQLWS
 
@@ -82,12 +82,12 @@ async def until_final(ws: GraphQLWS, timeout: float = 10.0) -> list[dict]:
             return events
 
 
-async def settled(message_id: int, timeout: float = 10.0) -> Message:
+async def settled(message_id: int, timeout: float = 10.0) -> NoraMessage:
     """Poll the database until the message has left STREAMING."""
     deadline = time.monotonic() + timeout
     while True:
-        message = await Message.get(id=message_id)
-        if message.status is not MessageStatus.STREAMING:
+        message = await NoraMessage.get(id=message_id)
+        if message.status is not NoraMessageStatus.STREAMING:
             return message
         if time.monotonic() > deadline:
             raise AssertionError(f"message {message_id} still streaming after {timeout} s")

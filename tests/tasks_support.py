@@ -10,6 +10,7 @@ from fractional_indexing import generate_key_between
 from models import (
     AuditEntry,
     BoardEvent,
+    Comment,
     CustomFieldDefinition,
     Label,
     Organization,
@@ -17,12 +18,11 @@ from models import (
     Project,
     ProjectRole,
     Task,
-    TaskComment,
     TaskLabel,
     TaskPriority,
     TaskStatus,
 )
-from models.enums import PRIORITY_RANK
+from models.task import PRIORITY_RANK
 from tests.conftest import Actor, gid
 
 TASK_FIELDS = """
@@ -119,7 +119,7 @@ def tid(task: Task) -> str:
     return gid("Task", task.id)
 
 
-_COUNTED = (Task, AuditEntry, BoardEvent, TaskLabel, TaskComment, Label, CustomFieldDefinition)
+_COUNTED = (Task, AuditEntry, BoardEvent, TaskLabel, Comment, Label, CustomFieldDefinition)
 
 
 async def state() -> dict:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from models import ApiKey, AuditEntry, OrgRole
-from resolvers.auth import new_api_key
+from resolvers.identity.auth import new_api_key
 from tests.conftest import gid
 from tests.querycount import count_statements
 

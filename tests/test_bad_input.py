@@ -18,8 +18,8 @@ import jwt
 import orjson
 import pytest
 
-from models import Conversation, CustomFieldDefinition, CustomFieldType, Message, Task
-from models.nora import MessageStatus, NoraRole
+from models import CustomFieldDefinition, CustomFieldType, NoraConversation, NoraMessage, Task
+from models.nora import NoraMessageStatus, NoraRole
 from tests.api_catalog import MUTATIONS, arrange, with_id
 from tests.conftest import SECRET, gid
 from tests.tasks_support import UPDATE, make_task, team, tid
@@ -151,7 +151,7 @@ async def test_every_mutation_input_id_beyond_the_key_space_is_malformed(gql, fa
                 value = with_id(base, field_name, OUT_OF_RANGE[case](type_name))
                 body = await gql.raw(mutation.document, {"input": value}, token)
                 _malformed(body, f"{name}.{field_name} {case}")
-    conversation = await Conversation.create(
+    conversation = await NoraConversation.create(
         organization=world.org, user=world.owner.user, title="Ideas"
     )
     filled = {"organizationId": gid("Organization", world.org.id),
@@ -315,13 +315,13 @@ def _bad_cursors(valid: list, kinds: list[type]) -> list[list]:
 
 async def _cursor_world(factory):
     world = await arrange(factory, slug="cursors")
-    await Conversation.create(organization=world.org, user=world.owner.user, title="A")
-    conversation = await Conversation.create(
+    await NoraConversation.create(organization=world.org, user=world.owner.user, title="A")
+    conversation = await NoraConversation.create(
         organization=world.org, user=world.owner.user, title="B"
     )
     for content in ("hi", "there"):
-        await Message.create(conversation=conversation, role=NoraRole.USER, content=content,
-                             status=MessageStatus.COMPLETE)
+        await NoraMessage.create(conversation=conversation, role=NoraRole.USER, content=content,
+                             status=NoraMessageStatus.COMPLETE)
     substitutions = {
         "$slug": '"cursors"',
         "$project": f'"{gid("Project", world.project.id)}"',

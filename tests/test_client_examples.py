@@ -18,10 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from models import BoardEvent, Conversation, Message, Project, Task, TaskStatus, User
-from resolvers.events import prune
+from models import BoardEvent, NoraConversation, NoraMessage, Project, Task, TaskStatus, User
+from resolvers.event.log import BOARD, prune
 from resolvers.ids import decode_id, to_global_id
-from resolvers.streams import decode_cursor
 from server.demo import DEMO_PASSWORD, seed_demo
 from server.settings import PROJECT_ROOT
 from tests.browser import chromium, unavailable
@@ -119,10 +118,10 @@ async def test_python_nora_example_streams_the_reply_and_the_tool_call(demo):
     project = await Project.get(name="Mobile app")
     task = await Task.get(project_id=project.id, title="Fix login from the example")
     assert task.created_by_id == (await User.get(email="ada@demo.pcg")).id
-    conversation = await Conversation.get(id=decode_id(lines[1].split()[1], "NoraConversation"))
+    conversation = await NoraConversation.get(id=decode_id(lines[1].split()[1], "NoraConversation"))
     assert conversation.project_id == project.id
-    tool = await Message.get(conversation_id=conversation.id, role="tool")
-    reply = await Message.get(id=tool.reply_to_id)
+    tool = await NoraMessage.get(conversation_id=conversation.id, role="tool")
+    reply = await NoraMessage.get(id=tool.reply_to_id)
     assert (tool.tool_name, tool.tool_result["ok"]) == ("create_task", True)
     assert reply.status == "complete" and "Created" in reply.content
 
@@ -201,7 +200,7 @@ async def assert_resynced_then_followed(output: str, title: str) -> None:
     assert first == second  # nothing was written between the two reads
     project = await Project.get(name="Website relaunch")
     (resumed,) = RESUBSCRIBED.findall(output)
-    after = decode_cursor(resumed, project.id)
+    after = BOARD.decode_cursor(resumed, project.id)
     assert after == (await Project.get(id=project.id)).event_seq - 2
     assert output.index("Resubscribing") < output.index("Created task")
     task = await assert_printed_events_match_the_log(output, title)

@@ -188,13 +188,12 @@ async def test_terminated_backends_never_reach_the_client(tmp_path, settings, wo
 async def test_statement_timeout_and_pool_sizes_reach_the_pool(settings):
     """The settings arrive typed (not as URL strings) on every pooled connection, and a
     statement over its budget is cut by the server and reported as unavailable."""
-    from dataclasses import replace
-
     from tortoise import Tortoise
     from tortoise.context import TortoiseContext
 
     from resolvers.errors import ServiceUnavailable, unavailable_from
     from server.db import tortoise_config
+    from server.settings import replace
 
     tuned = replace(settings, db_statement_timeout=1, db_pool_min=2, db_pool_max=3, db_pool_timeout=1)
     with TortoiseContext():
@@ -340,13 +339,12 @@ async def test_a_transaction_on_a_terminated_pool_is_applied_exactly_once(settin
     """Every pooled backend terminated, then a write transaction (as every mutation is): its
     BEGIN fails on the dead connection, it starts again on a fresh one, and lands once.
     (Tortoise's own client raises InternalClientError here.)"""
-    from dataclasses import replace
-
     from tortoise import Tortoise
     from tortoise.context import TortoiseContext
     from tortoise.transactions import in_transaction
 
     from server.db import tortoise_config
+    from server.settings import replace
 
     database = settings.database_url.rsplit("/", 1)[1]
     tuned = replace(settings, db_pool_min=3, db_pool_max=3)

@@ -22,6 +22,7 @@ from graphql.execution.incremental import IncrementalExecutor
 from graphql.pyutils import Path
 from strawberry.schema import schema_converter
 
+from schema import runtime
 from schema.execution.codegen import _identity, leaf_checks
 from schema.execution.plan import BASIC, DIRECT, IDENTITY, Compiler
 from schema.root import ExecutionContext
@@ -106,7 +107,7 @@ def test_strawberry_wraps_resolvers_as_the_compiler_expects():
 
 def test_the_app_schema_compiles_to_the_kinds_expected():
     """Fields read by attribute, resolvers called directly, subscription fields as events."""
-    graphql_schema = app_schema._schema
+    graphql_schema = runtime.graphql_schema(app_schema)
     compiler = Compiler(graphql_schema)
     document = parse("{ task(id: \"x\") { id title } } subscription { boardEvents(projectId: \"x\") { seq } }")
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
@@ -131,7 +132,7 @@ def test_the_app_schema_compiles_to_the_kinds_expected():
 
 def test_leaf_shortcuts_serialize_as_the_types_do():
     namespace: dict = {}
-    types = app_schema._schema.type_map
+    types = runtime.graphql_schema(app_schema).type_map
     from datetime import UTC, date, datetime
 
     assert _identity(types["JSON"].coerce_output_value)

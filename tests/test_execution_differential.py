@@ -17,7 +17,6 @@ whole run executed. `PCG_DIFFERENTIAL_EXAMPLES` sets how many queries are genera
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import os
 from typing import Any
@@ -46,30 +45,30 @@ from models import (
     ApiKey,
     AuditEntry,
     BoardEvent,
-    Conversation,
+    Comment,
     CustomFieldDefinition,
     Invite,
     Label,
-    Message,
+    NoraConversation,
     NoraEvent,
+    NoraMessage,
     Organization,
     OrganizationMember,
     Project,
     ProjectMember,
     Task,
-    TaskComment,
     User,
 )
-from resolvers.access import Viewer
-from resolvers.auth import issue_access_token
+from resolvers.access import Access
+from resolvers.context import Context
+from resolvers.identity.auth import issue_access_token
 from resolvers.ids import parse_global_id, to_global_id
-from schema import events as board_event_types
-from schema import execution
+from schema import event as board_event_types
+from schema import execution, runtime
 from schema import nora as nora_event_types
-from schema.authentication import viewer_for
+from schema.authentication import access_for
 from schema.errors import convert
 from schema.root import ExecutionContext, schema
-from server.context import Context
 from server.demo import seed_demo
 from tests import execution_corpus
 from tests.conftest import SECRET
@@ -107,8 +106,8 @@ EXAMPLES = int(os.environ.get("PCG_DIFFERENTIAL_EXAMPLES", "600"))
 _ID_TYPES = {
     "User": User, "Organization": Organization, "OrganizationMember": OrganizationMember,
     "Invite": Invite, "Project": Project, "ProjectMember": ProjectMember, "Label": Label,
-    "CustomFieldDefinition": CustomFieldDefinition, "Task": Task, "Comment": TaskComment,
-    "ApiKey": ApiKey, "NoraConversation": Conversation, "NoraMessage": Message,
+    "CustomFieldDefinition": CustomFieldDefinition, "Task": Task, "Comment": Comment,
+    "ApiKey": ApiKey, "NoraConversation": NoraConversation, "NoraMessage": NoraMessage,
     "AuditEntry": AuditEntry,
 }
 
@@ -120,14 +119,14 @@ class World:
     def __init__(self, app, settings) -> None:
         self.app = app
         self.compiled = settings
-        self.core = dataclasses.replace(settings, compiled_execution=False)
+        self.core = settings.model_copy(update={"compiled_execution": False})
         self.tokens: dict[str, str | None] = {}
         self.ids: dict[str, list[str]] = {}
 
     def context(self, compiled: bool, token: str | None) -> Context:
         return Context(
             settings=self.compiled if compiled else self.core,
-            viewer=Viewer(None),
+            access=Access(None),
             authorization=f"Bearer {token}" if token else None,
             broadcast=self.app.state.broadcast,
             nora=self.app.state.nora,
@@ -209,7 +208,7 @@ async def build_world(app, settings) -> World:
     cid = conversation["startNoraConversation"]["conversation"]["id"]
     await _mutate(world, "SendNora", {"conversationId": cid, "content": 'create a task "From NORA"'}, ada)
     for _ in range(500):  # the builtin provider answers in the background
-        if not await Message.filter(status="streaming").exists():
+        if not await NoraMessage.filter(status="streaming").exists():
             break
         await asyncio.sleep(0.02)
     for type_name, model in _ID_TYPES.items():
@@ -292,10 +291,10 @@ async def _events_for(query: str) -> list:
 
 async def _per_event(world: World, compiled: bool, document, variables, name, token, event) -> dict:
     context = world.context(compiled, token)
-    context.viewer = await viewer_for(context.authorization, SECRET)
-    if context.viewer.is_authenticated:
-        await context.viewer.load()
-    executor = ExecutionContext.build(schema._schema, document, None, context, variables, name)
+    context.access = await access_for(context.authorization, SECRET)
+    if context.access.is_authenticated:
+        await context.access.load()
+    executor = ExecutionContext.build(runtime.graphql_schema(schema), document, None, context, variables, name)
     if isinstance(executor, list):
         return {"data": None, "errors": [e.formatted for e in executor]}
     result = executor.build_per_event_executor(event).execute_operation(False)
@@ -383,7 +382,7 @@ def generate(world: World, count: int, seed_value: int) -> list[str]:
         "DateTime": st.datetimes().map(lambda d: gnodes.String(d.isoformat() + "+00:00")),
     }
     strategy = queries(
-        schema._schema, custom_scalars=scalars, allow_x00=False,
+        runtime.graphql_schema(schema), custom_scalars=scalars, allow_x00=False,
         print_ast=lambda document: print_ast(_tidy(document, world)),
     )
     out: list[str] = []

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from models import Label, Task, TaskComment
+from models import Comment, Label, Task
 from schema import execution
 from tests.conftest import gid
 from tests.wsclient import GraphQLWS
@@ -36,7 +36,7 @@ async def test_board_task_views_nodes_and_events_run_compiled(live, gql, factory
     parent = await Task.create(project=project, title="Parent", position="a0", created_by=owner.user)
     child = await Task.create(project=project, title="Child", position="a1", created_by=owner.user,
                               parent=parent, assignee=owner.user)
-    comment = await TaskComment.create(task=parent, author=owner.user, body="Looks good")
+    comment = await Comment.create(task=parent, author=owner.user, body="Looks good")
     before = execution.stats()
 
     board = await gql.ok(BOARD, {"id": gid("Project", project.id)}, token=owner.token)

@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
-from dataclasses import replace
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
 from server.app import create_app
+from server.settings import replace
 from tests.conftest import SECRET
 from tests.processes import aserving, free_port, subprocess_env
 from tests.tcpproxy import TcpProxy

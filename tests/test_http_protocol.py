@@ -96,13 +96,12 @@ async def test_a_persisted_query_must_match_its_hash(client):
 @pytest.mark.parametrize("store_first", ["over HTTP"])
 async def test_persisted_queries_are_shared_through_redis(settings, redis_server, store_first):
     """A hash one instance has seen is known to every instance on the same Redis."""
-    from dataclasses import replace
-
     import httpx
     from asgi_lifespan import LifespanManager
 
     from server.app import create_app
     from server.persisted import PersistedQueries
+    from server.settings import replace
 
     shared = replace(settings, broadcast_url=redis_server.url)
     query = "query Shared { __typename }"

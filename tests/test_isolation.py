@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from models import (
+    Comment,
     CustomFieldDefinition,
     CustomFieldType,
     Label,
@@ -13,10 +14,9 @@ from models import (
     OrgRole,
     ProjectRole,
     Task,
-    TaskComment,
     TaskLabel,
+    TaskStatus,
 )
-from models.enums import TaskStatus
 from resolvers.ids import parse_global_id
 from tests.api_catalog import MUTATIONS, arrange, db_changes, db_snapshot, with_id
 from tests.conftest import gid
@@ -48,7 +48,7 @@ async def world(factory):
         project=project, title="Sub", position="a1", created_by=alice.user, parent=task
     )
     await TaskLabel.create(task=task, label=label)
-    comment = await TaskComment.create(task=task, author=alice.user, body="hush")
+    comment = await Comment.create(task=task, author=alice.user, body="hush")
     from models import ProjectMember
 
     org_member = await OrganizationMember.get(organization=org_a, user=alice.user)

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from models import NoraEvent
-from resolvers.events import BOARD
+from resolvers.event.log import BOARD
 from server.settings import Settings, SettingsError
 from tests.conftest import gid
 from tests.metrics_support import scrape, scrape_until

@@ -8,14 +8,14 @@ import pytest
 
 from models import (
     AuditEntry,
-    Conversation,
-    Message,
+    NoraConversation,
     NoraEvent,
+    NoraMessage,
+    NoraUsageEntry,
     OrgRole,
     ProjectRole,
     Task,
     UsageKind,
-    UsageLedger,
 )
 from resolvers.nora.providers.builtin import HELP
 from tests.conftest import gid
@@ -88,7 +88,7 @@ async def test_create_a_task_streams_every_event_and_the_board_sees_it(live, gql
     audit = await AuditEntry.get(action="task.create")
     assert audit.actor_id == owner.user.id and audit.request_id == f"nora-{pk(reply['id'])}"
     assert await AuditEntry.filter(action="nora.message.send").count() == 1
-    ledger = {row.kind: row.amount for row in await UsageLedger.filter(organization_id=org.id)}
+    ledger = {row.kind: row.amount for row in await NoraUsageEntry.filter(organization_id=org.id)}
     assert ledger[UsageKind.MESSAGES] == 1
     assert ledger[UsageKind.TOKENS] == done["usage"]["tokensIn"] + done["usage"]["tokensOut"]
 
@@ -176,7 +176,7 @@ async def test_another_users_or_orgs_conversation_is_not_found_like_a_missing_on
             {"o": gid("Organization", org.id)}, token=colleague.token,
         )
         assert listed == {"noraConversations": {"totalCount": 0}}
-    assert await Message.filter(conversation_id=pk(conversation["id"])).count() == 2  # nothing added
+    assert await NoraMessage.filter(conversation_id=pk(conversation["id"])).count() == 2  # nothing added
 
 
 async def test_the_21st_message_in_a_minute_is_rate_limited(gql, factory):
@@ -191,7 +191,7 @@ async def test_the_21st_message_in_a_minute_is_rate_limited(gql, factory):
     )
     assert error["extensions"]["code"] == "RATE_LIMITED"
     assert isinstance(error["extensions"]["retryAfter"], int) and 1 <= error["extensions"]["retryAfter"] <= 3
-    assert not await Message.filter(conversation_id=pk(conversations[20]["id"])).exists()
+    assert not await NoraMessage.filter(conversation_id=pk(conversations[20]["id"])).exists()
     # Another user is not affected.
     other = await factory.user("Otto")
     await factory.org_member(org, other, OrgRole.MEMBER)
@@ -203,7 +203,7 @@ async def test_the_21st_message_in_a_minute_is_rate_limited(gql, factory):
 
 async def test_quota_exceeded_before_any_reply_and_usage_reports_it(gql, factory):
     owner, org, project = await make_team(factory)
-    await UsageLedger.create(organization=org, user=owner.user, kind=UsageKind.TOKENS, amount=50_000)
+    await NoraUsageEntry.create(organization=org, user=owner.user, kind=UsageKind.TOKENS, amount=50_000)
     conversation = await start(gql, owner.token, org, project)
     error = await gql.error(
         "mutation($i: SendNoraMessageInput!) { sendNoraMessage(input: $i) { conversation { id } } }",
@@ -211,7 +211,7 @@ async def test_quota_exceeded_before_any_reply_and_usage_reports_it(gql, factory
     )
     assert error["extensions"]["code"] == "QUOTA_EXCEEDED"
     assert (error["extensions"]["quota"], error["extensions"]["used"]) == (50_000, 50_000)
-    assert not await Message.exists()
+    assert not await NoraMessage.exists()
     usage = await gql.ok(
         "query($o: ID!) { noraUsage(organizationId: $o) { plan tokensUsed messagesSent tokenQuota tokensRemaining resetsAt } }",
         {"o": gid("Organization", org.id)}, token=owner.token,
@@ -275,7 +275,7 @@ async def test_cancel_a_builtin_reply_keeps_what_was_written(gql, factory):
     conversation = await start(gql, owner.token, org, project)
     sent = await send(gql, owner.token, conversation["id"], "tell me a story")
     reply_id = sent["assistantMessage"]["id"]
-    while not (await Message.get(id=pk(reply_id))).content:
+    while not (await NoraMessage.get(id=pk(reply_id))).content:
         await asyncio.sleep(0.01)
     cancelled = (await gql.ok(CANCEL, {"i": {"messageId": reply_id}}, token=owner.token))["cancelNoraMessage"]
     assert cancelled["message"]["status"] == "CANCELLED"
@@ -299,7 +299,7 @@ async def test_one_reply_at_a_time_per_conversation(gql, factory):
     )
     assert (error["extensions"]["code"], error["extensions"]["reason"]) == ("CONFLICT", "REPLY_IN_PROGRESS")
     await settled(pk(sent["assistantMessage"]["id"]))
-    assert await Message.filter(conversation_id=pk(conversation["id"])).count() == 2
+    assert await NoraMessage.filter(conversation_id=pk(conversation["id"])).count() == 2
 
 
 @pytest.mark.parametrize(
@@ -321,7 +321,7 @@ async def test_message_content_is_plain_text_up_to_10000_characters(gql, factory
     )
     assert (error["extensions"]["code"], error["extensions"]["field"]) == ("BAD_USER_INPUT", "content")
     assert field_error in error["message"]
-    assert not await Message.exists() and not await UsageLedger.exists()
+    assert not await NoraMessage.exists() and not await NoraUsageEntry.exists()
 
 
 async def test_newlines_tabs_and_the_full_length_are_accepted(gql, factory):
@@ -344,7 +344,7 @@ async def test_conversations_are_listed_for_their_owner_only(gql, factory):
     )
     assert {n["title"] for n in listed["noraConversations"]["nodes"]} == {"First", "Second"}
     assert listed["noraConversations"]["totalCount"] == 2
-    assert await Conversation.filter(user_id=owner.user.id).count() == 2
+    assert await NoraConversation.filter(user_id=owner.user.id).count() == 2
     assert first["project"] == {"name": "Website"} and second["project"] is None
     assert first["owner"] == {"name": "Olga"}
     sent = await send(gql, owner.token, first["id"], "hi")
@@ -374,4 +374,4 @@ async def test_start_checks_the_organization_and_project(gql, factory):
         token=owner.token,
     )
     assert code == "NOT_FOUND"
-    assert not await Conversation.exists()
+    assert not await NoraConversation.exists()

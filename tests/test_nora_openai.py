@@ -13,12 +13,12 @@ from asgi_lifespan import LifespanManager
 
 from models import (
     BoardEvent,
-    Message,
-    MessageStatus,
     NoraEvent,
+    NoraMessage,
+    NoraMessageStatus,
+    NoraUsageEntry,
     Task,
     UsageKind,
-    UsageLedger,
 )
 from server.app import create_app
 from server.settings import Settings
@@ -84,7 +84,7 @@ async def test_text_and_a_tool_call_then_a_second_turn(live, gql, factory, fake)
     task = await Task.get(project_id=project.id)
     assert (task.title, task.priority.value, task.created_by_id) == ("Fix login", "high", owner.user.id)
     assert await BoardEvent.filter(project_id=project.id, type="TaskCreated").count() == 1
-    tokens = await UsageLedger.get(kind=UsageKind.TOKENS)
+    tokens = await NoraUsageEntry.get(kind=UsageKind.TOKENS)
     assert tokens.amount == 70
 
     first, second = fake.requests
@@ -117,6 +117,31 @@ async def test_text_and_a_tool_call_then_a_second_turn(live, gql, factory, fake)
     ]
 
 
+async def test_tool_arguments_that_are_not_an_object_are_kept_as_text(live, gql, factory, fake):
+    # A model may write any JSON as a call's arguments; the API shows them as an object.
+    owner, org, project = await make_team(factory)
+    fake.script = [
+        fake.stream(tool_events(["On it."], "create_task", ["Fix login"])),
+        fake.stream(text_events(["Sorry."])),
+    ]
+    conversation = await start(gql, owner.token, org, project)
+    ws = await subscribe(live, owner.token, conversation)
+    try:
+        await send(gql, owner.token, conversation["id"], "add Fix login")
+        events = await until_final(ws)
+    finally:
+        await ws.close()
+    started = next(e for e in events if e["__typename"] == "ToolCallStarted")
+    assert started["arguments"] == {"unparsed": '["Fix login"]'}
+    finished = next(e for e in events if e["__typename"] == "ToolCallFinished")
+    assert finished["ok"] is False
+    assert finished["error"] == {"code": "BAD_USER_INPUT", "message": "Tool arguments must be a JSON object"}
+    assert events[-1]["__typename"] == "MessageCompleted"
+    tool = await NoraMessage.get(tool_call_id="call_abc")
+    assert tool.tool_arguments == {"unparsed": '["Fix login"]'}
+    assert await Task.filter(project_id=project.id).count() == 0
+
+
 async def test_the_server_failing_mid_stream_ends_the_reply_failed(live, gql, factory, fake):
     owner, org, project = await make_team(factory)
     fake.script = [fake.break_after(text_events(["Half", " an"])[:3])]
@@ -131,9 +156,9 @@ async def test_the_server_failing_mid_stream_ends_the_reply_failed(live, gql, fa
     assert failed["__typename"] == "MessageFailed" and failed["code"] == "PROVIDER_ERROR"
     assert "closed the connection" in failed["errorMessage"]
     assert failed["message"]["content"] == "Half an" == text_of(events)
-    reply = await Message.get(id=pk(failed["message"]["id"]))
-    assert (reply.status, reply.error_code, reply.content) == (MessageStatus.FAILED, "PROVIDER_ERROR", "Half an")
-    assert (await UsageLedger.get(kind=UsageKind.TOKENS)).amount > 0  # what it cost is still counted
+    reply = await NoraMessage.get(id=pk(failed["message"]["id"]))
+    assert (reply.status, reply.error_code, reply.content) == (NoraMessageStatus.FAILED, "PROVIDER_ERROR", "Half an")
+    assert (await NoraUsageEntry.get(kind=UsageKind.TOKENS)).amount > 0  # what it cost is still counted
 
 
 async def test_a_provider_that_stops_talking_times_out(gql, factory, fake):
@@ -142,7 +167,7 @@ async def test_a_provider_that_stops_talking_times_out(gql, factory, fake):
     conversation = await start(gql, owner.token, org, project)
     sent = await send(gql, owner.token, conversation["id"], "hello?")
     reply = await settled(pk(sent["assistantMessage"]["id"]), timeout=5)
-    assert (reply.status, reply.error_code, reply.content) == (MessageStatus.FAILED, "PROVIDER_TIMEOUT", "Slow")
+    assert (reply.status, reply.error_code, reply.content) == (NoraMessageStatus.FAILED, "PROVIDER_TIMEOUT", "Slow")
     assert "within 1 s" in reply.error_message
     await asyncio.wait_for(fake.disconnected.wait(), 2)
     final = await NoraEvent.filter(conversation_id=pk(conversation["id"])).order_by("-seq").first()
@@ -162,7 +187,7 @@ async def test_http_errors_end_the_reply_with_a_clear_code(gql, factory, fake, s
     conversation = await start(gql, owner.token, org, project)
     sent = await send(gql, owner.token, conversation["id"], "hi")
     reply = await settled(pk(sent["assistantMessage"]["id"]))
-    assert (reply.status, reply.error_code) == (MessageStatus.FAILED, code)
+    assert (reply.status, reply.error_code) == (NoraMessageStatus.FAILED, code)
     assert text in reply.error_message
 
 
@@ -173,7 +198,7 @@ async def test_an_unreachable_provider_is_unavailable(gql, factory, fake):
     conversation = await start(gql, owner.token, org, project)
     sent = await send(gql, owner.token, conversation["id"], "hi")
     reply = await settled(pk(sent["assistantMessage"]["id"]))
-    assert (reply.status, reply.error_code) == (MessageStatus.FAILED, "PROVIDER_UNAVAILABLE")
+    assert (reply.status, reply.error_code) == (NoraMessageStatus.FAILED, "PROVIDER_UNAVAILABLE")
 
 
 @pytest.mark.both_databases
@@ -201,7 +226,7 @@ async def test_cancel_stops_the_provider_request(live, gql, factory, fake):
 
 async def test_quota_exceeded_means_no_provider_call(gql, factory, fake):
     owner, org, project = await make_team(factory)
-    await UsageLedger.create(organization=org, user=owner.user, kind=UsageKind.TOKENS, amount=49_999)
+    await NoraUsageEntry.create(organization=org, user=owner.user, kind=UsageKind.TOKENS, amount=49_999)
     conversation = await start(gql, owner.token, org, project)
     fake.script = [fake.stream(text_events(["fine"], prompt=5, completion=1))]
     sent = await send(gql, owner.token, conversation["id"], "one more")  # 49,999 < 50,000: allowed
@@ -214,7 +239,7 @@ async def test_quota_exceeded_means_no_provider_call(gql, factory, fake):
     assert error["extensions"]["code"] == "QUOTA_EXCEEDED"
     assert error["extensions"]["used"] == 50_005
     assert len(fake.requests) == 1
-    assert await Message.filter(conversation_id=pk(conversation["id"])).count() == 2
+    assert await NoraMessage.filter(conversation_id=pk(conversation["id"])).count() == 2
 
 
 def _row(path: str, message_id: int) -> dict:
@@ -236,24 +261,98 @@ async def test_shutdown_ends_running_replies_failed_and_startup_sweeps_orphans(s
             conversation = await start(gql, owner.token, org, project)
             sent = await send(gql, owner.token, conversation["id"], "go on")
             reply_id = pk(sent["assistantMessage"]["id"])
-            while (await Message.get(id=reply_id)).content != "Partial":
+            while (await NoraMessage.get(id=reply_id)).content != "Partial":
                 await asyncio.sleep(0.01)
             # A reply whose instance died long ago, for the next startup to find.
             from datetime import timedelta
 
             from tortoise import timezone
 
-            orphan = await Message.create(
-                conversation_id=pk(conversation["id"]), role="assistant", status=MessageStatus.STREAMING,
+            orphan = await NoraMessage.create(
+                conversation_id=pk(conversation["id"]), role="assistant", status=NoraMessageStatus.STREAMING,
                 content="Lost", provider="openai", model="fake-model",
             )
-            await Message.filter(id=orphan.id).update(updated_at=timezone.now() - timedelta(minutes=10))
+            await NoraMessage.filter(id=orphan.id).update(updated_at=timezone.now() - timedelta(minutes=10))
     stopped = _row(path, reply_id)
     assert (stopped["status"], stopped["error_code"], stopped["content"]) == ("failed", "INTERRUPTED", "Partial")
     assert _row(path, orphan.id)["status"] == "streaming"  # another instance's: not ours to end on shutdown
 
     async with LifespanManager(create_app(settings)):
-        ended = await Message.get(id=orphan.id)
-        assert (ended.status, ended.error_code, ended.content) == (MessageStatus.FAILED, "INTERRUPTED", "Lost")
+        ended = await NoraMessage.get(id=orphan.id)
+        assert (ended.status, ended.error_code, ended.content) == (NoraMessageStatus.FAILED, "INTERRUPTED", "Lost")
         final = await NoraEvent.filter(conversation_id=pk(conversation["id"])).order_by("-seq").first()
         assert (final.type, final.payload["messageId"]) == ("MessageFailed", orphan.id)
+
+
+# -- SSE framing (httpx-sse), against the fake server, through the provider itself -------------
+
+
+async def _provider_chunks(fake, *behaviours) -> list:
+    from resolvers.nora.providers.openai import OpenAIProvider
+
+    fake.script = list(behaviours)
+    provider = OpenAIProvider(fake.url, "sk-test", "fake-model", timeout=2)
+    return [c async for c in provider.stream([{"role": "user", "content": "hi"}], [])]
+
+
+def _content(text: str) -> str:
+    return json.dumps(chunk({"content": text}))
+
+
+@pytest.mark.parametrize("eol", ["\r\n", "\n", "\r"], ids=["crlf", "lf", "cr"])
+@pytest.mark.parametrize("piece", [0, 1, 7], ids=["whole", "bytewise", "sevens"])
+async def test_sse_framing_follows_the_specification(fake, eol, piece):
+    """Comments, a lone `retry:`, unknown `event:` types, `id:`, an explicit `event: message`,
+    and one chunk whose JSON is split over two `data:` lines (the specification joins them with
+    a newline: the line-by-line parser this replaced called it malformed)."""
+    from resolvers.nora.providers import TextChunk, Usage
+
+    first, second = json.dumps(chunk({"content": "Hel"})), _content("lo, world")
+    cut = second.index('"choices"')
+    blocks = [
+        [": keep-alive"],
+        ["retry: 3000"],
+        ["event: ping", "data: {}"],
+        [f"data: {first}"],
+        ["id: 7", f"data:{second[:cut]}", f"data: {second[cut:]}"],
+        ["event: message", f"data: {json.dumps(chunk(finish='stop'))}"],
+        [": usage follows", f"data: {json.dumps(chunk(usage={'prompt_tokens': 12, 'completion_tokens': 3}))}"],
+        ["data: [DONE]"],
+    ]
+    text = "".join(eol.join(lines) + eol + eol for lines in blocks)
+    got = await _provider_chunks(fake, fake.raw(text, piece))
+    assert got == [TextChunk("Hel"), TextChunk("lo, world"), Usage(12, 3)]
+
+
+async def test_a_stream_without_done_ends_at_its_finish_reason(fake):
+    from resolvers.nora.providers import TextChunk, Usage
+
+    got = await _provider_chunks(fake, fake.stream(text_events(["a", "b"], prompt=5), done=False))
+    assert got == [TextChunk("a"), TextChunk("b"), Usage(5, 2)]
+
+
+async def test_a_stream_cut_before_its_answer_ended_is_an_error(fake):
+    """No finish_reason and no [DONE]; the last event lacks the blank line that dispatches it
+    (so, by the specification, it is never delivered)."""
+    from resolvers.nora.providers import ProviderError
+
+    text = f"data: {_content('half an ')}\n\ndata: {_content('answer')}\n"
+    with pytest.raises(ProviderError) as error:
+        await _provider_chunks(fake, fake.raw(text))
+    assert error.value.code == "PROVIDER_ERROR"
+    assert "ended before the answer did" in str(error.value)
+
+
+@pytest.mark.parametrize(("text", "content_type", "message"), [
+    ('event: error\ndata: {"error": {"message": "model overloaded"}}\n\n', "text/event-stream",
+     "The model provider failed: model overloaded"),
+    ('data: {"error": "quota"}\n\n', "text/event-stream", "The model provider failed: quota"),
+    ("data: {not json\ndata: }\n\n", "text/event-stream", "The model provider sent a malformed chunk"),
+    (json.dumps({"choices": []}), "application/json", "The model provider did not answer with an event stream"),
+])
+async def test_stream_failures_are_provider_errors(fake, text, content_type, message):
+    from resolvers.nora.providers import ProviderError
+
+    with pytest.raises(ProviderError) as error:
+        await _provider_chunks(fake, fake.raw(text, content_type=content_type))
+    assert (error.value.code, str(error.value)) == ("PROVIDER_ERROR", message)

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from tortoise import timezone
 
-from models import Conversation, Message, MessageStatus, NoraEvent, NoraRole
+from models import NoraConversation, NoraEvent, NoraMessage, NoraMessageStatus, NoraRole
 from tests.conftest import SECRET, gid
 from tests.fake_openai import FakeOpenAI, chunk
 from tests.nora_support import EVENTS, SEND, START, make_team, pk, until_final
@@ -61,7 +61,7 @@ async def streaming_reply(port: int, owner, org, project, fake) -> tuple[dict, i
     sent = await call(port, owner.token, SEND, {"i": {"conversationId": conversation["id"], "content": "go"}})
     reply_id = pk(sent["data"]["sendNoraMessage"]["assistantMessage"]["id"])
     deadline = time.monotonic() + DEADLINE
-    while (await Message.get(id=reply_id)).content != "Working":
+    while (await NoraMessage.get(id=reply_id)).content != "Working":
         assert time.monotonic() < deadline, "the reply never streamed"
         await asyncio.sleep(0.05)
     return conversation, reply_id
@@ -72,9 +72,9 @@ async def kill9(proc) -> None:
     await asyncio.to_thread(proc.wait)
 
 
-async def ended(reply_id: int) -> Message:
+async def ended(reply_id: int) -> NoraMessage:
     deadline = time.monotonic() + DEADLINE
-    while (message := await Message.get(id=reply_id)).status is MessageStatus.STREAMING:
+    while (message := await NoraMessage.get(id=reply_id)).status is NoraMessageStatus.STREAMING:
         assert time.monotonic() < deadline, f"reply {reply_id} still STREAMING"
         await asyncio.sleep(0.1)
     return message
@@ -94,7 +94,7 @@ async def test_a_running_instance_ends_the_reply_of_a_killed_one(tmp_path, setti
     async with aserving(subprocess_env(tmp_path / "b", **env), port_b, tmp_path / "b.log"):
         async with aserving(subprocess_env(tmp_path / "a", **env), port_a, tmp_path / "a.log") as a:
             conversation, reply_id = await streaming_reply(port_a, owner, org, project, fake)
-            beating = await Message.get(id=reply_id)
+            beating = await NoraMessage.get(id=reply_id)
             assert beating.owner_instance and beating.heartbeat_at is not None
             # B's subscriber follows the conversation from its start.
             ws = await GraphQLWS.connect(f"ws://127.0.0.1:{port_b}/graphql", token=owner.token)
@@ -102,7 +102,7 @@ async def test_a_running_instance_ends_the_reply_of_a_killed_one(tmp_path, setti
             await kill9(a)
         try:
             message = await ended(reply_id)
-            assert (message.status, message.error_code, message.content) == (MessageStatus.FAILED, "INTERRUPTED", "Working")
+            assert (message.status, message.error_code, message.content) == (NoraMessageStatus.FAILED, "INTERRUPTED", "Working")
             events = await until_final(ws, timeout=DEADLINE)
         finally:
             await ws.close()
@@ -123,11 +123,11 @@ async def test_an_instance_started_after_the_kill_ends_the_reply_at_startup(tmp_
         await kill9(a)
     # Nothing is running now: the reply stays STREAMING until an instance comes up.
     await asyncio.sleep(ORPHAN_AFTER + 0.5)
-    assert (await Message.get(id=reply_id)).status is MessageStatus.STREAMING
+    assert (await NoraMessage.get(id=reply_id)).status is NoraMessageStatus.STREAMING
     async with aserving(subprocess_env(tmp_path / "b", **env), port_b, tmp_path / "b.log"):
         # Ended by B's startup sweep, before B answered its first health check.
-        message = await Message.get(id=reply_id)
-        assert (message.status, message.error_code) == (MessageStatus.FAILED, "INTERRUPTED")
+        message = await NoraMessage.get(id=reply_id)
+        assert (message.status, message.error_code) == (NoraMessageStatus.FAILED, "INTERRUPTED")
         ws = await GraphQLWS.connect(f"ws://127.0.0.1:{port_b}/graphql", token=owner.token)
         try:
             await ws.subscribe(EVENTS, {"c": conversation["id"], "after": conversation["eventCursor"]})
@@ -148,10 +148,10 @@ async def test_a_live_reply_is_not_swept(tmp_path, settings, factory, fake):
     async with aserving(subprocess_env(tmp_path / "b", **env), port_b, tmp_path / "b.log"), \
             aserving(subprocess_env(tmp_path / "a", **env), port_a, tmp_path / "a.log"):
         _, reply_id = await streaming_reply(port_a, owner, org, project, fake)
-        first = (await Message.get(id=reply_id)).heartbeat_at
+        first = (await NoraMessage.get(id=reply_id)).heartbeat_at
         await asyncio.sleep(ORPHAN_AFTER * 3)  # several orphan windows of provider silence
-        message = await Message.get(id=reply_id)
-        assert message.status is MessageStatus.STREAMING
+        message = await NoraMessage.get(id=reply_id)
+        assert message.status is NoraMessageStatus.STREAMING
         assert message.heartbeat_at > first
 
 
@@ -161,13 +161,13 @@ async def test_the_sweep_ends_exactly_the_replies_whose_heartbeat_stopped(app, f
     MessageFailed event; one with a fresh heartbeat, and one of an older version (no
     heartbeat, recently written), are left alone."""
     owner, org, _ = await make_team(factory)
-    conversation = await Conversation.create(organization=org, user=owner.user, title="t")
+    conversation = await NoraConversation.create(organization=org, user=owner.user, title="t")
     now = timezone.now()
     window = timedelta(seconds=app.state.nora.settings.nora_orphan_after)
 
-    async def reply(**columns) -> Message:
-        return await Message.create(
-            conversation=conversation, role=NoraRole.ASSISTANT, status=MessageStatus.STREAMING,
+    async def reply(**columns) -> NoraMessage:
+        return await NoraMessage.create(
+            conversation=conversation, role=NoraRole.ASSISTANT, status=NoraMessageStatus.STREAMING,
             content="Partial", **columns,
         )
 
@@ -175,7 +175,7 @@ async def test_the_sweep_ends_exactly_the_replies_whose_heartbeat_stopped(app, f
     fresh = await reply(owner_instance="alive", heartbeat_at=now)
     legacy = await reply()
     await app.state.nora.sweep()  # (or its own sweeper already did, if this test ran slowly)
-    assert (await Message.get(id=stale.id)).error_code == "INTERRUPTED"
-    assert {m.status for m in await Message.filter(id__in=[fresh.id, legacy.id])} == {MessageStatus.STREAMING}
+    assert (await NoraMessage.get(id=stale.id)).error_code == "INTERRUPTED"
+    assert {m.status for m in await NoraMessage.filter(id__in=[fresh.id, legacy.id])} == {NoraMessageStatus.STREAMING}
     final = await NoraEvent.filter(conversation=conversation).order_by("-seq").first()
     assert (final.type, final.payload["messageId"], final.payload["code"]) == ("MessageFailed", stale.id, "INTERRUPTED")

@@ -8,11 +8,11 @@ import pytest
 
 from models import (
     BoardEvent,
+    Comment,
     Label,
     OrgRole,
     ProjectRole,
     Task,
-    TaskComment,
     TaskLabel,
     TaskPriority,
     TaskStatus,
@@ -84,7 +84,7 @@ async def test_writing_requests_change_the_board_as_the_user(gql, board):
     assert (await Task.get(id=tasks["Fix login"].id)).status is TaskStatus.DONE
     assert (await Task.get(id=tasks["Write docs"].id)).assignee_id == linus.user.id
     assert (await Task.get(id=tasks["Deploy"].id)).priority is TaskPriority.CRITICAL
-    comment = await TaskComment.get(task_id=tasks["Deploy"].id)
+    comment = await Comment.get(task_id=tasks["Deploy"].id)
     assert (comment.body, comment.author_id) == ("waiting on infra", owner.user.id)
     events = await BoardEvent.filter(project_id=board["project"].id).order_by("seq").values_list("type", "actor_id")
     assert events == [

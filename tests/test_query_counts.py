@@ -19,6 +19,7 @@ from fractional_indexing import generate_n_keys_between
 
 from models import (
     ApiKey,
+    Comment,
     CustomFieldDefinition,
     CustomFieldType,
     Invite,
@@ -30,7 +31,6 @@ from models import (
     ProjectMember,
     ProjectRole,
     Task,
-    TaskComment,
     TaskLabel,
     TaskStatus,
     User,
@@ -97,9 +97,9 @@ async def _board(project: Project, people: list[User], n_tasks: int) -> list[Tas
             for k in range(index[t.title] % 4)
         ]
     )
-    await TaskComment.bulk_create(
+    await Comment.bulk_create(
         [
-            TaskComment(task=t, author=people[k % len(people)], body=f"c{k}")
+            Comment(task=t, author=people[k % len(people)], body=f"c{k}")
             for t in tasks
             for k in range(index[t.title] % 4)
         ]
@@ -150,7 +150,7 @@ async def _expected_column(project: Project, status: TaskStatus) -> list[dict]:
         expected.append(
             {
                 "id": gid("Task", t.id),
-                "commentCount": await TaskComment.filter(task_id=t.id).count(),
+                "commentCount": await Comment.filter(task_id=t.id).count(),
                 "subtaskCount": await Task.filter(parent_id=t.id, archived_at__isnull=True).count(),
                 "assignee": t.assignee_id and gid("User", t.assignee_id),
                 "labels": [gid("Label", label.id) for label in labels],
@@ -291,8 +291,8 @@ async def _arrange_comments(factory, n_comments: int):
     project = await factory.project(org, owner)
     people = await _people(factory, owner, org, 20)
     task = await Task.create(project=project, title="t", position="a0", created_by=owner.user)
-    await TaskComment.bulk_create(
-        [TaskComment(task=task, author=people[i % 20], body=f"c{i}") for i in range(n_comments)]
+    await Comment.bulk_create(
+        [Comment(task=task, author=people[i % 20], body=f"c{i}") for i in range(n_comments)]
     )
     return owner, task
 
@@ -307,7 +307,7 @@ async def test_task_comments_with_authors_for_5_or_300_comments(gql, factory):
             data = await gql.ok(TASK_COMMENTS, {"t": gid("Task", task.id)}, token=owner.token)
         counts.append(log.count)
         comments = data["task"]["comments"]
-        n = await TaskComment.filter(task=task).count()
+        n = await Comment.filter(task=task).count()
         assert comments["totalCount"] == n
         assert [c["body"] for c in comments["nodes"]] == [f"c{i}" for i in range(min(n, 100))]
         assert all(c["author"]["name"] for c in comments["nodes"])
@@ -340,7 +340,7 @@ async def _arrange_nodes(factory, per_type: int) -> tuple[Actor, list[str]]:
     await Project.bulk_create(others)
     projects = await Project.filter(organization_id=project.organization_id).order_by("id")
     tasks = await Task.filter(project=project).order_by("id").limit(per_type)
-    comments = await TaskComment.filter(task__project=project).order_by("id").limit(per_type)
+    comments = await Comment.filter(task__project=project).order_by("id").limit(per_type)
     labels = list(await Label.filter(project=project).order_by("id"))
     if len(labels) < per_type:
         await Label.bulk_create(
@@ -540,7 +540,7 @@ async def test_comment_count_in_a_mutation_payload_is_fresh(gql, factory):
     i = {"taskId": gid("Task", task.id), "body": "more"}
     data = await gql.ok(query, {"a": i, "b": i}, token=owner.token)
     assert [data["a"]["task"]["commentCount"], data["b"]["task"]["commentCount"]] == [4, 5]
-    assert await TaskComment.filter(task=task).count() == 5
+    assert await Comment.filter(task=task).count() == 5
 
 
 DEEP = """query { viewer { organizations { organization { projects { nodes { board { columns {
@@ -558,14 +558,14 @@ async def test_depth_limit_holds_on_every_request_with_the_validation_cache(gql,
 
 
 async def test_a_repeated_query_is_validated_once(gql, factory):
-    from strawberry.extensions.validation_cache import _get_validate_cache
+    from schema.runtime import validate_cached
 
     owner = await factory.user()
     query = "query RepeatedOnce { viewer { user { id name } } }"
     await gql.ok(query, token=owner.token)
-    before = _get_validate_cache(1024).cache_info()
+    before = validate_cached.cache_info()
     await gql.ok(query, token=owner.token)
-    after = _get_validate_cache(1024).cache_info()
+    after = validate_cached.cache_info()
     assert (after.hits, after.misses) == (before.hits + 1, before.misses)
 
 

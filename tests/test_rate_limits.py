@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import replace
 from datetime import datetime
 
 import httpx
@@ -20,7 +19,7 @@ from asgi_lifespan import LifespanManager
 
 from models import Organization, OrgRole, Plan
 from server.app import create_app
-from server.settings import Settings, SettingsError
+from server.settings import Settings, SettingsError, replace
 from tests.conftest import gid
 from tests.membership_helpers import make_key
 from tests.processes import aserving, free_port, subprocess_env

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from server.settings import replace
 from tests.wsclient import LEGACY_WS, TRANSPORT_WS, Closed, GraphQLWS
 
 

@@ -4,7 +4,6 @@ standing in for the collector, and decoded with OpenTelemetry's own protobuf def
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
@@ -14,6 +13,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from resolvers import metrics
 from server.app import create_app
+from server.settings import replace
 from tests.conftest import Factory
 from tests.querycount import count_statements
 

@@ -8,27 +8,36 @@ else is NOT_FOUND, exactly like a conversation that does not exist.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from tortoise import timezone
-from tortoise.transactions import in_transaction
 
 from models import (
-    Conversation,
-    Message,
-    MessageStatus,
+    AuditAction,
+    NoraConversation,
+    NoraEventType,
+    NoraMessage,
+    NoraMessageStatus,
     NoraRole,
+    NoraUsageEntry,
     Organization,
     UsageKind,
-    UsageLedger,
 )
-from resolvers import audit, validation
+from models.snapshot import dump
+from resolvers import validation
 from resolvers.access import OrgPermission
 from resolvers.errors import BadInput, Conflict, NotFound
+from resolvers.event.streams import credential_still_valid, follow
 from resolvers.nora import engine
-from resolvers.nora.events import NORA_LOG, writing
+from resolvers.nora.events import NORA_LOG
 from resolvers.nora.limits import UsageReport, check_quota, check_rate, usage_today
-from resolvers.pagination import Order, paginate
-from resolvers.streams import credential_still_valid, follow
+from resolvers.pagination import Order, Page, paginate
+from resolvers.unit_of_work import unit_of_work
+
+if TYPE_CHECKING:
+    from resolvers.context import Context
 
 CONTENT_MAX = 10_000
 TITLE_MAX = 200
@@ -59,150 +68,169 @@ def _title_from(content: str) -> str:
     return line if len(line) <= 60 else line[:59].rstrip() + "…"
 
 
-async def visible_conversation(ctx, conversation_id: int) -> Conversation:
-    conversation = await (await ctx.viewer.nora_conversations()).get_or_none(id=conversation_id)
+async def visible_conversation(ctx: Context, conversation_id: int) -> NoraConversation:
+    conversation = await (await ctx.access.nora_conversations()).get_or_none(id=conversation_id)
     if conversation is None:
         raise NotFound("Conversation")
     return conversation
 
 
-async def conversation_or_none(ctx, conversation_id: int) -> Conversation | None:
+async def conversation_or_none(ctx: Context, conversation_id: int) -> NoraConversation | None:
     try:
         return await visible_conversation(ctx, conversation_id)
     except NotFound:
         return None
 
 
-async def visible_message(ctx, message_id: int) -> Message:
-    message = await (await ctx.viewer.nora_messages()).get_or_none(id=message_id)
+async def visible_message(ctx: Context, message_id: int) -> NoraMessage:
+    message = await (await ctx.access.nora_messages()).get_or_none(id=message_id)
     if message is None:
         raise NotFound("NoraMessage")
     return message
 
 
-async def conversations(ctx, organization_id: int, **page):
-    await ctx.viewer.require_org(OrgPermission.USE_NORA, organization_id)
-    qs = (await ctx.viewer.nora_conversations()).filter(organization_id=organization_id)
-    return await paginate(qs, CONVERSATION_ORDER, **page)
+async def conversations(
+    ctx: Context,
+    organization_id: int,
+    *,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> Page[NoraConversation]:
+    await ctx.access.require_org(OrgPermission.USE_NORA, organization_id)
+    qs = (await ctx.access.nora_conversations()).filter(organization_id=organization_id)
+    return await paginate(qs, CONVERSATION_ORDER, first=first, after=after, last=last, before=before)
 
 
-async def messages(ctx, conversation: Conversation, **page):
-    return await paginate(Message.filter(conversation_id=conversation.id), MESSAGE_ORDER, **page)
+async def messages(
+    ctx: Context,
+    conversation: NoraConversation,
+    *,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> Page[NoraMessage]:
+    return await paginate(
+        NoraMessage.filter(conversation_id=conversation.id), MESSAGE_ORDER,
+        first=first, after=after, last=last, before=before,
+    )
 
 
-async def usage(ctx, organization_id: int) -> UsageReport:
-    await ctx.viewer.require_org(OrgPermission.READ, organization_id)
+def _runtime(ctx: Context) -> engine.NoraRuntime:
+    """The instance's NORA runtime: every context the server builds has one
+    (server/graphql_app.py); only the CLI's, which sends no messages, do not."""
+    if ctx.nora is None:
+        raise RuntimeError("This context has no NORA runtime")
+    return ctx.nora
+
+
+async def usage(ctx: Context, organization_id: int) -> UsageReport:
+    await ctx.access.require_org(OrgPermission.READ, organization_id)
     organization = await Organization.get(id=organization_id)
     return await usage_today(ctx.settings, organization)
 
 
-def _conversation_snapshot(conversation: Conversation) -> dict:
-    return {
-        "id": conversation.id,
-        "organizationId": conversation.organization_id,
-        "projectId": conversation.project_id,
-        "title": conversation.title,
-    }
-
-
-async def start_conversation(ctx, organization_id: int, project_id: int | None, title: str | None) -> Conversation:
-    await ctx.viewer.require_org(OrgPermission.USE_NORA, organization_id)
+async def start_conversation(ctx: Context, organization_id: int, project_id: int | None, title: str | None) -> NoraConversation:
+    await ctx.access.require_org(OrgPermission.USE_NORA, organization_id)
     if project_id is not None:
-        project = await ctx.viewer.project(project_id)
+        project = await ctx.access.project(project_id)
         if project.organization_id != organization_id:
             raise BadInput("The project must belong to the organization", field="projectId")
     title = validation.text(title or "", "title", max_len=TITLE_MAX, required=False).strip()
-    async with in_transaction():
-        conversation = await Conversation.create(
-            organization_id=organization_id, project_id=project_id, user_id=ctx.viewer.user_id, title=title
+    async with unit_of_work(ctx) as work:
+        conversation = await NoraConversation.create(
+            organization_id=organization_id, project_id=project_id, user_id=ctx.access.user_id, title=title
         )
-        await audit.record(
-            ctx, "nora.conversation.start", "NoraConversation", conversation.id,
-            organization_id=organization_id, after=_conversation_snapshot(conversation),
+        await work.audit(
+            AuditAction.NORA_CONVERSATION_START, conversation.id,
+            organization_id=organization_id, after=dump(conversation),
         )
     return conversation
 
 
-async def send_message(ctx, conversation_id: int, content: str) -> tuple[Conversation, Message, Message]:
+async def send_message(ctx: Context, conversation_id: int, content: str) -> tuple[NoraConversation, NoraMessage, NoraMessage]:
     """Store the user's message and an empty STREAMING reply, start the reply, return at once."""
     content = message_content(content)
     conversation = await visible_conversation(ctx, conversation_id)
-    runtime = ctx.nora
-    await check_rate(runtime.limiter, ctx.viewer.user_id)
+    runtime = _runtime(ctx)
+    await check_rate(runtime.limiter, ctx.access.user_id)
     await check_quota(ctx.settings, conversation.organization_id)
-    if await Message.exists(
-        conversation_id=conversation.id, role=NoraRole.ASSISTANT, status=MessageStatus.STREAMING
+    if await NoraMessage.exists(
+        conversation_id=conversation.id, role=NoraRole.ASSISTANT, status=NoraMessageStatus.STREAMING
     ):
         raise Conflict(
             "NORA is still answering in this conversation; wait for the reply or cancel it",
             reason="REPLY_IN_PROGRESS",
         )
     now = timezone.now()
-    async with writing(ctx.broadcast) as batch:
-        asked = await Message.create(
-            conversation_id=conversation.id, role=NoraRole.USER, status=MessageStatus.COMPLETE,
+    async with unit_of_work(ctx) as work:
+        asked = await NoraMessage.create(
+            conversation_id=conversation.id, role=NoraRole.USER, status=NoraMessageStatus.COMPLETE,
             content=content, completed_at=now,
         )
-        reply = await Message.create(
-            conversation_id=conversation.id, role=NoraRole.ASSISTANT, status=MessageStatus.STREAMING,
+        reply = await NoraMessage.create(
+            conversation_id=conversation.id, role=NoraRole.ASSISTANT, status=NoraMessageStatus.STREAMING,
             reply_to_id=asked.id, provider=runtime.provider.name, model=runtime.provider.model,
             owner_instance=runtime.instance_id, heartbeat_at=now,
         )
-        await UsageLedger.create(
-            organization_id=conversation.organization_id, user_id=ctx.viewer.user_id,
+        await NoraUsageEntry.create(
+            organization_id=conversation.organization_id, user_id=ctx.access.user_id,
             message_id=asked.id, kind=UsageKind.MESSAGES, amount=1,
         )
-        changes = {"updated_at": now}
+        changes: dict[str, datetime | str] = {"updated_at": now}
         if not conversation.title:
             changes["title"] = _title_from(content)
-        await Conversation.filter(id=conversation.id).update(**changes)
-        await audit.record(
-            ctx, "nora.message.send", "NoraMessage", asked.id, organization_id=conversation.organization_id,
+        await NoraConversation.filter(id=conversation.id).update(**changes)
+        await work.audit(
+            AuditAction.NORA_MESSAGE_SEND, asked.id, organization_id=conversation.organization_id,
             after={"conversationId": conversation.id, "replyId": reply.id, "length": len(content)},
         )
-        await batch.event(conversation.id, "MessageStarted", {
-            "messageId": reply.id, "message": engine.snapshot(reply), "replyTo": engine.snapshot(asked),
+        await work.nora_event(conversation.id, NoraEventType.MESSAGE_STARTED, {
+            "messageId": reply.id, "message": dump(reply), "replyTo": dump(asked),
         })
-    conversation = await Conversation.get(id=conversation.id)
+    conversation = await NoraConversation.get(id=conversation.id)
     runtime.launch(ctx, conversation, asked, reply)
     return conversation, asked, reply
 
 
-async def cancel_message(ctx, message_id: int) -> Message:
+async def cancel_message(ctx: Context, message_id: int) -> NoraMessage:
     """Stop a reply, wherever it is being generated; it ends CANCELLED with what was written.
     Cancelling a reply that has already ended changes nothing."""
+    runtime = _runtime(ctx)  # before the write: a committed cancel must not end in an error
     message = await visible_message(ctx, message_id)
     if message.role is not NoraRole.ASSISTANT:
         raise BadInput("Only NORA's replies can be cancelled", field="messageId")
-    if message.status is not MessageStatus.STREAMING:
+    if message.status is not NoraMessageStatus.STREAMING:
         return message
-    conversation = await Conversation.get(id=message.conversation_id)
-    async with in_transaction():
-        flagged = await Message.filter(id=message.id, status=MessageStatus.STREAMING).update(cancel_requested=True)
+    conversation = await NoraConversation.get(id=message.conversation_id)
+    async with unit_of_work(ctx) as work:
+        flagged = await NoraMessage.filter(id=message.id, status=NoraMessageStatus.STREAMING).update(cancel_requested=True)
         if flagged:
-            await audit.record(
-                ctx, "nora.message.cancel", "NoraMessage", message.id,
+            await work.audit(
+                AuditAction.NORA_MESSAGE_CANCEL, message.id,
                 organization_id=conversation.organization_id, after={"conversationId": conversation.id},
             )
     if flagged:
-        await ctx.nora.request_cancel(message.id)
-        await ctx.nora.wait(message.id, CANCEL_WAIT_SECONDS)
-        fresh = await Message.get(id=message.id)
-        orphaned = ctx.nora.orphaned(fresh)
-        if fresh.status is MessageStatus.STREAMING and orphaned and message.id not in ctx.nora.running:
+        await runtime.request_cancel(message.id)
+        await runtime.wait(message.id, CANCEL_WAIT_SECONDS)
+        fresh = await NoraMessage.get(id=message.id)
+        orphaned = runtime.orphaned(fresh)
+        if fresh.status is NoraMessageStatus.STREAMING and orphaned and message.id not in runtime.running:
             # Its instance stopped beating for it: the generator died with its instance.
-            await engine.end_orphan(ctx.broadcast, fresh, MessageStatus.CANCELLED, None, None)
-    return await Message.get(id=message.id)
+            await engine.end_orphan(ctx, fresh, NoraMessageStatus.CANCELLED, None, None)
+    return await NoraMessage.get(id=message.id)
 
 
-async def conversation_events(ctx, conversation_id: int, after: str | None):
+async def conversation_events(ctx: Context, conversation_id: int, after: str | None) -> AsyncIterator[Any]:
     """The conversation's gap-free stream (the board's algorithm, on NORA's log)."""
     await visible_conversation(ctx, conversation_id)  # NOT_FOUND like a missing one
 
     async def still_readable() -> bool:
-        if not await credential_still_valid(ctx.viewer):
+        if not await credential_still_valid(ctx.access):
             return False
-        await ctx.viewer.reload()
+        await ctx.access.reload()
         return await conversation_or_none(ctx, conversation_id) is not None
 
     async for item in follow(

@@ -32,31 +32,40 @@ import logging
 import secrets
 import time
 from collections import defaultdict
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
+from enum import Enum
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from tortoise import timezone
 from tortoise.expressions import Q
 
 from models import (
-    Conversation,
-    Message,
-    MessageStatus,
+    NoraConversation,
     NoraEvent,
+    NoraEventType,
+    NoraMessage,
+    NoraMessageStatus,
     NoraRole,
+    NoraUsageEntry,
     Organization,
     Project,
     UsageKind,
-    UsageLedger,
+    orm,
 )
+from models.snapshot import dump
 from resolvers import metrics
-from resolvers.access import Viewer
+from resolvers.access import Access
+from resolvers.context import Context
 from resolvers.errors import AppError, BadInput, QuotaExceeded
 from resolvers.loaders import Loaders
 from resolvers.nora import tools
-from resolvers.nora.events import cancel_channel, writing
+from resolvers.nora.events import cancel_channel
 from resolvers.nora.limits import check_quota, make_rate_limiter
 from resolvers.nora.providers import (
+    Chunk,
+    Provider,
     ProviderError,
     TextChunk,
     ToolCall,
@@ -64,6 +73,12 @@ from resolvers.nora.providers import (
     estimate_tokens,
     make_provider,
 )
+from resolvers.unit_of_work import unit_of_work
+
+if TYPE_CHECKING:
+    from models import User
+    from resolvers.broadcast import Hub
+    from server.settings import Settings
 
 log = logging.getLogger("pcg.nora")
 
@@ -84,38 +99,17 @@ SHUTDOWN_GRACE = 5.0
 CANCEL_POLL_SECONDS = 1.0
 HEARTBEAT_SECONDS = 30.0
 
-_END = object()
-_WAKE = object()
+class _Signal(Enum):
+    """What a turn's queue carries besides chunks and the producer's error."""
+
+    END = "end"  # the provider's stream is over
+    WAKE = "wake"  # stop() was called: look at the reason now
 
 
-def snapshot(message: Message) -> dict:
-    """The camelCase form events carry (materialized again by the schema)."""
-
-    def iso(value):
-        return value.isoformat() if value else None
-
-    return {
-        "id": message.id,
-        "conversationId": message.conversation_id,
-        "role": message.role.value,
-        "content": message.content,
-        "status": message.status.value,
-        "replyToId": message.reply_to_id,
-        "toolCallId": message.tool_call_id,
-        "toolName": message.tool_name,
-        "toolArguments": message.tool_arguments,
-        "toolResult": message.tool_result,
-        "tokensIn": message.tokens_in,
-        "tokensOut": message.tokens_out,
-        "model": message.model,
-        "provider": message.provider,
-        "latencyMs": message.latency_ms,
-        "errorCode": message.error_code,
-        "errorMessage": message.error_message,
-        "createdAt": iso(message.created_at),
-        "updatedAt": iso(message.updated_at),
-        "completedAt": iso(message.completed_at),
-    }
+_END = _Signal.END
+_WAKE = _Signal.WAKE
+# A turn's queue: the provider's chunks, its error, or a signal.
+_Item = Chunk | BaseException | _Signal
 
 
 class Stop(Exception):
@@ -135,7 +129,7 @@ class _Halted(Exception):
 
 
 class NoraRuntime:
-    def __init__(self, settings, broadcast, provider=None) -> None:
+    def __init__(self, settings: Settings, broadcast: Hub, provider: Provider | None = None) -> None:
         self.settings = settings
         self.broadcast = broadcast
         self.provider = provider or make_provider(settings)
@@ -148,8 +142,8 @@ class NoraRuntime:
         window = self.orphan_after.total_seconds()
         self.beat_seconds = min(BEAT_SECONDS, max(0.1, window / 5))
         self.sweep_seconds = min(SWEEP_SECONDS, max(0.2, window / 4))
-        self._sweeper: asyncio.Task | None = None
-        self._beater: asyncio.Task | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._beater: asyncio.Task[None] | None = None
         self._closing = False
 
     async def start(self) -> None:
@@ -178,12 +172,12 @@ class NoraRuntime:
             await asyncio.gather(*pending, return_exceptions=True)
         await self.limiter.close()
 
-    def launch(self, ctx, conversation: Conversation, user_message: Message, reply: Message) -> Generation:
+    def launch(self, ctx: Context, conversation: NoraConversation, user_message: NoraMessage, reply: NoraMessage) -> Generation:
         # The request's context ends with the request: the reply gets its own, acting as the
         # same principal (API key caps included) with fresh memberships and loaders.
         base = dataclasses.replace(
             ctx, request=None, response=None, connection_params=None,
-            request_id=f"nora-{reply.id}", viewer=Viewer(ctx.viewer.principal), loaders=Loaders(),
+            request_id=f"nora-{reply.id}", access=Access(ctx.access.principal), loaders=Loaders(),
         )
         generation = Generation(self, base, conversation, user_message, reply)
         self.running[reply.id] = generation
@@ -209,12 +203,12 @@ class NoraRuntime:
             await asyncio.wait([generation.task], timeout=timeout)
             return
         while time.monotonic() < deadline:
-            status = await Message.filter(id=message_id).first().values_list("status", flat=True)
-            if status != MessageStatus.STREAMING:
+            status = await orm.first_value(NoraMessage.filter(id=message_id), "status")
+            if status != NoraMessageStatus.STREAMING:
                 return
             await asyncio.sleep(0.05)
 
-    def orphaned(self, message: Message) -> bool:
+    def orphaned(self, message: NoraMessage) -> bool:
         """Has the reply's generator stopped beating (its instance is gone)?"""
         now = timezone.now()
         if message.heartbeat_at is not None:
@@ -225,8 +219,8 @@ class NoraRuntime:
         """One UPDATE for all of this instance's running replies: they are alive."""
         if not self.running:
             return 0
-        return await Message.filter(
-            id__in=list(self.running), owner_instance=self.instance_id, status=MessageStatus.STREAMING
+        return await NoraMessage.filter(
+            id__in=list(self.running), owner_instance=self.instance_id, status=NoraMessageStatus.STREAMING
         ).update(heartbeat_at=timezone.now())
 
     async def _beat_forever(self) -> None:
@@ -237,21 +231,25 @@ class NoraRuntime:
             except Exception as exc:  # noqa: BLE001 - the next beat tries again
                 log.warning("NORA heartbeat failed (%s)", exc)
 
+    def system_context(self) -> Context:
+        """The context of this instance's own writes (sweeping orphans): no caller, no request."""
+        return Context(settings=self.settings, access=Access(None), broadcast=self.broadcast, request_id="nora-sweep")
+
     async def sweep(self) -> int:
         """End replies whose generator died (no heartbeat for PCG_NORA_ORPHAN_AFTER):
         crash recovery, at startup and every few seconds on every instance."""
         now = timezone.now()
-        stale = await Message.filter(
+        stale = await NoraMessage.filter(
             Q(heartbeat_at__lt=now - self.orphan_after)
             | Q(heartbeat_at__isnull=True, updated_at__lt=now - STALE_AFTER),
-            role=NoraRole.ASSISTANT, status=MessageStatus.STREAMING,
+            role=NoraRole.ASSISTANT, status=NoraMessageStatus.STREAMING,
         ).exclude(id__in=list(self.running) or [0])
         ended = 0
         for message in stale:
             # end_orphan takes only a row still STREAMING: when two instances sweep the
             # same reply, one ends it and the other finds nothing to do.
             if await end_orphan(
-                self.broadcast, message, MessageStatus.FAILED, "INTERRUPTED",
+                self.system_context(), message, NoraMessageStatus.FAILED, "INTERRUPTED",
                 "NORA stopped answering (its server stopped); ask again",
             ):
                 ended += 1
@@ -274,42 +272,42 @@ class NoraRuntime:
                 log.warning("NORA sweep failed", exc_info=True)
 
 
-async def end_orphan(broadcast, message: Message, status: MessageStatus, code: str | None, text: str | None) -> bool:
+async def end_orphan(ctx: Context, message: NoraMessage, status: NoraMessageStatus, code: str | None, text: str | None) -> bool:
     """End a STREAMING reply that no generator is writing; False if it had already ended."""
     now = timezone.now()
     try:
-        async with writing(broadcast) as batch:
-            changed = await Message.filter(id=message.id, status=MessageStatus.STREAMING).update(
+        async with unit_of_work(ctx) as work:
+            changed = await NoraMessage.filter(id=message.id, status=NoraMessageStatus.STREAMING).update(
                 status=status, error_code=code, error_message=text, completed_at=now, updated_at=now
             )
             if changed != 1:
                 raise _Halted()
-            await Message.filter(reply_to_id=message.id, role=NoraRole.TOOL, status=MessageStatus.STREAMING).update(
-                status=MessageStatus.FAILED, completed_at=now, updated_at=now,
+            await NoraMessage.filter(reply_to_id=message.id, role=NoraRole.TOOL, status=NoraMessageStatus.STREAMING).update(
+                status=NoraMessageStatus.FAILED, completed_at=now, updated_at=now,
                 tool_result={"ok": False, "error": {"code": "INTERRUPTED", "message": "The reply ended first"}},
             )
-            fresh = await Message.get(id=message.id)
-            conversation = await Conversation.get(id=message.conversation_id)
+            fresh = await NoraMessage.get(id=message.id)
+            conversation = await NoraConversation.get(id=message.conversation_id)
             if tokens := estimate_tokens(fresh.content):
-                await UsageLedger.create(
+                await NoraUsageEntry.create(
                     organization_id=conversation.organization_id, user_id=conversation.user_id,
                     message_id=fresh.id, kind=UsageKind.TOKENS, amount=tokens,
                 )
-            await Conversation.filter(id=conversation.id).update(updated_at=now)
-            await batch.event(conversation.id, *_final_event(fresh, code, text))
+            await NoraConversation.filter(id=conversation.id).update(updated_at=now)
+            await work.nora_event(conversation.id, *_final_event(fresh, code, text))
     except _Halted:
         return False
     return True
 
 
-def _final_event(message: Message, code: str | None, text: str | None) -> tuple[str, dict]:
-    payload = {"messageId": message.id, "message": snapshot(message)}
-    if message.status is MessageStatus.COMPLETE:
+def _final_event(message: NoraMessage, code: str | None, text: str | None) -> tuple[NoraEventType, dict[str, Any]]:
+    payload: dict[str, Any] = {"messageId": message.id, "message": dump(message)}
+    if message.status is NoraMessageStatus.COMPLETE:
         usage = {"tokensIn": message.tokens_in, "tokensOut": message.tokens_out, "latencyMs": message.latency_ms}
-        return "MessageCompleted", payload | {"usage": usage}
-    if message.status is MessageStatus.CANCELLED:
-        return "MessageCancelled", payload
-    return "MessageFailed", payload | {"code": code, "error": text}
+        return NoraEventType.MESSAGE_COMPLETED, payload | {"usage": usage}
+    if message.status is NoraMessageStatus.CANCELLED:
+        return NoraEventType.MESSAGE_CANCELLED, payload
+    return NoraEventType.MESSAGE_FAILED, payload | {"code": code, "error": text}
 
 
 # -- one reply ---------------------------------------------------------------------------------
@@ -319,8 +317,8 @@ class ReplyWriter:
     """The reply's rows and events. Every write first checks that the message is still
     STREAMING and not cancelled, so a cancel on another instance stops the generator here."""
 
-    def __init__(self, broadcast, conversation: Conversation, reply: Message) -> None:
-        self.broadcast = broadcast
+    def __init__(self, ctx: Context, conversation: NoraConversation, reply: NoraMessage) -> None:
+        self.ctx = ctx
         self.conversation = conversation
         self.reply = reply
         self.content = ""
@@ -329,7 +327,7 @@ class ReplyWriter:
         self.last_flush = 0.0
         self.tokens_in = 0
         self.tokens_out = 0
-        self.open_tool: Message | None = None
+        self.open_tool: NoraMessage | None = None
         self.beat = time.monotonic()
 
     @property
@@ -351,17 +349,17 @@ class ReplyWriter:
             self.tokens_in += prompt_estimate
             self.tokens_out += estimate_tokens(text) + sum(estimate_tokens(c.arguments) for c in calls)
 
-    async def _still_ours(self, now, **columns) -> None:
-        changed = await Message.filter(
-            id=self.reply.id, status=MessageStatus.STREAMING, cancel_requested=False
+    async def _still_ours(self, now: datetime, **columns: Any) -> None:
+        changed = await NoraMessage.filter(
+            id=self.reply.id, status=NoraMessageStatus.STREAMING, cancel_requested=False
         ).update(updated_at=now, **columns)
         if changed != 1:
             raise _Halted()
         self.beat = time.monotonic()
 
     async def _why(self) -> str:
-        status = await Message.filter(id=self.reply.id).first().values_list("status", flat=True)
-        return "cancel" if status == MessageStatus.STREAMING else "taken"
+        status = await orm.first_value(NoraMessage.filter(id=self.reply.id), "status")
+        return "cancel" if status == NoraMessageStatus.STREAMING else "taken"
 
     async def check(self) -> None:
         """Between turns and while the provider is silent: has someone asked us to stop?"""
@@ -371,40 +369,40 @@ class ReplyWriter:
             except _Halted:
                 raise Stop(await self._why()) from None
             return
-        row = await Message.filter(id=self.reply.id).first().values("status", "cancel_requested")
-        if row is None or row["status"] != MessageStatus.STREAMING:
+        row = await NoraMessage.filter(id=self.reply.id).first().values("status", "cancel_requested")
+        if row is None or row["status"] != NoraMessageStatus.STREAMING:
             raise Stop("taken")
         if row["cancel_requested"]:
             raise Stop("cancel")
 
-    def _delta(self) -> dict:
+    def _delta(self) -> dict[str, Any]:
         return {"messageId": self.reply.id, "index": self.index, "offset": self.flushed, "text": self.content[self.flushed:]}
 
     async def flush(self) -> None:
         if not self.pending:
             return
         try:
-            async with writing(self.broadcast) as batch:
+            async with unit_of_work(self.ctx) as work:
                 await self._still_ours(timezone.now(), content=self.content)
-                await batch.event(self.conversation.id, "TextDelta", self._delta())
+                await work.nora_event(self.conversation.id, NoraEventType.TEXT_DELTA, self._delta())
         except _Halted:
             raise Stop(await self._why()) from None
         self.flushed = len(self.content)
         self.index += 1
         self.last_flush = time.monotonic()
 
-    async def tool_started(self, call: ToolCall, args: dict | None) -> Message:
+    async def tool_started(self, call: ToolCall, args: dict[str, Any] | None) -> NoraMessage:
         await self.flush()  # the text before the call goes out before it
         try:
-            async with writing(self.broadcast) as batch:
+            async with unit_of_work(self.ctx) as work:
                 await self._still_ours(timezone.now())
-                tool = await Message.create(
-                    conversation_id=self.conversation.id, role=NoraRole.TOOL, status=MessageStatus.STREAMING,
+                tool = await NoraMessage.create(
+                    conversation_id=self.conversation.id, role=NoraRole.TOOL, status=NoraMessageStatus.STREAMING,
                     reply_to_id=self.reply.id, tool_call_id=call.id[:100], tool_name=call.name[:64],
                     tool_arguments=args if args is not None else {"unparsed": call.arguments[:2000]},
                     provider=self.reply.provider, model=self.reply.model,
                 )
-                await batch.event(self.conversation.id, "ToolCallStarted", {
+                await work.nora_event(self.conversation.id, NoraEventType.TOOL_CALL_STARTED, {
                     "messageId": self.reply.id, "toolCallId": tool.id, "name": tool.tool_name,
                     "arguments": tool.tool_arguments,
                 })
@@ -413,62 +411,62 @@ class ReplyWriter:
         self.open_tool = tool
         return tool
 
-    async def tool_finished(self, tool: Message, result: dict) -> None:
+    async def tool_finished(self, tool: NoraMessage, result: dict[str, Any]) -> None:
         # Recorded even when a cancel arrived meanwhile: the tool did run.
         now = timezone.now()
         ok = bool(result.get("ok"))
-        async with writing(self.broadcast) as batch:
-            await Message.filter(id=tool.id).update(
-                status=MessageStatus.COMPLETE if ok else MessageStatus.FAILED, tool_result=result,
+        async with unit_of_work(self.ctx) as work:
+            await NoraMessage.filter(id=tool.id).update(
+                status=NoraMessageStatus.COMPLETE if ok else NoraMessageStatus.FAILED, tool_result=result,
                 completed_at=now, updated_at=now,
             )
-            await Message.filter(id=self.reply.id).update(updated_at=now)
-            await batch.event(self.conversation.id, "ToolCallFinished", {
+            await NoraMessage.filter(id=self.reply.id).update(updated_at=now)
+            await work.nora_event(self.conversation.id, NoraEventType.TOOL_CALL_FINISHED, {
                 "messageId": self.reply.id, "toolCallId": tool.id, "name": tool.tool_name, "ok": ok,
                 "result": result.get("result"), "error": result.get("error"),
             })
         self.open_tool = None
 
-    async def finish(self, status: MessageStatus, code: str | None, text: str | None, latency_ms: int) -> None:
+    async def finish(self, status: NoraMessageStatus, code: str | None, text: str | None, latency_ms: int) -> None:
         now = timezone.now()
         try:
-            async with writing(self.broadcast) as batch:
-                changed = await Message.filter(id=self.reply.id, status=MessageStatus.STREAMING).update(
+            async with unit_of_work(self.ctx) as work:
+                changed = await NoraMessage.filter(id=self.reply.id, status=NoraMessageStatus.STREAMING).update(
                     status=status, content=self.content, tokens_in=self.tokens_in, tokens_out=self.tokens_out,
                     latency_ms=latency_ms, error_code=code, error_message=text, completed_at=now, updated_at=now,
                 )
                 if changed != 1:
                     raise _Halted()
                 if self.open_tool is not None:
-                    await Message.filter(id=self.open_tool.id, status=MessageStatus.STREAMING).update(
-                        status=MessageStatus.FAILED, completed_at=now, updated_at=now,
+                    await NoraMessage.filter(id=self.open_tool.id, status=NoraMessageStatus.STREAMING).update(
+                        status=NoraMessageStatus.FAILED, completed_at=now, updated_at=now,
                         tool_result={"ok": False, "error": {"code": code or "CANCELLED", "message": "The reply ended first"}},
                     )
                 if self.pending:
-                    await batch.event(self.conversation.id, "TextDelta", self._delta())
+                    await work.nora_event(self.conversation.id, NoraEventType.TEXT_DELTA, self._delta())
                 if total := self.tokens_in + self.tokens_out:
-                    await UsageLedger.create(
+                    await NoraUsageEntry.create(
                         organization_id=self.conversation.organization_id, user_id=self.conversation.user_id,
                         message_id=self.reply.id, kind=UsageKind.TOKENS, amount=total,
                     )
-                await Conversation.filter(id=self.conversation.id).update(updated_at=now)
-                fresh = await Message.get(id=self.reply.id)
-                await batch.event(self.conversation.id, *_final_event(fresh, code, text))
+                await NoraConversation.filter(id=self.conversation.id).update(updated_at=now)
+                fresh = await NoraMessage.get(id=self.reply.id)
+                await work.nora_event(self.conversation.id, *_final_event(fresh, code, text))
         except _Halted:
             return  # ended elsewhere (cancelled while idle, or swept): nothing more to say
         self.flushed = len(self.content)
 
 
 class Generation:
-    def __init__(self, runtime: NoraRuntime, ctx, conversation: Conversation, user_message: Message, reply: Message) -> None:
+    def __init__(self, runtime: NoraRuntime, ctx: Context, conversation: NoraConversation, user_message: NoraMessage, reply: NoraMessage) -> None:
         self.runtime = runtime
         self.ctx = ctx
         self.conversation = conversation
         self.user_message = user_message
         self.reply = reply
         self.reason: str | None = None
-        self._queue: asyncio.Queue | None = None
-        self._producer: asyncio.Task | None = None
+        self._queue: asyncio.Queue[_Item] | None = None
+        self._producer: asyncio.Task[None] | None = None
         self.task = asyncio.create_task(self._run(), name=f"nora-reply-{reply.id}")
 
     def stop(self, reason: str) -> None:
@@ -486,28 +484,28 @@ class Generation:
 
     async def _run(self) -> None:
         started = time.monotonic()
-        writer = ReplyWriter(self.runtime.broadcast, self.conversation, self.reply)
+        writer = ReplyWriter(self.ctx, self.conversation, self.reply)
         watcher = asyncio.create_task(self._watch_cancel())
         try:
-            status, code, text = MessageStatus.COMPLETE, None, None
+            status, code, text = NoraMessageStatus.COMPLETE, None, None
             try:
                 await self._generate(writer)
             except Stop as stop:
                 self.reason = self.reason or stop.reason
             except ProviderError as error:
-                status, code, text = MessageStatus.FAILED, error.code, error.message
+                status, code, text = NoraMessageStatus.FAILED, error.code, error.message
             except QuotaExceeded as error:
-                status, code, text = MessageStatus.FAILED, error.code, error.message
+                status, code, text = NoraMessageStatus.FAILED, error.code, error.message
             except Exception:
                 log.exception("NORA reply %s failed", self.reply.id)
-                status, code, text = MessageStatus.FAILED, "INTERNAL_ERROR", "NORA hit an unexpected error; try again"
+                status, code, text = NoraMessageStatus.FAILED, "INTERNAL_ERROR", "NORA hit an unexpected error; try again"
             if self.reason == "taken":
                 return
             if self.reason == "cancel":
-                status, code, text = MessageStatus.CANCELLED, None, None
+                status, code, text = NoraMessageStatus.CANCELLED, None, None
             elif self.reason == "shutdown":
                 status, code, text = (
-                    MessageStatus.FAILED, "INTERRUPTED", "The server stopped while NORA was answering; ask again",
+                    NoraMessageStatus.FAILED, "INTERRUPTED", "The server stopped while NORA was answering; ask again",
                 )
             await writer.finish(status, code, text, int((time.monotonic() - started) * 1000))
             metrics.nora_reply(self.reply.provider, code or status.value, writer.tokens_in, writer.tokens_out)
@@ -528,7 +526,7 @@ class Generation:
             log.warning("NORA cancel listener for %s failed", self.reply.id, exc_info=True)
 
     async def _generate(self, writer: ReplyWriter) -> None:
-        chat = await build_chat(self.conversation, self.reply, self.ctx.viewer.user)
+        chat = await build_chat(self.conversation, self.reply, self.ctx.access.user)
         for round_ in range(MAX_TOOL_ROUNDS + 1):
             self._check()
             await writer.check()
@@ -551,7 +549,7 @@ class Generation:
                 result = await self._call_tool(writer, call)
                 chat.append({"role": "tool", "tool_call_id": call.id, "content": orjson.dumps(result).decode()})
 
-    async def _produce(self, stream, queue: asyncio.Queue) -> None:
+    async def _produce(self, stream: AsyncGenerator[Chunk, None], queue: asyncio.Queue[_Item]) -> None:
         try:
             async for chunk in stream:
                 queue.put_nowait(chunk)
@@ -563,10 +561,12 @@ class Generation:
         finally:
             await stream.aclose()
 
-    async def _turn(self, writer: ReplyWriter, chat: list[dict], offered: list[dict]) -> tuple[list[ToolCall], str]:
-        queue: asyncio.Queue = asyncio.Queue()
+    async def _turn(self, writer: ReplyWriter, chat: list[dict[str, Any]], offered: list[dict[str, Any]]) -> tuple[list[ToolCall], str]:
+        queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._queue = queue
-        self._producer = asyncio.create_task(self._produce(self.runtime.provider.stream(chat, offered), queue))
+        producer = self._producer = asyncio.create_task(
+            self._produce(self.runtime.provider.stream(chat, offered), queue)
+        )
         calls: list[ToolCall] = []
         usage: Usage | None = None
         parts: list[str] = []
@@ -606,24 +606,27 @@ class Generation:
                     usage = item
             await writer.flush()
         finally:
-            producer, self._producer, self._queue = self._producer, None, None
+            self._producer, self._queue = None, None
             producer.cancel()
             await asyncio.gather(producer, return_exceptions=True)
             writer.count(usage, prompt_estimate, "".join(parts), calls)
         return calls, "".join(parts)
 
-    async def _call_tool(self, writer: ReplyWriter, call: ToolCall) -> dict:
+    async def _call_tool(self, writer: ReplyWriter, call: ToolCall) -> dict[str, Any]:
         try:
-            args = orjson.loads(call.arguments or "{}")
+            parsed: object = orjson.loads(call.arguments or "{}")
         except orjson.JSONDecodeError:
-            args = None
-        tool = await writer.tool_started(call, args)
+            parsed = None
+        # Recorded as an object (the API's NoraMessage.toolArguments and ToolCallStarted say
+        # so): arguments that are not one are kept as their text.
+        tool = await writer.tool_started(call, parsed if isinstance(parsed, dict) else None)
         # Each call sees the user's current memberships and fresh loaders.
-        ctx = dataclasses.replace(self.ctx, viewer=Viewer(self.ctx.viewer.principal), loaders=Loaders())
+        ctx = dataclasses.replace(self.ctx, access=Access(self.ctx.access.principal), loaders=Loaders())
+        result: dict[str, Any]
         try:
-            if args is None:
+            if parsed is None:
                 raise BadInput("The tool arguments were not valid JSON", field="arguments")
-            result = {"ok": True, "result": await tools.run(ctx, self.conversation, call.name, args)}
+            result = {"ok": True, "result": await tools.run(ctx, self.conversation, call.name, parsed)}
         except AppError as error:
             result = {"ok": False, "error": {"code": error.code, "message": error.message, **error.extensions}}
         except Exception:
@@ -636,15 +639,15 @@ class Generation:
 # -- the chat sent to the provider ---------------------------------------------------------------
 
 
-async def build_chat(conversation: Conversation, reply: Message, user) -> list[dict]:
+async def build_chat(conversation: NoraConversation, reply: NoraMessage, user: User) -> list[dict[str, Any]]:
     rows = list(reversed(
-        await Message.filter(conversation_id=conversation.id, id__lt=reply.id).order_by("-id").limit(HISTORY_LIMIT)
+        await NoraMessage.filter(conversation_id=conversation.id, id__lt=reply.id).order_by("-id").limit(HISTORY_LIMIT)
     ))
-    tool_rows: dict[int, list[Message]] = defaultdict(list)
+    tool_rows: dict[int, list[NoraMessage]] = defaultdict(list)
     for row in rows:
         if row.role is NoraRole.TOOL and row.tool_call_id:
             tool_rows[row.reply_to_id].append(row)
-    chat = [{"role": "system", "content": await _system_prompt(conversation, user)}]
+    chat: list[dict[str, Any]] = [{"role": "system", "content": await _system_prompt(conversation, user)}]
     for row in rows:
         if row.role is NoraRole.USER:
             chat.append({"role": "user", "content": row.content})
@@ -664,7 +667,7 @@ async def build_chat(conversation: Conversation, reply: Message, user) -> list[d
     return chat
 
 
-async def _system_prompt(conversation: Conversation, user) -> str:
+async def _system_prompt(conversation: NoraConversation, user: User) -> str:
     org = await Organization.get(id=conversation.organization_id)
     project = await Project.get_or_none(id=conversation.project_id) if conversation.project_id else None
     scope = f'the project "{project.name}"' if project else f'the projects of the organization "{org.name}"'

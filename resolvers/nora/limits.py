@@ -20,12 +20,19 @@ import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from tortoise.functions import Sum
 
-from models import Organization, Plan, UsageKind, UsageLedger
+from models import NoraUsageEntry, Organization, Plan, UsageKind
 from resolvers.errors import QuotaExceeded, RateLimited
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.commands.core import AsyncScript
+
+    from server.settings import Settings
 
 log = logging.getLogger("pcg.nora")
 
@@ -97,21 +104,24 @@ class RedisTokenBucket:
         self.rate = capacity / per_seconds
         self.prefix = prefix
         self.local = TokenBucket(capacity, per_seconds)
-        self._redis = None
-        self._script = None
+        self._redis: Redis | None = None
+        self._script: AsyncScript | None = None
         self._warned_at = 0.0
 
-    async def connect(self) -> None:
+    def _connect(self) -> AsyncScript:
         from redis import asyncio as redis
 
         self._redis = redis.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=1)
-        self._script = self._redis.register_script(_BUCKET_LUA)
+        script = self._script = self._redis.register_script(_BUCKET_LUA)
+        return script
+
+    async def connect(self) -> None:
+        self._connect()
 
     async def take(self, key: str) -> float:
-        if self._script is None:
-            await self.connect()
+        script = self._script or self._connect()
         try:
-            allowed, retry = await self._script(keys=[self.prefix + key], args=[self.capacity, self.rate])
+            allowed, retry = await script(keys=[self.prefix + key], args=[self.capacity, self.rate])
         except Exception as exc:  # noqa: BLE001 - Redis down: limit locally rather than not at all
             if time.monotonic() - self._warned_at > 30:
                 self._warned_at = time.monotonic()
@@ -130,7 +140,7 @@ def make_rate_limiter(broadcast_url: str) -> TokenBucket | RedisTokenBucket:
     return TokenBucket()
 
 
-async def check_rate(limiter, user_id: int) -> None:
+async def check_rate(limiter: TokenBucket | RedisTokenBucket, user_id: int) -> None:
     wait = await limiter.take(str(user_id))
     if wait > 0:
         seconds = max(1, math.ceil(wait))
@@ -143,7 +153,7 @@ async def check_rate(limiter, user_id: int) -> None:
 # -- the daily token quota ------------------------------------------------------------------------
 
 
-def daily_quota(settings, plan: Plan) -> int | None:
+def daily_quota(settings: Settings, plan: Plan) -> int | None:
     """Tokens a day for the plan; None means unlimited."""
     if plan is Plan.ENTERPRISE:
         return None
@@ -174,10 +184,10 @@ class UsageReport:
         return self.token_quota is not None and self.tokens_used >= self.token_quota
 
 
-async def usage_today(settings, organization: Organization) -> UsageReport:
+async def usage_today(settings: Settings, organization: Organization) -> UsageReport:
     start, end = day_bounds()
     rows = (
-        await UsageLedger.filter(organization_id=organization.id, created_at__gte=start)
+        await NoraUsageEntry.filter(organization_id=organization.id, created_at__gte=start)
         .annotate(total=Sum("amount"))
         .group_by("kind")
         .values_list("kind", "total")
@@ -193,7 +203,7 @@ async def usage_today(settings, organization: Organization) -> UsageReport:
     )
 
 
-async def check_quota(settings, organization_id: int) -> None:
+async def check_quota(settings: Settings, organization_id: int) -> None:
     organization = await Organization.get(id=organization_id)
     report = await usage_today(settings, organization)
     if report.exceeded:

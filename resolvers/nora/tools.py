@@ -8,13 +8,17 @@ return plain JSON-able data; failures raise AppError and become `{"ok": false, "
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
+from enum import Enum
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tortoise.expressions import Subquery
 from tortoise.functions import Count
+from tortoise.queryset import QuerySet
 
 from models import (
-    Conversation,
+    NoraConversation,
     OrganizationMember,
     Project,
     Task,
@@ -22,14 +26,19 @@ from models import (
     TaskPriority,
     TaskStatus,
 )
-from resolvers import comments as comment_resolvers
-from resolvers import tasks as task_resolvers
 from resolvers.errors import AppError, BadInput, NotFound
 from resolvers.ids import parse_global_id, to_global_id
+from resolvers.task import comments as comment_resolvers
+from resolvers.task import tasks as task_resolvers
+
+if TYPE_CHECKING:
+    from resolvers.context import Context
 
 OPEN = (TaskStatus.TODO, TaskStatus.INPROGRESS, TaskStatus.INREVIEW)
 BLOCKED_LABEL = "blocked"
 SEARCH_DEFAULT, SEARCH_MAX = 10, 25
+
+E = TypeVar("E", bound=Enum)
 
 
 class Ambiguous(AppError):
@@ -41,7 +50,7 @@ _STATUS = {"type": "string", "enum": [s.value for s in TaskStatus]}
 _PRIORITY = {"type": "string", "enum": [p.value for p in TaskPriority]}
 
 
-def _tool(name: str, description: str, properties: dict, required: list[str] = ()) -> dict:
+def _tool(name: str, description: str, properties: dict[str, Any], required: Sequence[str] = ()) -> dict[str, Any]:
     return {
         "type": "function",
         "function": {
@@ -110,7 +119,8 @@ SCHEMAS = [
 NAMES = frozenset(s["function"]["name"] for s in SCHEMAS)
 
 
-async def run(ctx, conversation: Conversation, name: str, args: dict) -> dict:
+async def run(ctx: Context, conversation: NoraConversation, name: str, args: object) -> dict[str, Any]:
+    """`args`: the model's JSON arguments, whatever they decoded to."""
     if name not in NAMES:
         raise BadInput(f"There is no tool called {name!r}", field="name")
     if not isinstance(args, dict):
@@ -121,18 +131,23 @@ async def run(ctx, conversation: Conversation, name: str, args: dict) -> dict:
 # -- argument helpers --------------------------------------------------------------------------
 
 
-def _text(args: dict, key: str, *, required: bool = False, max_len: int = 500) -> str | None:
+def _text(args: dict[str, Any], key: str, *, max_len: int = 500) -> str | None:
     value = args.get(key)
     if value is None or (isinstance(value, str) and not value.strip()):
-        if required:
-            raise BadInput(f"`{key}` is required", field=key)
         return None
     if not isinstance(value, str):
         raise BadInput(f"`{key}` must be a string", field=key)
     return value.strip()[:max_len]
 
 
-def _enum(enum, args: dict, key: str):
+def _required_text(args: dict[str, Any], key: str, *, max_len: int = 500) -> str:
+    value = _text(args, key, max_len=max_len)
+    if value is None:
+        raise BadInput(f"`{key}` is required", field=key)
+    return value
+
+
+def _enum(enum: type[E], args: dict[str, Any], key: str) -> E | None:
     value = _text(args, key)
     if value is None:
         return None
@@ -143,7 +158,7 @@ def _enum(enum, args: dict, key: str):
         raise BadInput(f"`{key}` must be one of {allowed}", field=key) from None
 
 
-def _due(value) -> date | None:
+def _due(value: object) -> date | None:
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
         return None
     if not isinstance(value, str):
@@ -163,8 +178,8 @@ def _due(value) -> date | None:
 # -- lookups, all through the viewer ------------------------------------------------------------
 
 
-async def _tasks_here(ctx, conversation: Conversation):
-    qs = (await ctx.viewer.tasks()).filter(
+async def _tasks_here(ctx: Context, conversation: NoraConversation) -> QuerySet[Task]:
+    qs = (await ctx.access.tasks()).filter(
         project__organization_id=conversation.organization_id,
         project__archived_at__isnull=True,
         archived_at__isnull=True,
@@ -174,7 +189,7 @@ async def _tasks_here(ctx, conversation: Conversation):
     return qs
 
 
-async def _find_task(ctx, conversation: Conversation, ref: str) -> Task:
+async def _find_task(ctx: Context, conversation: NoraConversation, ref: str) -> Task:
     try:
         type_name, pk = parse_global_id(ref)
     except BadInput:
@@ -197,15 +212,14 @@ async def _find_task(ctx, conversation: Conversation, ref: str) -> Task:
     return matches[0]
 
 
-async def _find_user(ctx, conversation: Conversation, who: str) -> int | None:
+async def _find_user(ctx: Context, conversation: NoraConversation, who: str) -> int | None:
     word = who.strip().lower()
     if word in ("me", "myself", "i"):
-        return ctx.viewer.user_id
+        return ctx.access.user_id
     if word in ("nobody", "no one", "noone", "none", "unassigned"):
         return None
-    members = (await ctx.viewer.org_scoped(OrganizationMember)).filter(
-        organization_id=conversation.organization_id
-    )
+    scoped: QuerySet[OrganizationMember] = await ctx.access.org_scoped(OrganizationMember)
+    members = scoped.filter(organization_id=conversation.organization_id)
     for lookup in ({"user__email__iexact": word}, {"user__name__iexact": word}, {"user__name__istartswith": word}):
         found = await members.filter(**lookup).select_related("user").limit(6)
         if len(found) == 1:
@@ -218,16 +232,16 @@ async def _find_user(ctx, conversation: Conversation, who: str) -> int | None:
     raise BadInput(f"Nobody called \"{who}\" is a member of this organization", field="assignee")
 
 
-async def _projects_here(ctx, conversation: Conversation) -> list[Project]:
-    qs = (await ctx.viewer.projects()).filter(
+async def _projects_here(ctx: Context, conversation: NoraConversation) -> list[Project]:
+    qs = (await ctx.access.projects()).filter(
         organization_id=conversation.organization_id, archived_at__isnull=True
     )
     return list(await qs.order_by("name", "id"))
 
 
-async def _project(ctx, conversation: Conversation, ref: str | None) -> Project:
+async def _project(ctx: Context, conversation: NoraConversation, ref: str | None) -> Project:
     if ref is None and conversation.project_id is not None:
-        return await ctx.viewer.project(conversation.project_id)
+        return await ctx.access.project(conversation.project_id)
     projects = await _projects_here(ctx, conversation)
     if ref is not None:
         wanted = [p for p in projects if p.name.lower() == ref.lower() or to_global_id("Project", p.id) == ref]
@@ -241,7 +255,7 @@ async def _project(ctx, conversation: Conversation, ref: str | None) -> Project:
     raise Ambiguous("Which project?", candidates=[p.name for p in projects])
 
 
-def _task_data(task: Task, assignee: str | None, project: str) -> dict:
+def _task_data(task: Task, assignee: str | None, project: str) -> dict[str, Any]:
     return {
         "id": to_global_id("Task", task.id),
         "title": task.title,
@@ -254,15 +268,15 @@ def _task_data(task: Task, assignee: str | None, project: str) -> dict:
     }
 
 
-async def _describe(task: Task) -> dict:
+async def _describe(task: Task) -> dict[str, Any]:
     row = await Task.get(id=task.id).select_related("project", "assignee")
-    return _task_data(row, row.assignee.name if row.assignee_id else None, row.project.name)
+    return _task_data(row, row.assignee.name if row.assignee is not None else None, row.project.name)
 
 
 # -- the tools ----------------------------------------------------------------------------------
 
 
-async def search_tasks(ctx, conversation: Conversation, args: dict) -> dict:
+async def search_tasks(ctx: Context, conversation: NoraConversation, args: dict[str, Any]) -> dict[str, Any]:
     qs = await _tasks_here(ctx, conversation)
     if query := _text(args, "query", max_len=200):
         qs = qs.filter(title__icontains=query)
@@ -284,16 +298,16 @@ async def search_tasks(ctx, conversation: Conversation, args: dict) -> dict:
         qs = qs.filter(id__in=Subquery(tagged))
         if status is None:
             qs = qs.filter(status__in=OPEN)
-    limit = args.get("limit") if isinstance(args.get("limit"), int) else SEARCH_DEFAULT
-    limit = max(1, min(limit, SEARCH_MAX))
+    asked = args.get("limit")
+    limit = max(1, min(asked if isinstance(asked, int) else SEARCH_DEFAULT, SEARCH_MAX))
     total = await qs.count()
     rows = await qs.order_by(*order).limit(limit).select_related("project", "assignee")
-    tasks = [_task_data(t, t.assignee.name if t.assignee_id else None, t.project.name) for t in rows]
+    tasks = [_task_data(t, t.assignee.name if t.assignee is not None else None, t.project.name) for t in rows]
     return {"tasks": tasks, "total": total}
 
 
-async def get_task(ctx, conversation: Conversation, args: dict) -> dict:
-    task = await _find_task(ctx, conversation, _text(args, "task", required=True))
+async def get_task(ctx: Context, conversation: NoraConversation, args: dict[str, Any]) -> dict[str, Any]:
+    task = await _find_task(ctx, conversation, _required_text(args, "task"))
     data = await _describe(task)
     labels = await TaskLabel.filter(task_id=task.id).select_related("label").order_by("label__name")
     data["labels"] = [link.label.name for link in labels]
@@ -302,8 +316,8 @@ async def get_task(ctx, conversation: Conversation, args: dict) -> dict:
     return {"task": data}
 
 
-async def create_task(ctx, conversation: Conversation, args: dict) -> dict:
-    title = _text(args, "title", required=True, max_len=10_000)
+async def create_task(ctx: Context, conversation: NoraConversation, args: dict[str, Any]) -> dict[str, Any]:
+    title = _required_text(args, "title", max_len=10_000)
     project = await _project(ctx, conversation, _text(args, "project", max_len=200))
     assignee = _text(args, "assignee")
     task = await task_resolvers.create_task(
@@ -319,9 +333,9 @@ async def create_task(ctx, conversation: Conversation, args: dict) -> dict:
     return {"task": await _describe(task)}
 
 
-async def update_task(ctx, conversation: Conversation, args: dict) -> dict:
-    task = await _find_task(ctx, conversation, _text(args, "task", required=True))
-    changes: dict = {}
+async def update_task(ctx: Context, conversation: NoraConversation, args: dict[str, Any]) -> dict[str, Any]:
+    task = await _find_task(ctx, conversation, _required_text(args, "task"))
+    changes: dict[str, Any] = {}
     if status := _enum(TaskStatus, args, "status"):
         changes["status"] = status
     if priority := _enum(TaskPriority, args, "priority"):
@@ -339,15 +353,15 @@ async def update_task(ctx, conversation: Conversation, args: dict) -> dict:
     return {"task": await _describe(updated), "changed": changed}
 
 
-async def add_comment(ctx, conversation: Conversation, args: dict) -> dict:
-    task = await _find_task(ctx, conversation, _text(args, "task", required=True))
+async def add_comment(ctx: Context, conversation: NoraConversation, args: dict[str, Any]) -> dict[str, Any]:
+    task = await _find_task(ctx, conversation, _required_text(args, "task"))
     comment, task = await comment_resolvers.add_comment(
-        ctx, task.id, _text(args, "body", required=True, max_len=10_000)
+        ctx, task.id, _required_text(args, "body", max_len=10_000)
     )
     return {"commentId": to_global_id("Comment", comment.id), "task": await _describe(task)}
 
 
-async def summarize_board(ctx, conversation: Conversation, args: dict) -> dict:
+async def summarize_board(ctx: Context, conversation: NoraConversation, args: dict[str, Any]) -> dict[str, Any]:
     ref = _text(args, "project", max_len=200)
     if ref is not None or conversation.project_id is not None:
         projects = [await _project(ctx, conversation, ref)]
@@ -357,7 +371,10 @@ async def summarize_board(ctx, conversation: Conversation, args: dict) -> dict:
     summaries = []
     for project in projects[:10]:
         live = Task.filter(project_id=project.id, archived_at__isnull=True)
-        counts = dict(await live.annotate(n=Count("id")).group_by("status").values_list("status", "n"))
+        # Keyed by the status as the dialect returns it (enum or its value).
+        counts: dict[TaskStatus | str, int] = dict(
+            await live.annotate(n=Count("id")).group_by("status").values_list("status", "n")
+        )
         columns = {s.value: counts.get(s, counts.get(s.value, 0)) for s in TaskStatus}
         open_ = live.filter(status__in=OPEN)
         blocked = TaskLabel.filter(label__name__iexact=BLOCKED_LABEL).values("task_id")
@@ -375,10 +392,9 @@ async def summarize_board(ctx, conversation: Conversation, args: dict) -> dict:
     return {"projects": summaries}
 
 
-async def list_members(ctx, conversation: Conversation, args: dict) -> dict:
-    members = (await ctx.viewer.org_scoped(OrganizationMember)).filter(
-        organization_id=conversation.organization_id
-    )
+async def list_members(ctx: Context, conversation: NoraConversation, args: dict[str, Any]) -> dict[str, Any]:
+    scoped: QuerySet[OrganizationMember] = await ctx.access.org_scoped(OrganizationMember)
+    members = scoped.filter(organization_id=conversation.organization_id)
     rows = await members.select_related("user").order_by("user__name", "id").limit(100)
     return {
         "members": [

@@ -8,9 +8,12 @@ OpenAI-compatible chat-completions endpoint: OpenAI, Ollama, vLLM).
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from server.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,8 @@ class Provider(Protocol):
     name: str
     model: str
 
-    def stream(self, messages: list[dict], tools: list[dict]) -> AsyncIterator[Chunk]: ...
+    # An async generator: the engine closes it (aclose) when a turn ends early.
+    def stream(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> AsyncGenerator[Chunk, None]: ...
 
 
 def estimate_tokens(text: str) -> int:
@@ -55,7 +59,7 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / 4) if text else 0
 
 
-def make_provider(settings) -> Provider:
+def make_provider(settings: Settings) -> Provider:
     if settings.nora_provider == "openai":
         from resolvers.nora.providers.openai import OpenAIProvider
 

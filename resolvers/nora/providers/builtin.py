@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from typing import Any
 
 import orjson
 
@@ -56,7 +57,7 @@ def _status(word: str) -> str | None:
     return STATUS_WORDS.get(re.sub(r"\s+", " ", word.strip().lower().rstrip(".!")))
 
 
-def understand(text: str) -> tuple[str, str, dict] | None:
+def understand(text: str) -> tuple[str, str, dict[str, Any]] | None:
     """(preface, tool, arguments) for a request the builtin provider understands."""
     t = text.strip().rstrip(".!?").strip()
     low = t.lower()
@@ -107,8 +108,9 @@ def understand(text: str) -> tuple[str, str, dict] | None:
     return None
 
 
-def _task_line(task: dict) -> str:
-    parts = [STATUS_NAMES.get(task.get("status"), task.get("status")), task.get("priority")]
+def _task_line(task: dict[str, Any]) -> str:
+    status = task.get("status", "")
+    parts = [STATUS_NAMES.get(status, status), task.get("priority")]
     if task.get("assignee"):
         parts.append(task["assignee"])
     if task.get("dueDate"):
@@ -116,7 +118,7 @@ def _task_line(task: dict) -> str:
     return f"- {task['title']} ({', '.join(p for p in parts if p)})"
 
 
-def _error_text(tool: str, args: dict, error: dict) -> str:
+def _error_text(tool: str, args: dict[str, Any], error: dict[str, Any]) -> str:
     code, message = error.get("code"), error.get("message", "")
     if code == "FORBIDDEN":
         return (
@@ -132,7 +134,7 @@ def _error_text(tool: str, args: dict, error: dict) -> str:
     return f"That didn't work: {message}"
 
 
-def answer(tool: str, args: dict, result: dict) -> str:
+def answer(tool: str, args: dict[str, Any], result: dict[str, Any]) -> str:
     """The reply text for a tool's result (or error)."""
     if not result.get("ok", False):
         return _error_text(tool, args, result.get("error") or {})
@@ -214,7 +216,7 @@ class BuiltinProvider:
     name = "builtin"
     model = "nora-builtin-1"
 
-    async def stream(self, messages: list[dict], tools: list[dict]) -> AsyncIterator[Chunk]:
+    async def stream(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> AsyncGenerator[Chunk, None]:
         last = messages[-1]
         if last["role"] == "tool":
             text = self._after_tools(messages)
@@ -239,8 +241,8 @@ class BuiltinProvider:
         yield Usage(prompt, out)
 
     @staticmethod
-    def _after_tools(messages: list[dict]) -> str:
-        results = []
+    def _after_tools(messages: list[dict[str, Any]]) -> str:
+        results: list[dict[str, Any]] = []
         i = len(messages) - 1
         while i >= 0 and messages[i]["role"] == "tool":
             results.insert(0, messages[i])

@@ -1,5 +1,6 @@
 """Any OpenAI-compatible chat-completions endpoint (OpenAI, Ollama, vLLM), streamed (SSE),
-with tool calling, over httpx.
+with tool calling, over httpx; httpx-sse frames the events (multi-line `data:`, comments,
+`event:`/`id:`/`retry:` fields, CR/LF/CRLF line ends, as the SSE specification has them).
 
 Every failure ends in a ProviderError with a stable code, never a hung stream: a connect
 or per-chunk read that takes longer than PCG_NORA_TIMEOUT is PROVIDER_TIMEOUT, and a whole
@@ -9,10 +10,12 @@ turn is capped at MAX_TURN_SECONDS.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
 
 import httpx
 import orjson
+from httpx_sse import EventSource, SSEError
 
 from resolvers.nora.providers import Chunk, ProviderError, TextChunk, ToolCall, Usage
 
@@ -29,8 +32,8 @@ class OpenAIProvider:
         self.model = model
         self.timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
 
-    async def stream(self, messages: list[dict], tools: list[dict]) -> AsyncIterator[Chunk]:
-        body: dict = {
+    async def stream(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> AsyncGenerator[Chunk, None]:
+        body: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
             "stream": True,
@@ -66,6 +69,8 @@ class OpenAIProvider:
             raise ProviderError(
                 "PROVIDER_UNAVAILABLE", "Could not connect to the model provider"
             ) from None
+        except SSEError:
+            raise ProviderError("PROVIDER_ERROR", "The model provider did not answer with an event stream") from None
         except (httpx.RemoteProtocolError, httpx.ReadError):
             raise ProviderError(
                 "PROVIDER_ERROR", "The model provider closed the connection in the middle of the answer"
@@ -89,12 +94,17 @@ async def _http_error(response: httpx.Response) -> ProviderError:
 
 
 async def _chunks(response: httpx.Response) -> AsyncIterator[Chunk]:
-    calls: dict[int, dict] = {}
+    calls: dict[int, dict[str, str]] = {}
     finished = False
-    async for line in response.aiter_lines():
-        if not line.startswith("data:"):
-            continue  # blank separators, comments (": keep-alive"), event names
-        data = line[5:].strip()
+    async for sse in EventSource(response).aiter_sse():
+        if not sse.data:
+            continue  # the specification dispatches no event without data (a lone `retry:`)
+        if sse.event == "error":
+            # Not OpenAI's own form, but some compatible servers report a failure this way.
+            raise ProviderError("PROVIDER_ERROR", f"The model provider failed: {_error_text(sse.data)}")
+        if sse.event not in ("", "message"):
+            continue  # an event type this client does not know (e.g. `ping`)
+        data = sse.data.strip()
         if data == "[DONE]":
             finished = True
             break
@@ -105,9 +115,7 @@ async def _chunks(response: httpx.Response) -> AsyncIterator[Chunk]:
         if not isinstance(event, dict):
             raise ProviderError("PROVIDER_ERROR", "The model provider sent a malformed chunk")
         if event.get("error"):
-            error = event["error"]
-            text = error.get("message") if isinstance(error, dict) else str(error)
-            raise ProviderError("PROVIDER_ERROR", f"The model provider failed: {str(text)[:MAX_ERROR_BODY]}")
+            raise ProviderError("PROVIDER_ERROR", f"The model provider failed: {_error_text(event)}")
         usage = event.get("usage")
         if isinstance(usage, dict):
             yield Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
@@ -129,3 +137,17 @@ async def _chunks(response: httpx.Response) -> AsyncIterator[Chunk]:
         call = calls[index]
         if call["name"]:
             yield ToolCall(call["id"] or f"call_{index}", call["name"], call["arguments"] or "{}")
+
+
+def _error_text(payload: object) -> str:
+    """The message of `{"error": {"message": ...}}` or `{"error": "..."}`, else the text
+    (`payload`: a decoded chunk, or the JSON text of one)."""
+    if isinstance(payload, str):
+        raw = payload
+        try:
+            payload = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return raw[:MAX_ERROR_BODY]
+    error = payload.get("error", payload) if isinstance(payload, dict) else payload
+    text = error.get("message", error) if isinstance(error, dict) else error
+    return str(text)[:MAX_ERROR_BODY]

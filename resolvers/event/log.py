@@ -1,0 +1,165 @@
+"""Board events: appended inside a write's transaction, published after it commits."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from tortoise.expressions import F
+
+from models import BoardEvent, Project, orm
+from resolvers import codec, metrics
+from resolvers.errors import BadInput
+
+log = logging.getLogger("pcg.events")
+
+
+# Messages larger than this go out as stubs (seq only) and subscribers read the event from
+# the log: PostgreSQL NOTIFY payloads are limited to 8000 bytes.
+MAX_WIRE_BYTES = 7000
+REFILL_BATCH = 500
+
+
+def channel(project_id: int) -> str:
+    return f"board:{project_id}"
+
+
+def access_channel(user_id: int) -> str:
+    """Nudges a user's open streams to re-check their access (membership changed)."""
+    return f"access:{user_id}"
+
+
+@dataclass(frozen=True)
+class EventLog:
+    """A durable event log with a dense `seq` per owner row, and its broadcast channel.
+
+    `owner` holds the `event_seq` counter (Project for the board, Conversation for NORA);
+    `key` is the log's column pointing at it; `extra` names further columns carried on the
+    wire; `kind` prefixes cursors so that a cursor of one stream is rejected by another.
+    """
+
+    kind: str
+    model: Any
+    owner: Any
+    key: str
+    channel: Callable[[int], str]
+    extra: tuple[str, ...] = ()
+
+    async def append(self, key: int, type_: str, payload: dict, **extra) -> Any:
+        """Take the owner's next seq and store the event. Must run inside the write's
+        transaction: the UPDATE takes the owner's row lock on PostgreSQL, so the next writer
+        waits until this one commits and seq N is always committed before N+1 exists."""
+        await self.owner.filter(id=key).update(event_seq=F("event_seq") + 1)
+        seq = await self.owner.filter(id=key).first().values_list("event_seq", flat=True)
+        event = await self.model.create(**{self.key: key}, seq=seq, type=type_, payload=payload, **extra)
+        # Counted when written, inside the transaction: a rolled-back write still counts.
+        metrics.appended(self.kind)
+        return event
+
+    def encode_cursor(self, key: int, seq: int) -> str:
+        return codec.encode(f"{self.kind}:{key}:{seq}")
+
+    def decode_cursor(self, cursor: str, key: int) -> int:
+        try:
+            raw = codec.decode_text(cursor)
+            kind, owner, seq = raw.split(":")
+            if kind != self.kind or int(owner) != key or int(seq) < 0:
+                raise ValueError
+            return int(seq)
+        except ValueError:
+            raise BadInput("Malformed cursor, or a cursor of another stream", field="after") from None
+
+    async def current_seq(self, key: int) -> int:
+        return await self.owner.filter(id=key).first().values_list("event_seq", flat=True) or 0
+
+    async def oldest_kept(self, key: int) -> int | None:
+        return await (
+            self.model.filter(**{self.key: key}).order_by("seq").first().values_list("seq", flat=True)
+        )
+
+    async def after(self, key: int, seq: int, upto: int | None = None) -> list:
+        """Logged events after `seq` (up to `upto`), at most REFILL_BATCH of them."""
+        qs = self.model.filter(**{self.key: key, "seq__gt": seq})
+        if upto is not None:
+            qs = qs.filter(seq__lte=upto)
+        return list(await qs.order_by("seq").limit(REFILL_BATCH))
+
+    def wire(self, event) -> str:
+        """The broadcast message: JSON text on every backend; a stub (no payload) when large."""
+        full = orjson.dumps(
+            {
+                "id": event.id,
+                "key": getattr(event, self.key),
+                "seq": event.seq,
+                "type": event.type,
+                "payload": event.payload,
+                "at": event.created_at.isoformat(),
+                **{name: getattr(event, name) for name in self.extra},
+            }
+        )
+        if len(full) > MAX_WIRE_BYTES:
+            return orjson.dumps({"key": getattr(event, self.key), "seq": event.seq}).decode()
+        return full.decode()
+
+    def from_wire(self, data: dict) -> Any:
+        """A read-only event from a full wire message (as if read from the log)."""
+        return orm.detached(self.model, {
+            "id": data["id"],
+            "seq": data["seq"],
+            "type": data["type"],
+            "payload": data["payload"],
+            "created_at": datetime.fromisoformat(data["at"]),
+            self.key: data["key"],
+            **{name: data[name] for name in self.extra},
+        })
+
+    async def publish(self, broadcast, events: list, nudges: list[tuple[str, str]] = ()) -> None:
+        """Best effort: subscribers refill any gap from the log, so a lost publish loses no
+        data. `nudges` are further (channel, message) pairs sent after the events."""
+        if broadcast is None:
+            return
+        messages = [(self.channel(getattr(e, self.key)), self.wire(e)) for e in events]
+        published = 0
+        for index, (name, message) in enumerate([*messages, *nudges]):
+            is_event = index < len(messages)
+            try:
+                await broadcast.publish(channel=name, message=message)
+                if is_event:
+                    published += 1
+            except Exception as exc:  # noqa: BLE001 - the write has committed; never fail it now
+                if is_event:
+                    metrics.PUBLISH_FAILED.labels(self.kind).inc()
+                log.warning("publish to %s failed (%s); subscribers will refill from the log", name, exc)
+        if published:
+            metrics.published(self.kind, published)
+
+
+BOARD = EventLog(
+    kind="board", model=BoardEvent, owner=Project, key="project_id", channel=channel,
+    extra=("actor_id",),
+)
+
+
+PRUNE_EVERY_SECONDS = 3600
+
+
+async def prune(retention_days: int) -> int:
+    """Delete events older than the retention window; returns how many went."""
+    cutoff = datetime.now(UTC) - timedelta(days=retention_days)
+    return await BoardEvent.filter(created_at__lt=cutoff).delete()
+
+
+async def prune_forever(retention_days: int) -> None:
+    while True:
+        try:
+            removed = await prune(retention_days)
+            if removed:
+                log.info("pruned %d board events older than %d days", removed, retention_days)
+        except Exception:  # noqa: BLE001 - try again next round
+            log.warning("pruning board events failed", exc_info=True)
+        await asyncio.sleep(PRUNE_EVERY_SECONDS)

@@ -1,0 +1,1 @@
+"""Identity: users, passwords and tokens, API keys (and, later, sessions)."""

@@ -1,0 +1,1 @@
+"""Org: organizations, their members and invites, plans and their limits."""

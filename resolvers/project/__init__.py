@@ -1,0 +1,1 @@
+"""Project: projects, project members, labels and custom fields."""

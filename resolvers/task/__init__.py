@@ -1,0 +1,1 @@
+"""Task: tasks on a board (create, update, move, archive, delete) and their comments."""
