@@ -23,7 +23,6 @@ import asyncio
 import logging
 import os
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -33,13 +32,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import httpx
 import jwt
 import orjson
 from asgi_lifespan import LifespanManager
 from fractional_indexing import generate_n_keys_between
 from tortoise import Tortoise
 
+from bench import harness
 from models import (
     Comment,
     CustomFieldDefinition,
@@ -61,6 +60,7 @@ from models.task import PRIORITY_RANK
 from resolvers import codec
 from resolvers.identity.sessions import issue_outside_request
 from resolvers.ids import to_global_id
+from schema import execution
 from server.app import create_app
 from server.db import migrate
 from server.settings import Settings
@@ -324,62 +324,6 @@ def _cursor(row: dict) -> str:
 # -- measuring ----------------------------------------------------------------------------------
 
 
-class StatementCount(logging.Handler):
-    """One DEBUG record per statement on tortoise.db_client (see tests/querycount.py)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.count = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if not str(record.msg).startswith(("Created connection", "Closed connection")):
-            self.count += 1
-
-    async def around(self, call) -> int:
-        logger = logging.getLogger("tortoise.db_client")
-        level = logger.level
-        logger.setLevel(logging.DEBUG)
-        logger.addHandler(self)
-        try:
-            await call()
-        finally:
-            logger.removeHandler(self)
-            logger.setLevel(level)
-        return self.count
-
-
-async def measure(call, n: int, concurrency: int) -> dict:
-    """`n` calls spread over `concurrency` workers: latency percentiles and throughput."""
-    latencies: list[float] = []
-    remaining = iter(range(n))
-
-    async def worker() -> None:
-        for _ in remaining:
-            start = time.perf_counter()
-            await call()
-            latencies.append(time.perf_counter() - start)
-
-    start, cpu = time.perf_counter(), time.process_time()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
-    latencies.sort()
-    return {
-        "p50": statistics.median(latencies) * 1000,
-        "p95": latencies[max(0, int(len(latencies) * 0.95) - 1)] * 1000,
-        "rps": n / elapsed,
-        # This process's CPU per request: steadier than wall time on a busy machine (the
-        # database server's own CPU is not in it).
-        "cpu": cpu / n * 1000,
-    }
-
-
-def _row(name: str, m: dict) -> str:
-    return (
-        f"  {name:<28} p50 {m['p50']:8.2f} ms  p95 {m['p95']:8.2f} ms  "
-        f"{m['rps']:7.1f} req/s  cpu {m['cpu']:7.2f} ms/req"
-    )
-
-
 async def run(args) -> None:
     if args.postgres:
         import asyncpg
@@ -403,9 +347,14 @@ async def run(args) -> None:
 
 
 async def bench(args, url: str, postgres: bool) -> None:
-    settings = Settings(env="test", database_url=url, secret_key=SECRET)
+    # The rate limiter would refuse the measured requests after a few (a board costs ~60
+    # points of a plan's 500 a minute); slow-operation warnings would log a line per request
+    # at concurrency 16. Neither is what this measures.
+    settings = Settings(env="test", database_url=url, secret_key=SECRET, rate_limit=False,
+                        slow_operation_ms=60_000)
     await migrate(settings)
     app = create_app(settings)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
     rng = random.Random(args.seed)
     async with LifespanManager(app):
         t0 = time.perf_counter()
@@ -415,14 +364,14 @@ async def bench(args, url: str, postgres: bool) -> None:
         project_gid = to_global_id("Project", project.id)
         n_comments = await Comment.all().count()
         n_links = await TaskLabel.all().count()
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-            headers = {"Authorization": f"Bearer {token}"}
+        async with harness.client(app) as client:
+            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
             body = orjson.dumps({"query": BOARD, "variables": {"id": project_gid}})
-            headers["Content-Type"] = "application/json"
 
             async def graphql() -> bytes:
                 response = await client.post("/graphql", content=body, headers=headers)
+                if response.status_code != 200:
+                    raise RuntimeError(f"GraphQL answered {response.status_code}: {response.text[:300]}")
                 return response.content
 
             baseline = Baseline(postgres)
@@ -430,39 +379,77 @@ async def bench(args, url: str, postgres: bool) -> None:
             async def floor() -> bytes:
                 return await baseline(token, project_gid)
 
-            ours = orjson.loads(await graphql())
+            answers = {}
+            for compiled in (True, False):
+                harness.use_executor(app, compiled)
+                answers[compiled] = await graphql()
+            assert answers[True] == answers[False], "the executors do not answer the same bytes"
+            ours = orjson.loads(answers[True])
             assert "errors" not in ours, ours["errors"]
             theirs = orjson.loads(await floor())
-            assert ours == theirs, "the baseline does not serve the same data as GraphQL"
+            # The GraphQL answer also carries extensions (its cost); the data must be equal.
+            assert ours["data"] == theirs["data"], "the baseline does not serve the same data as GraphQL"
             nodes = sum(len(c["tasks"]["nodes"]) for c in ours["data"]["project"]["board"]["columns"])
-            statements = await StatementCount().around(graphql)
-            floor_statements = await StatementCount().around(floor)
+            statements = {}
+            for compiled in (True, False):
+                harness.use_executor(app, compiled)
+                statements[compiled] = await harness.StatementCount().around(graphql)
+            floor_statements = await harness.StatementCount().around(floor)
 
-            for _ in range(args.warmup):
-                await graphql()
-                await floor()
-            results = {}
-            for c in (1, 16):
-                results[("graphql", c)] = await measure(graphql, args.requests, c)
-                results[("baseline", c)] = await measure(floor, args.requests, c)
+            async with harness.client(harness.canned_app(answers[True])) as canned:
+                async def http_only() -> bytes:
+                    response = await canned.post("/graphql", content=body, headers=headers)
+                    return response.content
+
+                sides = [
+                    harness.Side("compiled", graphql, lambda: harness.use_executor(app, True)),
+                    harness.Side("graphql-core", graphql, lambda: harness.use_executor(app, False)),
+                    harness.Side("HTTP client+transport only", http_only),
+                    harness.Side("floor (SQL + orjson)", floor),
+                ]
+                if args.skip_core:
+                    sides.pop(1)
+                for side in sides:
+                    if side.before:
+                        side.before()
+                    for _ in range(args.warmup):
+                        await side.call()
+                before = execution.stats()
+                results = {c: await harness.interleaved(sides, args.requests, c) for c in (1, 16)}
+                after = execution.stats()
+            harness.use_executor(app, True)
 
             print(f"pcg board benchmark — {'PostgreSQL' if postgres else 'SQLite'}")
             print(
                 f"  data: {args.tasks} tasks ({nodes} in the response), {args.users} users, "
                 f"{n_links} label links, {n_comments} comments; seeded in {seeded:.1f}s"
             )
-            print(f"  response: {len(await graphql()) / 1024:.0f} KiB; "
-                  f"{args.requests} requests per row after {args.warmup} warm-up")
+            print(f"  response: {len(answers[True]) / 1024:.0f} KiB; {args.requests} requests per row, "
+                  f"interleaved in blocks, after {args.warmup} warm-up each")
             for c in (1, 16):
-                print(_row(f"GraphQL/HTTP, concurrency {c}", results[("graphql", c)]))
-                print(_row(f"baseline, concurrency {c}", results[("baseline", c)]))
-            print(f"  statements per request: GraphQL {statements}, baseline {floor_statements}")
+                for name, m in results[c].items():
+                    print(harness.row(f"{name}, c={c}", m, 36))
+            print(f"  statements per request: compiled {statements[True]}, graphql-core "
+                  f"{statements[False]}, floor {floor_statements}")
+            print(f"  compiled executions {after['compiled'] - before['compiled']}, fallbacks to "
+                  f"graphql-core {after['fallback'] - before['fallback']} "
+                  f"{ {k: v - before['reasons'].get(k, 0) for k, v in after['reasons'].items()} or ''}")
             for c in (1, 16):
-                g, b = results[("graphql", c)], results[("baseline", c)]
-                print(
-                    f"  ratio GraphQL/baseline, concurrency {c}: p50 x{g['p50'] / b['p50']:.1f}, "
-                    f"throughput x{b['rps'] / g['rps']:.1f}, cpu x{g['cpu'] / b['cpu']:.1f}"
-                )
+                r = results[c]
+                b, h = r["floor (SQL + orjson)"], r["HTTP client+transport only"]
+                for name in ("compiled", "graphql-core"):
+                    if name not in r:
+                        continue
+                    g = r[name]
+                    print(
+                        f"  {name}/floor, c={c}: cpu x{g['cpu'] / b['cpu']:.1f} "
+                        f"(server share x{(g['cpu'] - h['cpu']) / b['cpu']:.1f}), "
+                        f"p50 x{g['p50'] / b['p50']:.1f}, p95 x{g['p95'] / b['p95']:.1f}, "
+                        f"throughput x{b['rps'] / g['rps']:.1f} lower"
+                    )
+            if "graphql-core" in results[16]:
+                print(f"  compiled vs graphql-core at c=16: throughput "
+                      f"x{results[16]['compiled']['rps'] / results[16]['graphql-core']['rps']:.2f}")
             if args.profile:
                 await profile(graphql, args.profile)
 
@@ -495,6 +482,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100, help="requests per measured row")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--skip-core", action="store_true",
+                        help="do not measure graphql-core's executor (PCG_COMPILED_EXECUTION=0)")
     parser.add_argument("--profile", type=int, nargs="?", const=30, default=0, metavar="N",
                         help="profile N GraphQL requests with pyinstrument (default 30)")
     asyncio.run(run(parser.parse_args()))

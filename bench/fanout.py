@@ -117,6 +117,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its reaped children, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def start_instance(port: int, env: dict, log: Path) -> subprocess.Popen:
     pcg = Path(sys.executable).parent / "pcg"
     cmd = [str(pcg)] if pcg.exists() else [sys.executable, "-m", "server.cli"]
@@ -147,6 +153,8 @@ def main() -> None:
     parser.add_argument("--mutations", type=int, default=40)
     parser.add_argument("--interval", type=float, default=0.25, help="seconds between mutations")
     parser.add_argument("--client-processes", type=int, default=2)
+    parser.add_argument("--executor", choices=["compiled", "graphql-core"], default="compiled",
+                        help="the instances' executor (PCG_COMPILED_EXECUTION)")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379")
     parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
@@ -176,6 +184,7 @@ def main() -> None:
             # Every subscriber is one user on 127.0.0.1: the per-IP socket cap and the points
             # budget would refuse most of them, which is not what this measures.
             "PCG_RATE_LIMIT": "0", "PCG_RATE_LIMIT_SOCKETS_PER_IP": "0",
+            "PCG_COMPILED_EXECUTION": "0" if args.executor == "graphql-core" else "1",
         }
         ports = [free_port(), free_port()]
         for i, port in enumerate(ports):
@@ -202,6 +211,7 @@ def main() -> None:
         connect_s = time.monotonic() - t0
 
         mutation_ms = []
+        cpu_before = sum(_cpu_seconds(p.pid) for p in procs)
         with httpx.Client() as http:
             for i in range(args.mutations):
                 started = time.perf_counter()
@@ -212,6 +222,7 @@ def main() -> None:
                 assert not r.json().get("errors"), r.text
                 time.sleep(args.interval)
         results = [out.get(timeout=300) for _ in clients]
+        cpu_used = sum(_cpu_seconds(p.pid) for p in procs) - cpu_before
         for c in clients:
             c.join(30)
 
@@ -227,6 +238,8 @@ def main() -> None:
               f"p99 {percentile(latencies, 99):.1f}  max {max(latencies):.1f}  mean {statistics.fmean(latencies):.1f}")
         print(f"events/s delivered     {received / elapsed:.0f} (all subscribers, over {elapsed:.1f} s)")
         print(f"mutation HTTP ms       p50 {percentile(mutation_ms, 50):.1f}  p95 {percentile(mutation_ms, 95):.1f}")
+        print(f"server CPU             {cpu_used:.2f} s over both instances, {cpu_used / max(1, received) * 1e6:.0f} µs "
+              f"per delivered event ({args.executor} executor)")
     finally:
         for proc in procs:
             proc.terminate()

@@ -9,6 +9,7 @@ upgrade that moves one fails there, loudly, and not as a wrong answer somewhere 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -38,13 +39,44 @@ def db_of(model: type[Model]) -> BaseDBAsyncClient:
     return model._meta.db
 
 
+def columns_of(model: type[Model]) -> list[str]:
+    """The database column of every field, foreign-key id columns included."""
+    return list(model._meta.fields_db_projection.values())
+
+
+def pk_column_of(model: type[Model]) -> str:
+    return model._meta.db_pk_column
+
+
+def relation_of(model: type[Model], name: str) -> tuple[type[Model], str]:
+    """The model that the foreign key `name` points to, and the column holding its id."""
+    field: Any = model._meta.fields_map[name]
+    related: type[Model] = field.related_model
+    return related, model._meta.fields_db_projection[field.source_field]
+
+
+def set_related(instance: Model, name: str, obj: Model | None) -> None:
+    """What `select_related(name)` leaves on `instance`: the related row, or None."""
+    object.__setattr__(instance, f"_{name}", obj)
+
+
+def conversions_of(model: type[Model]) -> tuple[Any, Any, Any]:
+    """How a row becomes attributes on the current connection, as `from_row` does it:
+    (column, attribute, field) of the columns the driver returns as they are, of those made
+    with the field's Python type, and of those converted by the field's to_python_value.
+    Tortoise picks the lists per backend when it starts."""
+    meta = model._meta
+    return meta.db_native_fields, meta.db_default_fields, meta.db_complex_fields
+
+
 def pk_max(model: type[Model]) -> int:
     """The largest primary key the column can hold (int4 or int8)."""
     return int(model._meta.pk.constraints["le"])
 
 
-def from_row(model: type[M], row: dict[str, Any]) -> M:
-    """A model instance from a row of raw SQL, as a query would have built it."""
+def from_row(model: type[M], row: Mapping[str, Any]) -> M:
+    """A model instance from a row of raw SQL (a dict, or the driver's row read by column
+    name), as a query would have built it."""
     return model._init_from_db(**row)
 
 

@@ -34,6 +34,7 @@ from models import (
     User,
     orm,
 )
+from resolvers import lookups
 from resolvers.errors import Forbidden, NotFound, Unauthenticated
 from resolvers.identity.auth import Principal
 
@@ -345,14 +346,14 @@ class Access:
 
     async def project(self, pk: int) -> Project:
         await self.load()
-        project = await Project.get_or_none(id=pk)
+        project = await lookups.one(Project, id=pk)
         if project is None or self.project_role(project) is None:
             raise NotFound("Project")
         return project
 
     async def task(self, pk: int) -> Task:
         await self.load()
-        task = await Task.get_or_none(id=pk).select_related("project")
+        task = await lookups.one(Task, related="project", id=pk)
         if task is None or self.project_role(task.project) is None:
             raise NotFound("Task")
         return task

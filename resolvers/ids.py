@@ -10,6 +10,7 @@ name a row says nothing about any row, so refusing it leaks nothing.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from models import (
     ApiKey,
@@ -67,7 +68,10 @@ def parse_pk(type_name: str, text: object) -> int | None:
     return value if value <= maximum else None
 
 
+@lru_cache(maxsize=65_536)
 def to_global_id(type_name: str, pk: int) -> str:
+    # Cached: a response names the same rows again and again (a board's labels and people),
+    # and a row's ID never changes. 65,536 short strings are a few megabytes at most.
     return codec.encode(f"{type_name}:{pk}")
 
 

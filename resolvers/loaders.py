@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,7 @@ from models import (
     User,
     orm,
 )
+from resolvers import lookups
 from resolvers.errors import BadInput
 from resolvers.pagination import (
     DEFAULT_PAGE,
@@ -71,9 +72,58 @@ class _Loader(DataLoader):
         return super().load_many(keys)
 
 
+class SharedLoader(_Loader):
+    """A _Loader whose pending values survive the cancellation of one of their waiters.
+
+    Every field that asks for the same key awaits the same future. When a non-null field
+    fails, the executor cancels the siblings still running, and a task cancelled while it
+    awaits a future cancels that future: every other field waiting for the key then raised
+    CancelledError and the request died. A pending load is shielded per waiter instead.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Values primed by `Loaders.prime_many`: plain values, a future made only for a
+        # caller that awaits one (most read them through `Loaders.ready`).
+        self.held: dict = {}
+
+    def _load(self, key: Any) -> asyncio.Future:
+        if writing():
+            raise LoaderInWrite("a dataloader was used inside a write's transaction")
+        held = self.held
+        if held and key in held:
+            future = self.loop.create_future()
+            future.set_result(held[key])
+            return future
+        return DataLoader.load(self, key)
+
+    def load(self, key: Any) -> asyncio.Future:
+        future = self._load(key)
+        return future if future.done() else asyncio.shield(future)
+
+    def load_many(self, keys: Iterable[Any]) -> asyncio.Future:
+        return asyncio.shield(asyncio.gather(*[self._load(key) for key in keys]))
+
+    def clear(self, key: Any) -> SharedLoader:
+        self.held.pop(key, None)
+        return super().clear(key)
+
+    def clear_all(self) -> SharedLoader:
+        self.held.clear()
+        return super().clear_all()
+
+    def prime(self, key: Any, value: Any) -> SharedLoader:
+        if key in self.held:
+            return self  # like a cached key: prime does not overwrite
+        return super().prime(key, value)
+
+
+_MISSING = object()
+
+
 def _by_id(model) -> Callable:
     async def batch(ids: list[int]) -> list[Any]:
-        rows = {row.id: row for row in await model.filter(id__in=ids)}
+        rows = {row.id: row for row in await lookups.by_ids(model, ids)}
         return [rows.get(i) for i in ids]
 
     return batch
@@ -103,25 +153,34 @@ def _counted(queryset: Callable, field: str) -> Callable:
     return batch
 
 
+def _placeholders(db, count: int) -> str:
+    """`count` positional parameters in the connection's dialect."""
+    if db.capabilities.dialect == "postgres":
+        return ", ".join(f"${i}" for i in range(1, count + 1))
+    return ", ".join("?" * count)
+
+
 async def _labels_by_task(task_ids: list[int]) -> list[list[Label]]:
     # One JOIN statement; a project has a handful of labels carried by hundreds of tasks,
-    # so each label is built once and shared rather than once per link.
-    db, sql, params = orm.sql_of(
-        TaskLabel.filter(task_id__in=task_ids)
-        .select_related("label")
-        .order_by("label__name", "label__id")
+    # so each label is built once and shared rather than once per link. Written out: building
+    # it through the query builder cost more than running it (one parameter per task).
+    db = orm.db_of(TaskLabel)
+    columns = ", ".join(f'"l"."{column}"' for column in orm.columns_of(Label))
+    ids = [int(t) for t in task_ids]
+    sql = (
+        f'SELECT "tl"."task_id" AS "_task_id", {columns} FROM "task_label" "tl"'
+        ' JOIN "label" "l" ON "l"."id" = "tl"."label_id"'
+        f' WHERE "tl"."task_id" IN ({_placeholders(db, len(ids))})'
+        ' ORDER BY "l"."name", "l"."id"'
     )
     labels: dict[int, Label] = {}
     groups: dict[int, list[Label]] = defaultdict(list)
-    for row in await db.execute_query_dict(sql, params):
-        label = labels.get(row["label_id"])
+    for row in await db.execute_query_dict(sql, ids):
+        task_id = row.pop("_task_id")
+        label = labels.get(row["id"])
         if label is None:
-            label = labels[row["label_id"]] = orm.from_row(
-                Label,
-                # select_related names the label's columns "<join alias>.<column>"
-                {k.split(".", 1)[1]: v for k, v in row.items() if "." in k},
-            )
-        groups[row["task_id"]].append(label)
+            label = labels[row["id"]] = orm.from_row(Label, row)
+        groups[task_id].append(label)
     return [groups.get(t, []) for t in task_ids]
 
 
@@ -160,7 +219,8 @@ class PageSpec:
     returns every row such lists may hold for a `variant` (the arguments that change what
     is listed, like a filter), already narrowed by the access layer; `order` is the list's
     order (or a function of the variant). `extras` adds computed columns to the kept rows
-    and `on_rows` hands them to other loaders (e.g. priming counts).
+    and `on_rows` hands them to other loaders (e.g. priming counts). With `row`, the items
+    of first pages are that row class's (resolvers/rows.py) instead of models.
     """
 
     group: tuple[str, ...]
@@ -168,6 +228,7 @@ class PageSpec:
     order: Order | Callable[[Hashable], Order]
     extras: Extras | None = None
     on_rows: Callable[[Loaders, list[tuple[Any, dict]]], None] | None = None
+    row: type | None = None
 
     def order_for(self, variant: Hashable) -> Order:
         return self.order(variant) if callable(self.order) else self.order
@@ -202,8 +263,35 @@ async def _ranked_rows(
         f'SELECT "_p".*{columns} FROM ({sql}) "_p"{joins} '
         f'WHERE "_p"."_rn" <= {int(keep)} ORDER BY "_p"."_rn"'
     )
-    rows = await db.execute_query_dict(statement, params)
+    # The driver's rows (asyncpg Records, sqlite3 Rows), read by column name: no dict each.
+    _, rows = await db.execute_query(statement, params)
+    if spec.row is not None:
+        build = spec.row.builder()
+        return [(build(row), row) for row in rows]
     return [(orm.from_row(model, row), row) for row in rows]
+
+
+class LazyCursors(Sequence):
+    """A page's cursors, each encoded when read: a board asks for its columns' endCursor,
+    not for a cursor per task."""
+
+    __slots__ = ("items", "fields")
+
+    def __init__(self, items: list, fields) -> None:
+        self.items = items
+        self.fields = fields
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [encode_cursor(item, self.fields) for item in self.items[index]]
+        return encode_cursor(self.items[index], self.fields)
+
+    def __iter__(self):
+        fields = self.fields
+        return (encode_cursor(item, fields) for item in self.items)
 
 
 def _page(rows: list[Any], limit: int, total: int, order: Order) -> CountedPage:
@@ -211,7 +299,7 @@ def _page(rows: list[Any], limit: int, total: int, order: Order) -> CountedPage:
     items = rows[:limit]
     return CountedPage(
         items=items,
-        cursors=[encode_cursor(r, fields) for r in items],
+        cursors=LazyCursors(items, fields),
         has_next_page=len(rows) > limit,
         has_previous_page=False,
         queryset=None,
@@ -288,7 +376,7 @@ class Loaders:
         return loader
 
     def _make(self, batch: Callable) -> DataLoader:
-        loader = _Loader(batch_load_fn=batch)
+        loader = SharedLoader(batch_load_fn=batch)
         self._all.append(loader)
         return loader
 
@@ -301,6 +389,17 @@ class Loaders:
         loader.clear(key).prime(key, value)
 
     @staticmethod
+    def prime_many(loader: SharedLoader, items: Iterable[tuple[Any, Any]]) -> None:
+        """`prime` for many keys at once (plain values, not errors), replacing what the cache
+        held, without a future each (see SharedLoader.held)."""
+        cache = loader._cache
+        held = loader.held
+        for key, value in items:
+            if cache:
+                cache.pop(key, None)
+            held[key] = value
+
+    @staticmethod
     def ready(loader: DataLoader, key: Any) -> Any:
         """The value if this request already holds it, else an awaitable of it (None for None).
 
@@ -309,25 +408,50 @@ class Loaders:
         """
         if key is None:
             return None
-        future = loader.load(key)
+        # What the request holds first: a dict lookup, not a load() call.
+        held = loader.held
+        if held:
+            value = held.get(key, _MISSING)
+            if value is not _MISSING:
+                return value
+        future = loader._cache.get(key)
+        if future is None or not future.done():
+            future = loader.load(key)
         return future.result() if future.done() else future
 
     async def warm_tasks(self, tasks: list[Task], relations: Iterable[str]) -> None:
         """Load the asked relations of a page of tasks now, all pages of the tick together,
-        so that every task's relation fields then resolve without awaiting (see `ready`)."""
+        and hand each task its values (`preload`): every task's relation fields then read
+        them without a loader call, a future or a task (see `ready` for other paths)."""
         relations = set(relations)
         waits = []
+        labels = users = None
         if "labels" in relations:
-            waits.append(self.labels_by_task.load_many([t.id for t in tasks]))
+            labels = self.labels_by_task.load_many([t.id for t in tasks])
+            waits.append(labels)
         people = set()
         if "assignee" in relations:
             people |= {t.assignee_id for t in tasks if t.assignee_id is not None}
         if "created_by" in relations:
             people |= {t.created_by_id for t in tasks}
         if people:
-            waits.append(self.user.load_many(sorted(people)))
-        if waits:
-            await asyncio.gather(*waits)
+            people = sorted(people)
+            users = self.user.load_many(people)
+            waits.append(users)
+        if not waits:
+            return
+        await asyncio.gather(*waits)
+        if labels is not None:
+            for task, value in zip(tasks, labels.result()):
+                preload(task, "labels", value)
+        if users is not None:
+            by_id = dict(zip(people, users.result()))
+            assignee, created_by = "assignee" in relations, "created_by" in relations
+            for task in tasks:
+                if assignee:
+                    preload(task, "assignee", None if task.assignee_id is None else by_id[task.assignee_id])
+                if created_by:
+                    preload(task, "created_by", by_id[task.created_by_id])
 
     @staticmethod
     async def load_optional(loader: DataLoader, key: int | None) -> Any:
@@ -383,8 +507,11 @@ class Loaders:
                     spec.on_rows(self, rows)
                 grouped: dict[tuple, list[Any]] = defaultdict(list)
                 totals: dict[tuple, int] = {}
+                # A group's values as the database holds them: an enum column's value, as
+                # _key gives it for the groups asked.
+                columns = [_column(qs.model, name) for name in spec.group]
                 for item, raw in rows:
-                    g = _key(getattr(item, name) for name in spec.group)
+                    g = tuple([raw[c] for c in columns])
                     grouped[g].append(item)
                     totals[g] = raw["_total"]
                 for g, limit, _ in variant_keys:
@@ -475,6 +602,24 @@ def task_count_columns(alias: str, groups: list[tuple]) -> tuple[str, str]:
 
 
 def prime_task_counts(loaders: Loaders, rows: list[tuple[Task, dict]]) -> None:
+    comments = [(task.id, raw["_comment_count"]) for task, raw in rows]
+    subtasks = [(task.id, raw["_subtask_count"]) for task, raw in rows]
+    loaders.prime_many(loaders.comment_count_by_task, comments)
+    loaders.prime_many(loaders.subtask_count_by_task, subtasks)
     for task, raw in rows:
-        loaders.prime(loaders.comment_count_by_task, task.id, raw["_comment_count"])
-        loaders.prime(loaders.subtask_count_by_task, task.id, raw["_subtask_count"])
+        values = task.__dict__
+        values[PRELOADED + "comment_count"] = raw["_comment_count"]
+        values[PRELOADED + "subtask_count"] = raw["_subtask_count"]
+
+
+# -- values handed to the items of a list ---------------------------------------------------------
+
+PRELOADED = "_pcg_ready_"
+
+
+def preload(obj: Any, name: str, value: Any) -> None:
+    """Hand `obj` the value of its relation `name` that this request loaded for it (the same
+    object its loader holds). The compiled executor reads it instead of calling the field's
+    resolver (schema/execution/preloaded.py); graphql-core calls the resolver, which finds
+    the same value in the loader. Lives as long as `obj`, which is built per request."""
+    obj.__dict__[PRELOADED + name] = value

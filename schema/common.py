@@ -11,6 +11,7 @@ import models as enums
 from resolvers.context import Context
 from resolvers.ids import to_global_id
 from resolvers.pagination import Page
+from resolvers.rows import ROW_CLASSES
 
 T = TypeVar("T")
 
@@ -176,7 +177,13 @@ class Edge(Generic[T]):
 
 @strawberry.type(description="A page of a list (Relay cursor connection).")
 class Connection(Generic[T]):
-    edges: list[Edge[T]] = strawberry.field(description="The page's items with their cursors.")
+    def _edges(self):
+        # Built when asked for: most clients read `nodes`, and a cursor per item costs an
+        # encoding. (Declared here: schema/sharing.py knows the field as Connection.edges.)
+        page = self._page
+        return [Edge(cursor=c, node=n) for c, n in zip(page.cursors, page.items)]
+
+    edges: list[Edge[T]] = strawberry.field(resolver=_edges, description="The page's items with their cursors.")
     nodes: list[T] = strawberry.field(description="The page's items, when cursors are not needed.")
     page_info: PageInfo = strawberry.field(description="Cursors and whether more pages exist.")
     _page: strawberry.Private[Page]
@@ -188,7 +195,6 @@ class Connection(Generic[T]):
     @classmethod
     def of(cls, page: Page) -> Connection:
         return cls(
-            edges=[Edge(cursor=c, node=n) for c, n in zip(page.cursors, page.items)],
             nodes=page.items,
             page_info=PageInfo(
                 has_next_page=page.has_next_page,
@@ -206,13 +212,19 @@ def node_id(type_name: str):
     def resolve(root) -> strawberry.ID:
         return strawberry.ID(to_global_id(type_name, root.id))
 
+    # Depends on the row alone: the compiled executor may reuse an object's answer.
+    resolve.pcg_pure = True
     return strawberry.field(resolver=resolve, description=NODE_ID_DESCRIPTION)
 
 
 def model_type_check(model):
-    """`is_type_of` for types whose resolvers return Tortoise model instances."""
+    """`is_type_of` for types whose resolvers return Tortoise model instances (or the rows
+    that stand for them in reads, resolvers/rows.py)."""
+    kinds = (model, *ROW_CLASSES.get(model, ()))
 
     def is_type_of(cls, obj, info) -> bool:
-        return isinstance(obj, (cls, model))
+        return isinstance(obj, (cls, *kinds))
 
+    # The answer depends on the value's class alone (schema/execution keeps it per class).
+    is_type_of.pcg_type_only = True
     return classmethod(is_type_of)

@@ -18,6 +18,7 @@ Cost (GitHub/Shopify style, documented in the README's Security section):
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -360,11 +361,28 @@ def _nul_field(value: Any, key: str = "variables") -> str | None:
     return None
 
 
+# id(document) -> (weak reference to it, its counts). Not keyed by the document itself: AST
+# nodes hash their whole tree, every time.
+_COUNTED: dict[int, tuple[weakref.ref, _DocumentCounter]] = {}
+
+
+def _counted(document: DocumentNode) -> _DocumentCounter:
+    """The document's directives and NUL strings, counted once per parsed document (the
+    parser cache hands a repeated text the same document)."""
+    key = id(document)
+    entry = _COUNTED.get(key)
+    if entry is not None and entry[0]() is document:
+        return entry[1]
+    counter = _DocumentCounter()
+    visit(document, counter)
+    _COUNTED[key] = (weakref.ref(document, lambda _ref: _COUNTED.pop(key, None)), counter)
+    return counter
+
+
 def check_document(document: DocumentNode, variables: dict | None, limits: Limits) -> None:
     """Limits on the document as written: directives, and NUL characters in any string (no
     field holds one, and PostgreSQL rejects them in text)."""
-    counter = _DocumentCounter()
-    visit(document, counter)
+    counter = _counted(document)
     if counter.directives > limits.max_directives:
         raise LimitError(
             f"The document holds {counter.directives} directives; at most "

@@ -57,7 +57,13 @@ _TASK_RELATIONS = {"labels": "labels", "assignee": "assignee", "createdBy": "cre
 
 def task_relations_asked(info: Info) -> set[str]:
     """The task relations the query asks of a task connection's items (`nodes { ... }` or
-    `edges { node { ... } }`, fragments included)."""
+    `edges { node { ... } }`, fragments included). Kept per field nodes: it reads names only,
+    and a board asks it once per column."""
+    nodes = info._raw_info.field_nodes
+    key = tuple(map(id, nodes))
+    cached = _ASKED.get(key)
+    if cached is not None and all(a is b for a, b in zip(cached[0], nodes)):
+        return cached[1]
     asked: set[str] = set()
 
     def walk(selections, depth: int) -> None:
@@ -74,7 +80,14 @@ def task_relations_asked(info: Info) -> set[str]:
 
     for field in info.selected_fields:
         walk(field.selections, 0)
-    return asked
+    if len(_ASKED) >= 1024:
+        _ASKED.pop(next(iter(_ASKED)))
+    # The nodes stay referenced with the answer: their ids cannot be reused meanwhile.
+    _ASKED[key] = (tuple(nodes), frozenset(asked))
+    return frozenset(asked)
+
+
+_ASKED: dict[tuple, tuple[tuple, frozenset]] = {}
 
 
 def _task_connection():

@@ -18,7 +18,7 @@ from resolvers.ids import decode_id
 from resolvers.org import organizations as org_resolvers
 from resolvers.project import projects as project_resolvers
 from resolvers.task import tasks as task_resolvers
-from schema import sharing
+from schema import execution, sharing
 from schema.audit import AUDIT_EVENT_TYPES, AuditSubscription
 from schema.authentication import Authentication
 from schema.common import After, Before, First, IncludeArchived, Info, Last, Node, ProjectSearch, ctx
@@ -157,8 +157,17 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
 
     def execute_operation(self, serially=None):
         if self.share is None:
-            return super().execute_operation(serially)
-        return sharing.execute_shared(self, super().execute_operation, serially)
+            return self._execute(serially)
+        return sharing.execute_shared(self, self._execute, serially)
+
+    def _execute(self, serially=None):
+        # The compiled plan when the operation allows it (schema/execution), else graphql-core.
+        settings = getattr(self.context_value, "settings", None)
+        if getattr(settings, "compiled_execution", False):
+            result = execution.execute(self, serially)
+            if result is not NotImplemented:
+                return result
+        return super().execute_operation(serially)
 
 
 def _is_awaitable(value) -> bool:

@@ -24,7 +24,7 @@ from resolvers.identity import sessions as session_lifecycle
 from resolvers.identity.revocations import SessionRegistry
 from resolvers.nora.engine import NoraRuntime
 from schema.root import schema as default_schema
-from server import audit_csv, graphiql, health, metrics
+from server import audit_csv, gc_tuning, graphiql, health, metrics
 from server.db import tortoise_config
 from server.graphql_app import PcgGraphQL
 from server.logs import configure_if_needed
@@ -100,6 +100,7 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
             if documents.active:
                 await documents.refresh()
                 reloader = asyncio.create_task(documents.refresh_forever())
+            gc_tuning.tune()
             try:
                 yield
             finally:

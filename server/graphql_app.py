@@ -9,7 +9,7 @@ import uuid
 import orjson
 from cross_web import HTTPException, StarletteRequestAdapter
 from starlette.requests import Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import (
@@ -203,7 +203,14 @@ class PcgGraphQL(GraphQL):
         return sub_response
 
     def create_response(self, response_data, sub_response):
-        response = super().create_response(response_data, sub_response)
+        # Strawberry's, with the body encoded once (encode_json gives text for websockets,
+        # which Starlette would encode again: a board is 167 KB).
+        response = Response(orjson.dumps(response_data), status_code=200, media_type="application/json")
+        response.headers.raw.extend(sub_response.headers.raw)
+        if sub_response.background:
+            response.background = sub_response.background
+        if sub_response.status_code:
+            response.status_code = sub_response.status_code
         if _unavailable(response_data):
             # A dependency failed: the client should come back, on this same connection.
             response.status_code = 503

@@ -60,6 +60,30 @@ def password_hash() -> str:
     return hash_password(PASSWORD)
 
 
+def pytest_configure(config):
+    from tests import execution_corpus
+
+    execution_corpus.install()
+
+
+def pytest_collection_modifyitems(config, items):
+    """The differential test replays what the rest of the run executed: it goes last. Soak
+    tests run only with PCG_SOAK=1."""
+    last = [i for i in items if i.module.__name__.endswith("test_execution_differential")]
+    items[:] = [i for i in items if i not in last] + last
+    if os.environ.get("PCG_SOAK") != "1":
+        skip = pytest.mark.skip(reason="a soak run: PCG_SOAK=1")
+        for item in items:
+            if item.get_closest_marker("soak"):
+                item.add_marker(skip)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    from tests import execution_corpus
+
+    execution_corpus.write_if_asked()
+
+
 def pytest_generate_tests(metafunc):
     """Tests marked `both_databases` run on SQLite and on PostgreSQL; the rest on SQLite."""
     if "backend" in metafunc.fixturenames:

@@ -127,6 +127,18 @@ async def test_tortoise_seams(app):
     assert await orm.column_values(Organization.filter(id=-1), "slug") == []
     assert await orm.first_value(Organization.filter(id=org.id), "slug") == "seams"
     assert await orm.first_value(Organization.filter(id=-1), "slug") is None
+    # Used by resolvers/lookups.py and resolvers/rows.py (rows without the query builder).
+    assert {"id", "project_id", "title", "status"} <= set(orm.columns_of(Task))
+    assert orm.pk_column_of(Task) == "id"
+    related, source = orm.relation_of(Task, "project")
+    assert (related.__name__, source) == ("Project", "project_id")
+    task = orm.from_row(Task, {c: None for c in orm.columns_of(Task)} | {"id": 1, "project_id": 2})
+    orm.set_related(task, "project", None)
+    assert task.project is None
+    native, default, complex_ = orm.conversions_of(Task)
+    converted = {attr for _, attr, _ in (*native, *default, *complex_)}
+    assert converted == set(orm.columns_of(Task)) - {"project_id"} | {"project_id"}
+    assert all(callable(field.to_python_value) for _, _, field in complex_)
 
 
 def Comment_model():  # noqa: N802 - the model named as the API names it

@@ -16,6 +16,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from models import ApiKey, User
+from resolvers import lookups
 from resolvers.errors import Unauthenticated
 from resolvers.identity import key_usage
 from resolvers.ids import parse_pk
@@ -146,7 +147,7 @@ async def _token_principal(token: str, secret: str, sessions: SessionRegistry | 
     # Before any statement: an ended session's token costs nothing to refuse.
     if sessions is not None and sessions.is_revoked(session_id):
         raise Unauthenticated("This session has ended: log in again", reason="SESSION_REVOKED")
-    user = await User.get_or_none(id=user_id, is_active=True)
+    user = await lookups.one(User, id=user_id, is_active=True)
     if user is None:
         raise Unauthenticated("Invalid access token", reason="TOKEN_INVALID")
     return Principal(
@@ -155,7 +156,7 @@ async def _token_principal(token: str, secret: str, sessions: SessionRegistry | 
 
 
 async def _api_key_principal(key: str) -> Principal:
-    api_key = await ApiKey.get_or_none(key_hash=hash_secret(key)).select_related("created_by")
+    api_key = await lookups.one(ApiKey, related="created_by", key_hash=hash_secret(key))
     now = datetime.now(UTC)
     if (
         api_key is None

@@ -17,6 +17,7 @@ from resolvers.errors import BadInput
 from resolvers.loaders import CountedPage, PageSpec, prime_task_counts, task_count_columns
 from resolvers.org import plans
 from resolvers.pagination import Order, Page, paginate
+from resolvers.rows import TaskRow
 from resolvers.unit_of_work import unit_of_work
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ BOARD_COLUMN = PageSpec(
     order=BOARD_ORDER,
     extras=task_count_columns,
     on_rows=prime_task_counts,
+    row=TaskRow,
 )
 
 

@@ -39,6 +39,7 @@ from resolvers.org import plans
 from resolvers.pagination import Order
 from resolvers.project import custom_fields
 from resolvers.project.projects import require as require_project
+from resolvers.rows import TaskRow
 from resolvers.unit_of_work import unit_of_work
 
 if TYPE_CHECKING:
@@ -129,8 +130,9 @@ PROJECT_TASKS = PageSpec(
     order=lambda variant: Order(((ORDERS[variant[1]], variant[2]),)),
     extras=task_count_columns,
     on_rows=prime_task_counts,
+    row=TaskRow,
 )
-SUBTASKS = PageSpec(group=("parent_id",), source=_open_subtasks, order=CREATED_ORDER)
+SUBTASKS = PageSpec(group=("parent_id",), source=_open_subtasks, order=CREATED_ORDER, row=TaskRow)
 TASK_COMMENTS = PageSpec(group=("task_id",), source=_all_comments, order=CREATED_ORDER)
 
 
