@@ -61,7 +61,7 @@ from models import (
 )
 from resolvers.access import Access
 from resolvers.context import Context
-from resolvers.identity.auth import issue_access_token
+from resolvers.identity.sessions import issue_outside_request
 from resolvers.ids import parse_global_id, to_global_id
 from schema import event as board_event_types
 from schema import execution, runtime
@@ -130,6 +130,7 @@ class World:
             authorization=f"Bearer {token}" if token else None,
             broadcast=self.app.state.broadcast,
             nora=self.app.state.nora,
+            session_registry=self.app.state.sessions,
             request_id=REQUEST_ID,
         )
 
@@ -170,7 +171,7 @@ async def build_world(app, settings) -> World:
     await seed_demo(settings)
     users = {u.email.split("@")[0]: u for u in await User.all()}
     for name in ("ada", "linus", "margaret"):
-        world.tokens[name] = issue_access_token(users[name], SECRET, 3600)[0]
+        world.tokens[name] = (await issue_outside_request(users[name], SECRET, 3600)).access_token
     world.tokens["anonymous"] = None
     ada = world.tokens["ada"]
     org = await Organization.get(slug="demo")
@@ -291,7 +292,7 @@ async def _events_for(query: str) -> list:
 
 async def _per_event(world: World, compiled: bool, document, variables, name, token, event) -> dict:
     context = world.context(compiled, token)
-    context.access = await access_for(context.authorization, SECRET)
+    context.access = await access_for(context.authorization, SECRET, context.session_registry)
     if context.access.is_authenticated:
         await context.access.load()
     executor = ExecutionContext.build(runtime.graphql_schema(schema), document, None, context, variables, name)
