@@ -381,7 +381,7 @@ async def bench(args, url: str, postgres: bool) -> None:
 
             answers = {}
             for compiled in (True, False):
-                harness.use_executor(app, compiled)
+                harness.use_executor_cold(app, compiled)
                 answers[compiled] = await graphql()
             assert answers[True] == answers[False], "the executors do not answer the same bytes"
             ours = orjson.loads(answers[True])
@@ -392,8 +392,13 @@ async def bench(args, url: str, postgres: bool) -> None:
             nodes = sum(len(c["tasks"]["nodes"]) for c in ours["data"]["project"]["board"]["columns"])
             statements = {}
             for compiled in (True, False):
-                harness.use_executor(app, compiled)
+                harness.use_executor_cold(app, compiled)
                 statements[compiled] = await harness.StatementCount().around(graphql)
+            harness.use_executor(app, True)
+            harness.use_cache(app, True)
+            await graphql()  # stored
+            cached_statements = await harness.StatementCount().around(graphql)
+            assert await graphql() == answers[True], "the cached answer differs"
             floor_statements = await harness.StatementCount().around(floor)
 
             async with harness.client(harness.canned_app(answers[True])) as canned:
@@ -401,9 +406,14 @@ async def bench(args, url: str, postgres: bool) -> None:
                     response = await canned.post("/graphql", content=body, headers=headers)
                     return response.content
 
+                def warm() -> None:
+                    harness.use_executor(app, True)
+                    harness.use_cache(app, True)
+
                 sides = [
-                    harness.Side("compiled", graphql, lambda: harness.use_executor(app, True)),
-                    harness.Side("graphql-core", graphql, lambda: harness.use_executor(app, False)),
+                    harness.Side("compiled", graphql, lambda: harness.use_executor_cold(app, True)),
+                    harness.Side("graphql-core", graphql, lambda: harness.use_executor_cold(app, False)),
+                    harness.Side("cached (no write between)", graphql, warm),
                     harness.Side("HTTP client+transport only", http_only),
                     harness.Side("floor (SQL + orjson)", floor),
                 ]
@@ -415,8 +425,10 @@ async def bench(args, url: str, postgres: bool) -> None:
                     for _ in range(args.warmup):
                         await side.call()
                 before = execution.stats()
+                cache_before = _cache_counts()
                 results = {c: await harness.interleaved(sides, args.requests, c) for c in (1, 16)}
                 after = execution.stats()
+                cache_after = _cache_counts()
             harness.use_executor(app, True)
 
             print(f"pcg board benchmark — {'PostgreSQL' if postgres else 'SQLite'}")
@@ -430,14 +442,18 @@ async def bench(args, url: str, postgres: bool) -> None:
                 for name, m in results[c].items():
                     print(harness.row(f"{name}, c={c}", m, 36))
             print(f"  statements per request: compiled {statements[True]}, graphql-core "
-                  f"{statements[False]}, floor {floor_statements}")
+                  f"{statements[False]}, cached {cached_statements}, floor {floor_statements}")
+            hits = cache_after["hit"] - cache_before["hit"]
+            looked = hits + cache_after["miss"] - cache_before["miss"]
+            print(f"  response cache: {hits:.0f} hits of {looked:.0f} lookups ({hits / max(looked, 1):.0%}) "
+                  "in the cached rows; the other rows run with it off")
             print(f"  compiled executions {after['compiled'] - before['compiled']}, fallbacks to "
                   f"graphql-core {after['fallback'] - before['fallback']} "
                   f"{ {k: v - before['reasons'].get(k, 0) for k, v in after['reasons'].items()} or ''}")
             for c in (1, 16):
                 r = results[c]
                 b, h = r["floor (SQL + orjson)"], r["HTTP client+transport only"]
-                for name in ("compiled", "graphql-core"):
+                for name in ("compiled", "graphql-core", "cached (no write between)"):
                     if name not in r:
                         continue
                     g = r[name]
@@ -452,6 +468,12 @@ async def bench(args, url: str, postgres: bool) -> None:
                       f"x{results[16]['compiled']['rps'] / results[16]['graphql-core']['rps']:.2f}")
             if args.profile:
                 await profile(graphql, args.profile)
+
+
+def _cache_counts() -> dict[str, float]:
+    from resolvers import metrics
+
+    return {o: metrics.RESPONSE_CACHE.labels(o)._value.get() for o in ("hit", "miss")}  # noqa: SLF001
 
 
 async def profile(call, n: int) -> None:

@@ -38,6 +38,18 @@ def use_executor(app, compiled: bool) -> None:
     view.settings = view.settings.model_copy(update={"compiled_execution": compiled})
 
 
+def use_executor_cold(app, compiled: bool) -> None:
+    """`use_executor` with the response cache out of the way: every request runs."""
+    use_executor(app, compiled)
+    use_cache(app, False)
+
+
+def use_cache(app, on: bool) -> None:
+    """Serve repeated queries from the response cache (schema/caching.py) or never."""
+    view = graphql_view(app)
+    view.response_cache = app.state.response_cache if on else None
+
+
 def canned_app(body: bytes):
     """An ASGI app that answers every request with `body` as JSON."""
 

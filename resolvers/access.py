@@ -132,13 +132,16 @@ def _memberships_query(user_id: int, organization_id: int | None) -> tuple[str, 
         query.from_(om).join(o).on(o.id == om.organization_id)
         .select(
             om.organization_id.as_("org_id"), Cast(ValueWrapper(None), "INTEGER").as_("project_id"),
-            om.role, o.plan,
+            om.role, o.plan, o.audit_seq.as_("version"),
         )
         .where(om.user_id == ValueWrapper(int(user_id)))
     )
     projects = (
         query.from_(m).join(p).on(p.id == m.project_id)
-        .select(p.organization_id, m.project_id, m.role, Cast(ValueWrapper(None), "VARCHAR(16)"))
+        .select(
+            p.organization_id, m.project_id, m.role, Cast(ValueWrapper(None), "VARCHAR(16)"),
+            Cast(ValueWrapper(None), "BIGINT"),
+        )
         .where(m.user_id == ValueWrapper(int(user_id)))
     )
     if organization_id is not None:
@@ -153,11 +156,13 @@ def _memberships_query(user_id: int, organization_id: int | None) -> tuple[str, 
 
 
 async def _memberships(user_id: int, organization_id: int | None) -> list[tuple[Any, ...]]:
-    """(organization id, project id or None, role, org plan or None) of every membership, in
-    one statement. The plan rides along so that the rate limiter's budget costs no statement."""
+    """(organization id, project id or None, role, org plan or None, org version or None) of
+    every membership, in one statement. The plan rides along so that the rate limiter's budget
+    costs no statement; the version (the organization's audit seq, which every write of the
+    organization advances in its transaction) so that the response cache's check costs none."""
     sql, params = _memberships_query(user_id, organization_id)
     rows = await orm.db_of(OrganizationMember).execute_query_dict(sql, params)
-    return [(r["org_id"], r["project_id"], r["role"], r["plan"]) for r in rows]
+    return [(r["org_id"], r["project_id"], r["role"], r["plan"], r["version"]) for r in rows]
 
 
 class Access:
@@ -166,6 +171,7 @@ class Access:
         self._loaded = False
         self._org_roles: dict[int, OrgRole] = {}
         self._org_plans: dict[int, Plan] = {}
+        self._org_versions: dict[int, int] = {}
         # project id -> (organization id, explicit role)
         self._project_roles: dict[int, tuple[int, ProjectRole]] = {}
 
@@ -202,11 +208,12 @@ class Access:
             return self
         key = self.api_key
         rows = await _memberships(self.user.id, key.organization_id if key else None)
-        for org_id, project_id, role, plan in rows:
+        for org_id, project_id, role, plan, version in rows:
             if project_id is None:
                 self._org_roles[org_id] = self.capped(OrgRole(role))
                 self._org_plans[org_id] = Plan(plan)
-        for org_id, project_id, role, _ in rows:
+                self._org_versions[org_id] = int(version)
+        for org_id, project_id, role, _, _ in rows:
             # A project membership is void once its holder has left the organization.
             if project_id is not None and org_id in self._org_roles:
                 self._project_roles[project_id] = (org_id, ProjectRole(role))
@@ -224,6 +231,7 @@ class Access:
         self._loaded = False
         self._org_roles.clear()
         self._org_plans.clear()
+        self._org_versions.clear()
         self._project_roles.clear()
         return await self.load()
 
@@ -266,6 +274,13 @@ class Access:
             tuple(sorted(self._org_roles.items())),
             tuple(sorted(self._project_roles.items())),
         )
+
+    def data_versions(self) -> tuple[tuple[int, int], ...]:
+        """The version of every organization the viewer belongs to, as read with the
+        memberships: an answer read for this viewer stays exact while these are unchanged
+        (nothing the viewer may read lies outside their organizations; see schema/caching.py)."""
+        self._check_loaded()
+        return tuple(sorted(self._org_versions.items()))
 
     def _check_loaded(self) -> None:
         if not self._loaded:

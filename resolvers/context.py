@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from resolvers.documents import TrustedDocuments
     from resolvers.identity.revocations import SessionRegistry
     from resolvers.nora.engine import NoraRuntime
+    from resolvers.response_cache import Store
     from server.settings import Settings
 
 
@@ -52,6 +53,8 @@ class Context:
     nora: NoraRuntime | None = None
     # The instance's ended sessions and the websockets open on each session.
     session_registry: SessionRegistry | None = None
+    # Whole query answers (schema/caching.py); None: nothing is cached.
+    response_cache: Store | None = None
 
 
 def user_agent_of(headers: Any) -> str | None:

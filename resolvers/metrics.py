@@ -43,6 +43,11 @@ RATE_LIMITED = Counter(
 
 # -- SQL -----------------------------------------------------------------------------------------
 
+RESPONSE_CACHE = Counter(
+    "pcg_response_cache",
+    "Queries and the response cache: hit, miss (then stored), bypass (not cacheable), error (store down)",
+    ["outcome"],
+)
 SQL_STATEMENTS = Counter("pcg_sql_statements", "SQL statements sent by Tortoise (all tasks)")
 SQL_PER_OPERATION = Histogram(
     "pcg_operation_sql_statements", "SQL statements sent while a query or mutation ran",

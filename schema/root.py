@@ -18,7 +18,7 @@ from resolvers.ids import decode_id
 from resolvers.org import organizations as org_resolvers
 from resolvers.project import projects as project_resolvers
 from resolvers.task import tasks as task_resolvers
-from schema import execution, sharing
+from schema import caching, execution, sharing
 from schema.audit import AUDIT_EVENT_TYPES, AuditSubscription
 from schema.authentication import Authentication
 from schema.common import After, Before, First, IncludeArchived, Info, Last, Node, ProjectSearch, ctx
@@ -156,9 +156,12 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
         return executor
 
     def execute_operation(self, serially=None):
-        if self.share is None:
-            return self._execute(serially)
-        return sharing.execute_shared(self, self._execute, serially)
+        if self.share is not None:
+            return sharing.execute_shared(self, self._execute, serially)
+        store = getattr(self.context_value, "response_cache", None)
+        if store is not None and caching.cacheable(self):
+            return caching.answer(self, store, self._execute, serially)
+        return self._execute(serially)
 
     def _execute(self, serially=None):
         # The compiled plan when the operation allows it (schema/execution), else graphql-core.

@@ -15,7 +15,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from tortoise.contrib.starlette import RegisterTortoise
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from resolvers import audit_retention
+from resolvers import audit_retention, response_cache
 from resolvers.broadcast import Hub
 from resolvers.documents import TrustedDocuments
 from resolvers.email.worker import OutboxWorker
@@ -81,8 +81,13 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
     mailer = OutboxWorker(settings)
     persisted = PersistedQueries(settings.broadcast_url, settings.limits.max_document_chars)
     documents = TrustedDocuments(settings.trusted_documents)
+    answers = response_cache.make_store(
+        settings.broadcast_url, max_entries=settings.response_cache_entries,
+        max_bytes=settings.response_cache_bytes, ttl_seconds=settings.response_cache_ttl,
+    ) if settings.response_cache else None
     graphql = PcgGraphQL(schema, settings=settings, broadcast=broadcast, nora=nora,
-                         persisted=persisted, documents=documents, sessions=sessions)
+                         persisted=persisted, documents=documents, sessions=sessions,
+                         response_cache=answers)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
@@ -118,6 +123,8 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
                 await sessions.stop()
                 await broadcast.disconnect()
                 await persisted.close()
+                if answers is not None:
+                    await answers.close()
                 if tracing is not None:
                     await tracing.shutdown()
                 metrics.forget_this_process()
@@ -154,6 +161,7 @@ def create_app(settings: Settings, schema=default_schema) -> Starlette:
     app.state.nora = nora
     app.state.sessions = sessions
     app.state.mailer = mailer
+    app.state.response_cache = answers
     return app
 
 

@@ -72,7 +72,7 @@ class PcgGraphQL(GraphQL):
     request_adapter_class = RequestAdapter
 
     def __init__(self, schema, settings: Settings, broadcast, nora=None, persisted=None,
-                 documents=None, sessions=None) -> None:
+                 documents=None, sessions=None, response_cache=None) -> None:
         super().__init__(
             schema,
             graphql_ide="graphiql" if settings.graphiql_enabled else None,
@@ -95,6 +95,7 @@ class PcgGraphQL(GraphQL):
         self.nora = nora
         # The instance's SessionRegistry: ended sessions, and the sockets open on each.
         self.sessions = sessions
+        self.response_cache = response_cache
 
     async def get_context(self, request, response) -> Context:
         headers = request.headers
@@ -109,6 +110,7 @@ class PcgGraphQL(GraphQL):
             broadcast=self.broadcast,
             nora=self.nora,
             session_registry=self.sessions,
+            response_cache=self.response_cache,
             request=request,
             response=response,
             documents=self.documents,

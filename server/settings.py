@@ -363,6 +363,20 @@ class Settings(BaseSettings):
         True, "`1` runs validated operations from cached compiled plans (the same answers as "
         "graphql-core, several times faster on large reads; see Benchmarks); `0` runs every "
         "operation on graphql-core's executor.")
+    # schema/caching.py: whole query answers, exact (keyed on the versions they read).
+    response_cache: Flag = setting(
+        True, "`1` keeps whole query answers and serves a repeated query from them while nothing "
+        "it may have read has changed (keyed on the caller, their memberships and every "
+        "organization's write version; shared in Redis when PCG_BROADCAST_URL is redis://); "
+        "`0` runs every query.")
+    response_cache_entries: Annotated[int, at_least(1)] = setting(
+        5000, "Most answers the in-process response cache keeps (least recently used go first).")
+    response_cache_bytes: Annotated[int, at_least(1024)] = setting(
+        64 * 1024 * 1024, "Most bytes of answers the in-process response cache keeps; an answer "
+        "larger than a quarter of this is not kept.")
+    response_cache_ttl: Annotated[int, at_least(1)] = setting(
+        600, "Seconds an answer lives in Redis (only bounds memory: a stale answer is never "
+        "served, since a write changes the key).")
 
     def __init__(self, **values: Any) -> None:
         try:
