@@ -88,6 +88,15 @@ def detached(model: type[M], values: dict[str, Any]) -> M:
     return instance
 
 
+def placeholders(dialect: str, count: int, start: int = 0) -> list[str]:
+    """`count` parameter placeholders for raw SQL in `dialect` (a connection's
+    `capabilities.dialect`), after `start` parameters already bound: PostgreSQL numbers them
+    ($n), SQLite takes them in order (?). Values are always bound, never formatted in."""
+    if dialect == "postgres":
+        return [f"${i}" for i in range(start + 1, start + count + 1)]
+    return ["?"] * count
+
+
 def sql_of(qs: QuerySet[Any]) -> tuple[BaseDBAsyncClient, str, list[Any]]:
     """The connection, parameterized SQL and parameters Tortoise would run for `qs`."""
     qs._choose_db_if_not_chosen()

@@ -73,13 +73,14 @@ class AuditLog(EventLog):
         if by_org:
             db = orm.db_of(Organization)
             table, column = orm.table_of(Organization), orm.column_of(Organization, self.counter)
+            marks = orm.placeholders(db.capabilities.dialect, 2)
+            statement = (
+                f'UPDATE "{table}" SET "{column}" = "{column}" + {marks[0]} '
+                f'WHERE "id" = {marks[1]} RETURNING "{column}"'
+            )
             for organization_id in sorted(by_org):
                 batch = by_org[organization_id]
-                # Integers inlined (never text): the same SQL on both dialects.
-                rows = await db.execute_query_dict(
-                    f'UPDATE "{table}" SET "{column}" = "{column}" + {len(batch)} '
-                    f'WHERE "id" = {int(organization_id)} RETURNING "{column}"'
-                )
+                rows = await db.execute_query_dict(statement, [len(batch), int(organization_id)])
                 if not rows:
                     raise LookupError(f"organization {organization_id} does not exist")
                 first = rows[0][column] - len(batch) + 1

@@ -153,13 +153,6 @@ def _counted(queryset: Callable, field: str) -> Callable:
     return batch
 
 
-def _placeholders(db, count: int) -> str:
-    """`count` positional parameters in the connection's dialect."""
-    if db.capabilities.dialect == "postgres":
-        return ", ".join(f"${i}" for i in range(1, count + 1))
-    return ", ".join("?" * count)
-
-
 async def _labels_by_task(task_ids: list[int]) -> list[list[Label]]:
     # One JOIN statement; a project has a handful of labels carried by hundreds of tasks,
     # so each label is built once and shared rather than once per link. Written out: building
@@ -170,7 +163,7 @@ async def _labels_by_task(task_ids: list[int]) -> list[list[Label]]:
     sql = (
         f'SELECT "tl"."task_id" AS "_task_id", {columns} FROM "task_label" "tl"'
         ' JOIN "label" "l" ON "l"."id" = "tl"."label_id"'
-        f' WHERE "tl"."task_id" IN ({_placeholders(db, len(ids))})'
+        f' WHERE "tl"."task_id" IN ({', '.join(orm.placeholders(db.capabilities.dialect, len(ids)))})'
         ' ORDER BY "l"."name", "l"."id"'
     )
     labels: dict[int, Label] = {}
@@ -208,7 +201,10 @@ def counted(page: Page, counter: Callable[[], Awaitable[int]]) -> CountedPage:
 
 
 # Extra SELECT columns and JOINs over the kept rows, given the outer alias and the groups asked.
-Extras = Callable[[str, list[tuple]], tuple[str, str]]
+# `bind(values)` adds values to the statement's parameters and returns their placeholders; the
+# joins may bind, the columns may not (SQLite numbers parameters by their place in the text,
+# and the columns come before the inner query's).
+Extras = Callable[[str, list[tuple], Callable[[list[Any]], str]], tuple[str, str]]
 
 
 @dataclass(frozen=True, eq=False)
@@ -257,11 +253,19 @@ async def _ranked_rows(
         _rn=RawSQL(f"ROW_NUMBER() OVER (PARTITION BY {partition} ORDER BY {ordering})"),
         _total=RawSQL(f"COUNT(*) OVER (PARTITION BY {partition})"),
     )
-    db, sql, params = orm.sql_of(inner)
-    columns, joins = spec.extras("_p", groups) if spec.extras else ("", "")
+    db, sql, inner_params = orm.sql_of(inner)
+    params = list(inner_params)
+    dialect = db.capabilities.dialect
+
+    def bind(values: list[Any]) -> str:
+        marks = orm.placeholders(dialect, len(values), start=len(params))
+        params.extend(values)
+        return ", ".join(marks)
+
+    columns, joins = spec.extras("_p", groups, bind) if spec.extras else ("", "")
     statement = (
         f'SELECT "_p".*{columns} FROM ({sql}) "_p"{joins} '
-        f'WHERE "_p"."_rn" <= {int(keep)} ORDER BY "_p"."_rn"'
+        f'WHERE "_p"."_rn" <= {bind([int(keep)])} ORDER BY "_p"."_rn"'
     )
     # The driver's rows (asyncpg Records, sqlite3 Rows), read by column name: no dict each.
     _, rows = await db.execute_query(statement, params)
@@ -580,14 +584,16 @@ def _in_groups(qs: QuerySet, spec: PageSpec, groups: list[tuple]) -> QuerySet:
 # -- task lists: counts that ride along with the rows ------------------------------------------
 
 
-def task_count_columns(alias: str, groups: list[tuple]) -> tuple[str, str]:
+def task_count_columns(
+    alias: str, groups: list[tuple], bind: Callable[[list[Any]], str]
+) -> tuple[str, str]:
     """Comment and open-subtask counts of the kept task rows, for `PageSpec.extras`.
 
     Groups start with the project id. Subtasks always live in their parent's project, so
     counting over those projects' tasks (indexed by project) finds them all; task.parent_id
     itself has no index, so a per-row correlated count would scan the table.
     """
-    projects = ", ".join(str(int(p)) for p in sorted({g[0] for g in groups})) or "0"
+    projects = bind(sorted({int(g[0]) for g in groups}) or [0])
     columns = (
         f', (SELECT COUNT(*) FROM "task_comment" "_c" WHERE "_c"."task_id" = "{alias}"."id")'
         f' "_comment_count", COALESCE("_s"."n", 0) "_subtask_count"'

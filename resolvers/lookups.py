@@ -30,10 +30,6 @@ def _columns(model: type[Model], alias: str, prefix: str | None) -> list[str]:
     return [f'"{alias}"."{c}" AS "{prefix}.{c}"' for c in columns]
 
 
-def _marks(dialect: str, count: int) -> list[str]:
-    return [f"${i}" for i in range(1, count + 1)] if dialect == "postgres" else ["?"] * count
-
-
 def _statement(model: type[Model], where: tuple[str, ...], related: str | None, dialect: str) -> str:
     key = (model, where, related, dialect)
     cached = _STATEMENTS.get(key)
@@ -47,7 +43,7 @@ def _statement(model: type[Model], where: tuple[str, ...], related: str | None, 
         join = (f' LEFT OUTER JOIN "{orm.table_of(other)}" "_r"'
                 f' ON "_r"."{orm.pk_column_of(other)}" = "_t"."{source}"')
     conditions = " AND ".join(
-        f'"_t"."{orm.column_of(model, name)}" = {mark}' for name, mark in zip(where, _marks(dialect, len(where)))
+        f'"_t"."{orm.column_of(model, name)}" = {mark}' for name, mark in zip(where, orm.placeholders(dialect, len(where)))
     )
     sql = f'SELECT {", ".join(select)} FROM "{orm.table_of(model)}" "_t"{join} WHERE {conditions} LIMIT 2'
     _STATEMENTS[key] = sql
@@ -87,7 +83,7 @@ async def by_ids(model: type[M], ids: list[Any]) -> list[M]:
     sql = _MANY.get(key)
     if sql is None:
         sql = (f'SELECT {", ".join(_columns(model, "_t", None))} FROM "{orm.table_of(model)}" "_t"'
-               f' WHERE "_t"."{orm.pk_column_of(model)}" IN ({", ".join(_marks(dialect, len(ids)))})')
+               f' WHERE "_t"."{orm.pk_column_of(model)}" IN ({", ".join(orm.placeholders(dialect, len(ids)))})')
         if len(ids) <= 64:  # the common batch sizes; a long IN list is built each time
             _MANY[key] = sql
     return [orm.from_row(model, row) for row in await db.execute_query_dict(sql, list(ids))]
