@@ -160,10 +160,11 @@ async def _labels_by_task(task_ids: list[int]) -> list[list[Label]]:
     db = orm.db_of(TaskLabel)
     columns = ", ".join(f'"l"."{column}"' for column in orm.columns_of(Label))
     ids = [int(t) for t in task_ids]
+    marks = ", ".join(orm.placeholders(db.capabilities.dialect, len(ids)))
     sql = (
         f'SELECT "tl"."task_id" AS "_task_id", {columns} FROM "task_label" "tl"'
         ' JOIN "label" "l" ON "l"."id" = "tl"."label_id"'
-        f' WHERE "tl"."task_id" IN ({', '.join(orm.placeholders(db.capabilities.dialect, len(ids)))})'
+        f' WHERE "tl"."task_id" IN ({marks})'
         ' ORDER BY "l"."name", "l"."id"'
     )
     labels: dict[int, Label] = {}
