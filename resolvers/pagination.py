@@ -6,6 +6,7 @@ are inserted or moved elsewhere in the list (unlike offsets).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Generic, TypeVar
@@ -42,12 +43,16 @@ class Order:
 @dataclass
 class Page(Generic[M]):
     items: list[M]
-    cursors: list[str]
+    cursors: Sequence[str]
     has_next_page: bool
     has_previous_page: bool
-    queryset: QuerySet[M]  # unpaginated, for totalCount
+    # Unpaginated, for totalCount; None for a page that knows its total otherwise
+    # (resolvers/loaders.py CountedPage).
+    queryset: QuerySet[M] | None
 
     async def total_count(self) -> int:
+        if self.queryset is None:
+            raise TypeError("a page without its queryset counts its total itself")
         return await self.queryset.count()
 
 

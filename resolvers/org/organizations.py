@@ -60,7 +60,7 @@ async def members(
     after: str | None,
     last: int | None = None,
     before: str | None = None,
-) -> CountedPage:
+) -> CountedPage[OrganizationMember]:
     await ctx.access.require_org(OrgPermission.READ, org.id)
     return await ctx.loaders.page(
         ctx, ORG_MEMBERS, (org.id,), first=first, after=after, last=last, before=before

@@ -99,7 +99,7 @@ async def project_members(
     after: str | None,
     last: int | None = None,
     before: str | None = None,
-) -> CountedPage:
+) -> CountedPage[ProjectMember]:
     return await ctx.loaders.page(
         ctx, PROJECT_MEMBERS, (project.id,), first=first, after=after, last=last, before=before
     )
@@ -115,7 +115,7 @@ async def column_tasks(
     before: str | None = None,
     *,
     load: Iterable[str] = (),
-) -> CountedPage:
+) -> CountedPage[Task]:
     """A board column's open tasks. The first pages of every column of every board in the
     request come from one statement, with comment and subtask counts and column totals;
     the task relations named in `load` are loaded for all of them right after."""
