@@ -8,12 +8,13 @@ may not see raises NOT_FOUND exactly as a missing row would: there is no second 
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
-from pypika_tortoise import Table
 from pypika_tortoise.functions import Cast
+from pypika_tortoise.queries import Table
 from pypika_tortoise.terms import Parameterizer, ValueWrapper
 from tortoise.expressions import Q, Subquery
+from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
 from models import (
@@ -37,6 +38,17 @@ from models import (
 from resolvers import lookups
 from resolvers.errors import Forbidden, NotFound, Unauthenticated
 from resolvers.identity.auth import Principal
+
+M = TypeVar("M", bound=Model)
+
+# Who asks and everything they belong to (Access.membership_key): user id, API key id, org
+# roles and project roles (project id -> (org id, role)), sorted.
+MembershipKey = tuple[
+    int,
+    int | None,
+    tuple[tuple[int, OrgRole], ...],
+    tuple[tuple[int, tuple[int, ProjectRole]], ...],
+]
 
 
 class Permission(Enum):
@@ -150,9 +162,10 @@ def _memberships_query(user_id: int, organization_id: int | None) -> tuple[str, 
     # One parameterizer numbers the parameters of both halves ($1.. on PostgreSQL). The halves
     # are joined here: pypika's own union loses the dialect on PostgreSQL, and SQLite refuses
     # the parentheses it puts around each half.
-    context = query.SQL_CONTEXT.copy(parameterizer=Parameterizer())
+    parameterizer = Parameterizer()
+    context = query.SQL_CONTEXT.copy(parameterizer=parameterizer)
     sql = f"{orgs.get_sql(context)} UNION ALL {projects.get_sql(context)}"
-    return sql, context.parameterizer.values
+    return sql, parameterizer.values
 
 
 async def _memberships(user_id: int, organization_id: int | None) -> list[tuple[Any, ...]]:
@@ -263,7 +276,7 @@ class Access:
         roles = [r for r in (explicit and explicit[1], _IMPLIED_PROJECT_ROLE.get(org_role)) if r]
         return max(roles, key=lambda r: r.rank) if roles else None
 
-    def membership_key(self) -> tuple:
+    def membership_key(self) -> MembershipKey:
         """Who asks and everything they belong to: two viewers with equal keys get equal
         answers from this layer (subscriptions share executions on it)."""
         self._check_loaded()
@@ -289,9 +302,11 @@ class Access:
     def project_scope(self, path: str = "") -> Q:
         """Projects the viewer may read; `path` reaches the project from another model."""
         admin_orgs = [o for o, r in self._org_roles.items() if r in _IMPLIED_PROJECT_ROLE]
-        return Q(**{f"{path}organization_id__in": admin_orgs or [0]}) | Q(
-            **{f"{path}id__in": list(self._project_roles) or [0]}
-        )
+        # Filters named at run time; typed as Q's own **kwargs (a dict of lists alone could
+        # be read as filling its join_type).
+        by_org: dict[str, Any] = {f"{path}organization_id__in": admin_orgs or [0]}
+        by_id: dict[str, Any] = {f"{path}id__in": list(self._project_roles) or [0]}
+        return Q(**by_org) | Q(**by_id)
 
     # -- narrowed querysets (reads) -----------------------------------------------------------
 
@@ -315,12 +330,12 @@ class Access:
         await self.load()
         return Label.filter(self.project_scope("project__"))
 
-    async def scoped(self, model, path: str) -> QuerySet:
+    async def scoped(self, model: type[M], path: str) -> QuerySet[M]:
         """Any project-owned model, narrowed through `path` (e.g. "project__")."""
         await self.load()
         return model.filter(self.project_scope(path))
 
-    async def org_scoped(self, model, *, min_role: OrgRole = OrgRole.MEMBER) -> QuerySet:
+    async def org_scoped(self, model: type[M], *, min_role: OrgRole = OrgRole.MEMBER) -> QuerySet[M]:
         """Any organization-owned model, in orgs where the viewer holds at least `min_role`."""
         await self.load()
         orgs = [o for o, r in self._org_roles.items() if r.rank >= min_role.rank]
