@@ -83,7 +83,9 @@ USER_AGENT_MAX = 512
 
 
 class AuditEntry(Model):
-    id = fields.BigIntField(primary_key=True)
+    # Tortoise 1.1 subclasses BigIntField from IntField without its value type: the
+    # annotation gives it (else every read of the column is Any).
+    id: fields.Field[int] = fields.BigIntField(primary_key=True)
     organization: fields.ForeignKeyNullableRelation[Organization] = fields.ForeignKeyField(
         "models.Organization", related_name="audit", null=True
     )
@@ -109,7 +111,7 @@ class AuditEntry(Model):
     # Position in the organization's log, dense from 1 (Organization.audit_seq); null for
     # entries of no organization (an account's own: sign-ups, logins, sessions), which no
     # live stream carries.
-    seq = fields.BigIntField(null=True)
+    seq: fields.Field[int | None] = fields.BigIntField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:

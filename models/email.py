@@ -29,7 +29,9 @@ class OutboxStatus(str, Enum):
 class OutboxEmail(Model):
     """One message to one recipient, rendered when it was queued."""
 
-    id = fields.BigIntField(primary_key=True)
+    # Tortoise 1.1 subclasses BigIntField from IntField without its value type: the
+    # annotation gives it (else every read of the column is Any).
+    id: fields.Field[int] = fields.BigIntField(primary_key=True)
     # Which template rendered it (verify_email, invite, ...): a metric label and for operators.
     template = fields.CharField(max_length=64)
     to_address = fields.CharField(max_length=254)

@@ -36,12 +36,14 @@ class BoardEventType(str, Enum):
 class BoardEvent(Model):
     """The durable log of what changed on a board; `seq` is dense per project."""
 
-    id = fields.BigIntField(primary_key=True)
+    # Tortoise 1.1 subclasses BigIntField from IntField without its value type: the
+    # annotation gives it (else every read of the column is Any).
+    id: fields.Field[int] = fields.BigIntField(primary_key=True)
     project: fields.ForeignKeyRelation[Project] = fields.ForeignKeyField(
         "models.Project", related_name="events"
     )
     project_id: int
-    seq = fields.BigIntField()
+    seq: fields.Field[int] = fields.BigIntField()
     # A BoardEventType's value; text, so an event written by a newer release still reads.
     type = fields.CharField(max_length=64)
     payload: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)

@@ -125,14 +125,16 @@ class RefreshToken(Model):
     its successor (`parent` links them); presenting a used token again is theft (or a benign
     race, within a few seconds: see resolvers/identity/sessions.py)."""
 
-    id = fields.BigIntField(primary_key=True)
+    # Tortoise 1.1 subclasses BigIntField from IntField without its value type: the
+    # annotation gives it (else every read of the column is Any).
+    id: fields.Field[int] = fields.BigIntField(primary_key=True)
     session: fields.ForeignKeyRelation[Session] = fields.ForeignKeyField(
         "models.Session", related_name="refresh_tokens"
     )
     session_id: int
     # The token it replaced (null for the login's). A plain column: Aerich cannot create a
     # table that references itself.
-    parent_id = fields.BigIntField(null=True, db_index=True)
+    parent_id: fields.Field[int | None] = fields.BigIntField(null=True, db_index=True)
     token_hash = fields.CharField(max_length=64, unique=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     used_at = fields.DatetimeField(null=True)

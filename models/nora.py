@@ -50,7 +50,9 @@ class NoraConversation(Model):
     user_id: int
     title = fields.CharField(max_length=200)
     # Last NoraEvent seq handed out; bumped inside each append's transaction (as Project's).
-    event_seq = fields.BigIntField(default=0)
+    # Tortoise 1.1 subclasses BigIntField from IntField without its value type: the
+    # annotation gives it (else every read of the column is Any).
+    event_seq: fields.Field[int] = fields.BigIntField(default=0)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
@@ -64,7 +66,7 @@ class NoraMessage(Model):
 
     # What audit entries and events show of it (models/snapshot.py); never a secret.
     snapshot_fields: ClassVar[tuple[str, ...]] = ("id", "conversation_id", "role", "content", "status", "reply_to_id", "tool_call_id", "tool_name", "tool_arguments", "tool_result", "tokens_in", "tokens_out", "model", "provider", "latency_ms", "error_code", "error_message", "created_at", "updated_at", "completed_at")
-    id = fields.BigIntField(primary_key=True)
+    id: fields.Field[int] = fields.BigIntField(primary_key=True)
     conversation: fields.ForeignKeyRelation[NoraConversation] = fields.ForeignKeyField(
         "models.NoraConversation", related_name="messages"
     )
@@ -75,7 +77,7 @@ class NoraMessage(Model):
     # A reply points at the user message it answers; a tool call at the reply it belongs to.
     # A plain column, not a foreign key: Aerich 0.10 refuses a new table that references
     # itself ("cyclic fk references"). Both rows always live in the same conversation.
-    reply_to_id = fields.BigIntField(null=True)
+    reply_to_id: fields.Field[int | None] = fields.BigIntField(null=True)
     tool_call_id = fields.CharField(max_length=100, null=True)
     tool_name = fields.CharField(max_length=64, null=True)
     tool_arguments: fields.JSONField[dict[str, Any] | None] = fields.JSONField(null=True)
@@ -121,12 +123,12 @@ class NoraEventType(str, Enum):
 class NoraEvent(Model):
     """The durable log of a conversation's stream; `seq` is dense per conversation."""
 
-    id = fields.BigIntField(primary_key=True)
+    id: fields.Field[int] = fields.BigIntField(primary_key=True)
     conversation: fields.ForeignKeyRelation[NoraConversation] = fields.ForeignKeyField(
         "models.NoraConversation", related_name="events"
     )
     conversation_id: int
-    seq = fields.BigIntField()
+    seq: fields.Field[int] = fields.BigIntField()
     type = fields.CharField(max_length=64)
     payload: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -139,7 +141,7 @@ class NoraEvent(Model):
 class NoraUsageEntry(Model):
     """Append-only: one row per message sent and per reply's tokens."""
 
-    id = fields.BigIntField(primary_key=True)
+    id: fields.Field[int] = fields.BigIntField(primary_key=True)
     organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
         "models.Organization", related_name="nora_usage"
     )
@@ -153,7 +155,7 @@ class NoraUsageEntry(Model):
     )
     message_id: int | None
     kind = fields.CharEnumField(UsageKind, max_length=16)
-    amount = fields.BigIntField()
+    amount: fields.Field[int] = fields.BigIntField()
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:

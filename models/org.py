@@ -42,7 +42,9 @@ class Organization(Model):
     # taken at the end of each write's transaction (resolvers/audit_stream.py). Save an
     # Organization with update_fields only: a whole-row save of an instance read before other
     # writes puts an old count back, and the next entry's seq collides (as Project.event_seq).
-    audit_seq = fields.BigIntField(default=0)
+    # Tortoise 1.1 subclasses BigIntField from IntField without its value type: the
+    # annotation gives it (else every read of the column is Any).
+    audit_seq: fields.Field[int] = fields.BigIntField(default=0)
     # The session policy its owners set, in seconds (null: the server's); it applies to its
     # members' sessions while the organization is on the enterprise plan.
     session_idle_timeout = fields.IntField(null=True)

@@ -59,7 +59,9 @@ class Project(Model):
     )
     created_by_id: int
     # Last BoardEvent seq handed out; bumped inside each write's transaction.
-    event_seq = fields.BigIntField(default=0)
+    # Tortoise 1.1 subclasses BigIntField from IntField without its value type: the
+    # annotation gives it (else every read of the column is Any).
+    event_seq: fields.Field[int] = fields.BigIntField(default=0)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
     archived_at = fields.DatetimeField(null=True)

@@ -645,7 +645,9 @@ async def build_chat(conversation: NoraConversation, reply: NoraMessage, user: U
     ))
     tool_rows: dict[int, list[NoraMessage]] = defaultdict(list)
     for row in rows:
-        if row.role is NoraRole.TOOL and row.tool_call_id:
+        # A tool row answers the assistant message that called it (reply_to_id, always set
+        # when it is written); one without would be listed under no message anyway.
+        if row.role is NoraRole.TOOL and row.tool_call_id and row.reply_to_id is not None:
             tool_rows[row.reply_to_id].append(row)
     chat: list[dict[str, Any]] = [{"role": "system", "content": await _system_prompt(conversation, user)}]
     for row in rows:
