@@ -55,11 +55,18 @@ def channel(organization_id: int) -> str:
 
 
 @dataclass(frozen=True)
-class AuditLog(EventLog):
+class AuditLog(EventLog[AuditEntry]):
     """`EventLog` over `AuditEntry`: the entry is its own event (action for type)."""
 
-    def type_of(self, event: Any) -> str:
+    def type_of(self, event: AuditEntry) -> str:
         return str(event.action)
+
+    def seq_of(self, event: AuditEntry) -> int:
+        # A streamed entry is an organization's, numbered in its write (record); only the
+        # entries of no organization have no seq, and no stream reads them.
+        if event.seq is None:
+            raise ValueError(f"audit entry {event.id} has no seq")
+        return event.seq
 
     async def record(self, entries: list[AuditEntry]) -> None:
         """Number and store a write's entries; the unit of work calls this last, inside its

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import orjson
 from tortoise.expressions import F
+from tortoise.models import Model
 
-from models import BoardEvent, Project, orm
+from models import BoardEvent, NoraEvent, Project, orm
 from resolvers import codec, metrics
 from resolvers.errors import BadInput
+
+if TYPE_CHECKING:
+    from resolvers.broadcast import Hub
 
 log = logging.getLogger("pcg.events")
 
@@ -34,35 +39,54 @@ def access_channel(user_id: int) -> str:
     return f"access:{user_id}"
 
 
+E = TypeVar("E", bound=Model)
+
+
 @dataclass(frozen=True)
-class EventLog:
+class EventLog(ABC, Generic[E]):
     """A durable event log with a dense `seq` per owner row, and its broadcast channel.
 
     `owner` holds the counter (`event_seq` on Project for the board, on Conversation for
     NORA; `audit_seq` on Organization for the audit log); `key` is the log's column pointing
     at it; `extra` names further columns carried on the wire; `kind` prefixes cursors so that
-    a cursor of one stream is rejected by another.
+    a cursor of one stream is rejected by another. What is read off an event (its type, its
+    seq, its wire form) depends on the event's model: `PayloadLog` (board, NORA) and
+    resolvers/audit_stream.py `AuditLog` say it.
     """
 
     kind: str
-    model: Any
-    owner: Any
+    model: type[E]
+    owner: type[Model]
     key: str
     channel: Callable[[int], str]
     extra: tuple[str, ...] = ()
     counter: str = "event_seq"
 
-    def type_of(self, event: Any) -> str:
+    @abstractmethod
+    def type_of(self, event: E) -> str:
         """What happened, as streams compare it with their `access_events`."""
-        return event.type
 
-    async def append(self, key: int, type_: str, payload: dict, **extra) -> Any:
+    @abstractmethod
+    def seq_of(self, event: E) -> int:
+        """The event's place in its log."""
+
+    @abstractmethod
+    def wire(self, event: E) -> str:
+        """The broadcast message: JSON text on every backend; a stub (no payload) when large."""
+
+    @abstractmethod
+    def from_wire(self, data: dict[str, Any]) -> E:
+        """A read-only event from a full wire message (as if read from the log)."""
+
+    async def append(self, key: int, type_: str, payload: dict[str, Any], **extra: object) -> E:
         """Take the owner's next seq and store the event. Must run inside the write's
         transaction: the UPDATE takes the owner's row lock on PostgreSQL, so the next writer
         waits until this one commits and seq N is always committed before N+1 exists."""
         await self.owner.filter(id=key).update(event_seq=F("event_seq") + 1)
-        seq = await self.owner.filter(id=key).first().values_list("event_seq", flat=True)
-        event = await self.model.create(**{self.key: key}, seq=seq, type=type_, payload=payload, **extra)
+        seq: int = await orm.first_value(self.owner.filter(id=key), "event_seq")
+        # Columns named at run time, typed as Model.create's own **kwargs.
+        columns: dict[str, Any] = {self.key: key, **extra}
+        event = await self.model.create(**columns, seq=seq, type=type_, payload=payload)
         # Counted when written, inside the transaction: a rolled-back write still counts.
         metrics.appended(self.kind)
         return event
@@ -81,50 +105,23 @@ class EventLog:
             raise BadInput("Malformed cursor, or a cursor of another stream", field="after") from None
 
     async def current_seq(self, key: int) -> int:
-        return await self.owner.filter(id=key).first().values_list(self.counter, flat=True) or 0
+        seq: int | None = await orm.first_value(self.owner.filter(id=key), self.counter)
+        return seq or 0
 
     async def oldest_kept(self, key: int) -> int | None:
-        return await (
-            self.model.filter(**{self.key: key}).order_by("seq").first().values_list("seq", flat=True)
-        )
+        seq: int | None = await orm.first_value(self.model.filter(**{self.key: key}).order_by("seq"), "seq")
+        return seq
 
-    async def after(self, key: int, seq: int, upto: int | None = None) -> list:
+    async def after(self, key: int, seq: int, upto: int | None = None) -> list[E]:
         """Logged events after `seq` (up to `upto`), at most REFILL_BATCH of them."""
         qs = self.model.filter(**{self.key: key, "seq__gt": seq})
         if upto is not None:
             qs = qs.filter(seq__lte=upto)
         return list(await qs.order_by("seq").limit(REFILL_BATCH))
 
-    def wire(self, event) -> str:
-        """The broadcast message: JSON text on every backend; a stub (no payload) when large."""
-        full = orjson.dumps(
-            {
-                "id": event.id,
-                "key": getattr(event, self.key),
-                "seq": event.seq,
-                "type": event.type,
-                "payload": event.payload,
-                "at": event.created_at.isoformat(),
-                **{name: getattr(event, name) for name in self.extra},
-            }
-        )
-        if len(full) > MAX_WIRE_BYTES:
-            return orjson.dumps({"key": getattr(event, self.key), "seq": event.seq}).decode()
-        return full.decode()
-
-    def from_wire(self, data: dict) -> Any:
-        """A read-only event from a full wire message (as if read from the log)."""
-        return orm.detached(self.model, {
-            "id": data["id"],
-            "seq": data["seq"],
-            "type": data["type"],
-            "payload": data["payload"],
-            "created_at": datetime.fromisoformat(data["at"]),
-            self.key: data["key"],
-            **{name: data[name] for name in self.extra},
-        })
-
-    async def publish(self, broadcast, events: list, nudges: list[tuple[str, str]] = ()) -> None:
+    async def publish(
+        self, broadcast: Hub | None, events: Sequence[E], nudges: Sequence[tuple[str, str]] = ()
+    ) -> None:
         """Best effort: subscribers refill any gap from the log, so a lost publish loses no
         data. `nudges` are further (channel, message) pairs sent after the events."""
         if broadcast is None:
@@ -145,7 +142,49 @@ class EventLog:
             metrics.published(self.kind, published)
 
 
-BOARD = EventLog(
+# The logs whose events carry a type and a JSON payload.
+P = TypeVar("P", BoardEvent, NoraEvent)
+
+
+@dataclass(frozen=True)
+class PayloadLog(EventLog[P]):
+    """The board's log and NORA's: each event is a row of the log's own model."""
+
+    def type_of(self, event: P) -> str:
+        return event.type
+
+    def seq_of(self, event: P) -> int:
+        return event.seq
+
+    def wire(self, event: P) -> str:
+        full = orjson.dumps(
+            {
+                "id": event.id,
+                "key": getattr(event, self.key),
+                "seq": event.seq,
+                "type": event.type,
+                "payload": event.payload,
+                "at": event.created_at.isoformat(),
+                **{name: getattr(event, name) for name in self.extra},
+            }
+        )
+        if len(full) > MAX_WIRE_BYTES:
+            return orjson.dumps({"key": getattr(event, self.key), "seq": event.seq}).decode()
+        return full.decode()
+
+    def from_wire(self, data: dict[str, Any]) -> P:
+        return orm.detached(self.model, {
+            "id": data["id"],
+            "seq": data["seq"],
+            "type": data["type"],
+            "payload": data["payload"],
+            "created_at": datetime.fromisoformat(data["at"]),
+            self.key: data["key"],
+            **{name: data[name] for name in self.extra},
+        })
+
+
+BOARD = PayloadLog(
     kind="board", model=BoardEvent, owner=Project, key="project_id", channel=channel,
     extra=("actor_id",),
 )

@@ -16,10 +16,11 @@ import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 from tortoise.expressions import Q
+from tortoise.models import Model
 
 from models import ApiKey, BoardEvent, BoardEventType, Session
 from resolvers import metrics
@@ -28,7 +29,10 @@ from resolvers.errors import BadInput, Forbidden, NotFound, Unauthenticated
 from resolvers.event.log import BOARD, REFILL_BATCH, EventLog, access_channel
 
 if TYPE_CHECKING:
+    from resolvers.access import Access
     from resolvers.context import Context
+
+E = TypeVar("E", bound=Model)
 
 # Re-check read access at least this often even without a membership signal.
 ACCESS_RECHECK_SECONDS = 30.0
@@ -55,22 +59,26 @@ def encode_cursor(project_id: int, seq: int) -> str:
 
 async def follow(
     ctx: Context,
-    log: EventLog,
+    log: EventLog[E],
     key: int,
     after: str | None,
     *,
     still_readable: Callable[[], Awaitable[bool]],
     lost_access: str,
     access_events: frozenset[str] = frozenset(),
-) -> AsyncIterator[Any]:
+) -> AsyncIterator[E | LogGap]:
     """The gap-free stream of one log. The caller has authorized the first read (step 1)."""
     access = ctx.access
-    last = log.decode_cursor(after, key) if after is not None else None
+    cursor = log.decode_cursor(after, key) if after is not None else None
     own_channel = log.channel(key)
+    if ctx.broadcast is None:
+        raise RuntimeError("a stream needs the broadcast hub (this context has none)")
     async with ctx.broadcast.subscribe(own_channel, access_channel(access.user_id)) as sub:
-        if last is None:
+        last: int
+        if cursor is None:
             last = await log.current_seq(key)
         else:
+            last = cursor
             # Current first: an event committed between the two reads then only raises the
             # floor to its own seq, which `after` still reaches (the other order made a fresh,
             # empty log answer ResyncRequired to a valid cursor).
@@ -84,12 +92,12 @@ async def follow(
                 yield LogGap(key, current, datetime.now().astimezone())
                 last = current
 
-        async def refill(upto: int | None = None):
+        async def refill(upto: int | None = None) -> AsyncIterator[E]:
             nonlocal last
             while True:
                 batch = await log.after(key, last, upto)
                 for event in batch:
-                    last = event.seq
+                    last = log.seq_of(event)
                     yield event
                 if len(batch) < REFILL_BATCH:
                     return
@@ -138,7 +146,7 @@ async def follow(
 
 
 @functools.lru_cache(maxsize=1024)
-def _decoded(log: EventLog, message: str) -> tuple[dict, Any]:
+def _decoded(log: EventLog[E], message: str) -> tuple[dict[str, Any], E | None]:
     """A broadcast reaches every subscriber of this process as the same string: decode it
     and build its event once for all of them (shared, so read-only; `models.snapshot.load` caches
     on its payload). A stub (no payload) gives no event: subscribers refill from the log."""
@@ -146,7 +154,7 @@ def _decoded(log: EventLog, message: str) -> tuple[dict, Any]:
     return data, (log.from_wire(data) if "payload" in data else None)
 
 
-async def credential_still_valid(access) -> bool:
+async def credential_still_valid(access: Access) -> bool:
     """A revoked or expired API key ends its streams, not only its next request; so does an
     ended session (UNAUTHENTICATED): a websocket is closed as the session ends, and this ends
     the streams that have no socket (graphql-sse, multipart) at their next access check."""
@@ -162,7 +170,7 @@ async def credential_still_valid(access) -> bool:
     ).exists()
 
 
-async def _still_readable(access, project_id: int) -> bool:
+async def _still_readable(access: Access, project_id: int) -> bool:
     if not await credential_still_valid(access):
         return False
     await access.reload()

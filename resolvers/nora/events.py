@@ -8,7 +8,7 @@ and published only after it commits.
 from __future__ import annotations
 
 from models import NoraConversation, NoraEvent
-from resolvers.event.log import EventLog
+from resolvers.event.log import PayloadLog
 
 
 def channel(conversation_id: int) -> str:
@@ -20,4 +20,4 @@ def cancel_channel(message_id: int) -> str:
     return f"nora-cancel:{message_id}"
 
 
-NORA_LOG = EventLog(kind="nora", model=NoraEvent, owner=NoraConversation, key="conversation_id", channel=channel)
+NORA_LOG = PayloadLog(kind="nora", model=NoraEvent, owner=NoraConversation, key="conversation_id", channel=channel)
