@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
@@ -56,7 +56,7 @@ def _text(value: str | None, field: str) -> str | None:
     return validation.text(value, field, max_len=_TEXT_MAX, required=False)
 
 
-def narrow(qs: QuerySet, flt: AuditFilter | None) -> QuerySet:
+def narrow(qs: QuerySet[AuditEntry], flt: AuditFilter | None) -> QuerySet[AuditEntry]:
     if flt is None:
         return qs
     if flt.actor is not None:
@@ -93,24 +93,30 @@ async def entries(
     after: str | None = None,
     last: int | None = None,
     before: str | None = None,
-) -> Page:
+) -> Page[AuditEntry]:
     qs = narrow(await _entries_of(ctx, org.id), flt)
     order = OLDEST_FIRST if oldest_first else NEWEST_FIRST
     return await paginate(qs, order, first=first, after=after, last=last, before=before)
 
 
-async def export(ctx: Context, org: Organization, flt: AuditFilter | None) -> AsyncIterator[list]:
+async def export(
+    ctx: Context, org: Organization, flt: AuditFilter | None
+) -> AsyncIterator[list[AuditEntry]]:
     """The viewer's export of `org`'s log (owners and admins): see `start_export`."""
     return await start_export(ctx, narrow(await _entries_of(ctx, org.id), flt), org, flt)
 
 
-async def operator_export(ctx: Context, org: Organization, flt: AuditFilter | None) -> AsyncIterator[list]:
+async def operator_export(
+    ctx: Context, org: Organization, flt: AuditFilter | None
+) -> AsyncIterator[list[AuditEntry]]:
     """The CLI's export: whoever runs `pcg` on the server already holds the database, so no
     role is checked; the entry names no actor."""
     return await start_export(ctx, narrow(AuditEntry.filter(organization_id=org.id), flt), org, flt)
 
 
-async def start_export(ctx: Context, qs: QuerySet, org: Organization, flt: AuditFilter | None):
+async def start_export(
+    ctx: Context, qs: QuerySet[AuditEntry], org: Organization, flt: AuditFilter | None
+) -> AsyncIterator[list[AuditEntry]]:
     """Record the export (committed before the first row leaves), then return the entries
     newest first as an iterator of keyset batches: memory stays constant in the log's length
     and no statement holds the table for the whole export."""
@@ -123,7 +129,7 @@ async def start_export(ctx: Context, qs: QuerySet, org: Organization, flt: Audit
     return _batches(qs)
 
 
-async def _batches(qs: QuerySet) -> AsyncIterator[list[AuditEntry]]:
+async def _batches(qs: QuerySet[AuditEntry]) -> AsyncIterator[list[AuditEntry]]:
     last: AuditEntry | None = None
     while True:
         page = qs
@@ -142,10 +148,11 @@ async def _batches(qs: QuerySet) -> AsyncIterator[list[AuditEntry]]:
         last = rows[-1]
 
 
-def _describe(flt: AuditFilter | None) -> dict:
+def _describe(flt: AuditFilter | None) -> dict[str, Any]:
+    """The filter as the export's audit entry records it (JSON)."""
     if flt is None:
         return {}
-    out = {}
+    out: dict[str, Any] = {}
     for name, value in vars(flt).items():
         if value is not None:
             out[name] = value.isoformat() if isinstance(value, datetime) else value
