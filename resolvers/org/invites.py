@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Hashable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from tortoise.exceptions import IntegrityError
+from tortoise.queryset import QuerySet
 
-from models import AuditAction, Invite, Organization, OrganizationMember, OrgRole, User
+from models import AuditAction, Invite, Organization, OrganizationMember, OrgRole, User, orm
 from models.snapshot import dump
 from resolvers import validation
 from resolvers.access import OrgPermission, invitable_roles
@@ -16,10 +18,10 @@ from resolvers.email import templates
 from resolvers.errors import BadInput, Conflict, Forbidden, NotFound
 from resolvers.identity import verification
 from resolvers.identity.auth import hash_secret
-from resolvers.loaders import PageSpec
+from resolvers.loaders import CountedPage, PageSpec
 from resolvers.org import plans
 from resolvers.pagination import Order
-from resolvers.unit_of_work import unit_of_work
+from resolvers.unit_of_work import UnitOfWork, unit_of_work
 
 if TYPE_CHECKING:
     from resolvers.context import Context
@@ -28,11 +30,11 @@ INVITE_TTL = timedelta(days=7)
 TOKEN_MAX = 200
 
 
-def pending(qs, now: datetime):
+def pending(qs: QuerySet[Invite], now: datetime) -> QuerySet[Invite]:
     return qs.filter(accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=now)
 
 
-async def _pending_in_admin_orgs(ctx: Context, variant):
+async def _pending_in_admin_orgs(ctx: Context, variant: Hashable) -> QuerySet[Invite]:
     return pending(await ctx.access.org_scoped(Invite, min_role=OrgRole.ADMIN), datetime.now(UTC))
 
 
@@ -42,7 +44,14 @@ ORG_INVITES = PageSpec(
 )
 
 
-async def pending_invites(ctx: Context, org: Organization, first, after, last=None, before=None):
+async def pending_invites(
+    ctx: Context,
+    org: Organization,
+    first: int | None,
+    after: str | None,
+    last: int | None = None,
+    before: str | None = None,
+) -> CountedPage[Invite]:
     await ctx.access.require_org(OrgPermission.MANAGE_MEMBERS, org.id)
     return await ctx.loaders.page(
         ctx, ORG_INVITES, (org.id,), first=first, after=after, last=last, before=before
@@ -103,9 +112,9 @@ async def invite_member(ctx: Context, organization_id: int, email: str, role: Or
     return invite, token
 
 
-async def _email_invite(work, invite: Invite, token: str) -> None:
+async def _email_invite(work: UnitOfWork, invite: Invite, token: str) -> None:
     """The invitation by email, queued with the invite: the token travels only in its link."""
-    org_name = await Organization.filter(id=invite.organization_id).values_list("name", flat=True)
+    org_name: list[str] = await orm.column_values(Organization.filter(id=invite.organization_id), "name")
     await work.email(invite.email, "invite", {
         "inviter": work.ctx.access.user.name,
         "organization": org_name[0],
