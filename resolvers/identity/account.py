@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from tortoise.queryset import QuerySet
+
 from models import AuditAction, AuditEntry, Session, SessionEndReason, User
 from models.snapshot import dump
 from resolvers.errors import Forbidden, NotFound
@@ -33,22 +35,33 @@ def current_session_id(ctx: Context) -> int | None:
     return principal.session_id if principal is not None else None
 
 
-def _active(user_id: int, now: datetime):
+def _active(user_id: int, now: datetime) -> QuerySet[Session]:
     return Session.filter(
         user_id=user_id, revoked_at__isnull=True, expires_at__gt=now, idle_expires_at__gt=now
     )
 
 
 async def sessions(
-    ctx: Context, include_ended: bool, first=None, after=None, last=None, before=None
-) -> Page:
+    ctx: Context,
+    include_ended: bool,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> Page[Session]:
     """The viewer's sessions, newest first: those still alive, or all of them."""
     user = person(ctx)
     qs = Session.filter(user_id=user.id) if include_ended else _active(user.id, datetime.now(UTC))
     return await paginate(qs, NEWEST_FIRST, first=first, after=after, last=last, before=before)
 
 
-async def security_log(ctx: Context, first=None, after=None, last=None, before=None) -> Page:
+async def security_log(
+    ctx: Context,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> Page[AuditEntry]:
     """The account's own audit entries (no organization's), newest first."""
     user = person(ctx)
     qs = AuditEntry.filter(actor_id=user.id, organization_id__isnull=True)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+
+from tortoise.queryset import QuerySet
 
 from models import ApiKey, ApiKeyScope, AuditAction, Organization, OrgRole
 from models.snapshot import dump
@@ -11,7 +14,7 @@ from resolvers import validation
 from resolvers.access import OrgPermission
 from resolvers.errors import BadInput, Forbidden, NotFound
 from resolvers.identity.auth import new_api_key
-from resolvers.loaders import PageSpec
+from resolvers.loaders import CountedPage, PageSpec
 from resolvers.pagination import Order
 from resolvers.unit_of_work import unit_of_work
 
@@ -21,7 +24,8 @@ if TYPE_CHECKING:
 NAME_MAX = 100
 
 
-async def _keys_of_admin_orgs(ctx: Context, include_revoked: bool):
+async def _keys_of_admin_orgs(ctx: Context, include_revoked: Hashable) -> QuerySet[ApiKey]:
+    assert isinstance(include_revoked, bool)  # the variant api_keys() passed to the loader
     qs = await ctx.access.org_scoped(ApiKey, min_role=OrgRole.ADMIN)
     return qs if include_revoked else qs.filter(revoked_at__isnull=True)
 
@@ -33,8 +37,14 @@ ORG_API_KEYS = PageSpec(
 
 
 async def api_keys(
-    ctx: Context, org: Organization, include_revoked: bool, first, after, last=None, before=None
-):
+    ctx: Context,
+    org: Organization,
+    include_revoked: bool,
+    first: int | None,
+    after: str | None,
+    last: int | None = None,
+    before: str | None = None,
+) -> CountedPage[ApiKey]:
     await ctx.access.require_org(OrgPermission.MANAGE_API_KEYS, org.id)
     return await ctx.loaders.page(
         ctx, ORG_API_KEYS, (org.id,), variant=include_revoked,

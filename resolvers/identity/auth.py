@@ -68,16 +68,17 @@ def issue_access_token(
     expires = now + timedelta(seconds=ttl_seconds)
     if not_after is not None and not_after < expires:
         expires = not_after
+    exp = int(expires.timestamp())
     claims = {
         "sub": str(user.id),
         "sid": str(session_id),
         "iat": int(now.timestamp()),
-        "exp": int(expires.timestamp()),
+        "exp": exp,
         "jti": uuid.uuid4().hex,
         "typ": "access",
     }
     # `exp` is whole seconds: report what the token says.
-    return jwt.encode(claims, secret, algorithm="HS256"), datetime.fromtimestamp(claims["exp"], UTC)
+    return jwt.encode(claims, secret, algorithm="HS256"), datetime.fromtimestamp(exp, UTC)
 
 
 def new_api_key() -> tuple[str, str, str]:

@@ -55,8 +55,8 @@ class SessionRegistry:
         # session id -> its open websockets; and each websocket's session
         self._sockets: dict[int, set[Any]] = {}
         self._socket_session: dict[int, int] = {}
-        self._closing: set[asyncio.Task] = set()
-        self._task: asyncio.Task | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+        self._task: asyncio.Task[None] | None = None
         self._loaded = asyncio.Event()
         self._next_sweep = 0.0
         shared = broadcast is not None and urlparse(broadcast.url).scheme != "memory"

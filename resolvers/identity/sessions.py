@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from tortoise.expressions import Q
+from tortoise.queryset import QuerySet
 
 from models import AuditAction, Organization, Plan, RefreshToken, Session, SessionEndReason, User
 from models.snapshot import dump
@@ -329,7 +330,9 @@ async def _reused(
 # -- ending -------------------------------------------------------------------------------------
 
 
-async def end_sessions(work: UnitOfWork, sessions, reason: SessionEndReason) -> list[Session]:
+async def end_sessions(
+    work: UnitOfWork, sessions: QuerySet[Session], reason: SessionEndReason
+) -> list[Session]:
     """End the sessions of `sessions` (a queryset) that have not ended: marked revoked in the
     caller's transaction; after its commit, refused and disconnected everywhere."""
     now = datetime.now(UTC)

@@ -10,7 +10,7 @@ from resolvers import ratelimit, validation
 from resolvers.errors import BadInput, RateLimited, Unauthenticated
 from resolvers.identity import password_reset, sessions, verification
 from resolvers.identity.auth import hash_password_async, verify_password_async
-from resolvers.ratelimit import LOGIN_WINDOW, SIGNUP_WINDOW
+from resolvers.ratelimit import LOGIN_WINDOW, SIGNUP_WINDOW, Limiter
 from resolvers.unit_of_work import unit_of_work
 
 if TYPE_CHECKING:
@@ -90,7 +90,10 @@ async def log_in(ctx: Context, email: str, password: str) -> sessions.Issued:
     # hammering one account cannot fill its log beyond the failures the limit lets through.
     attempts = await _count_attempt(ctx, email)
     user = await User.get_or_none(email=email, is_active=True)
-    if not await verify_password_async(user.password_hash if user else None, password):
+    # The password is checked (against a dummy hash) even without a user, so that the time
+    # taken does not tell whether the email has an account; it never matches then.
+    verified = await verify_password_async(user.password_hash if user else None, password)
+    if not verified or user is None:
         await sessions.audit_failed_log_in(ctx, user)
         raise Unauthenticated("Wrong email or password", reason="BAD_CREDENTIALS")
     await attempts.succeeded()
@@ -105,8 +108,8 @@ class _LoginAttempt:
         self.ctx = ctx
         self.ip_key = f"login-ip:{ctx.ip or 'unknown'}"
         self.email_key = ratelimit.email_key(email)
-        self.ip_limiter = None
-        self.email_limiter = None
+        self.ip_limiter: Limiter | None = None
+        self.email_limiter: Limiter | None = None
 
     async def succeeded(self) -> None:
         if self.ip_limiter is not None:
