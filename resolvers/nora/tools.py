@@ -335,7 +335,7 @@ async def create_task(ctx: Context, conversation: NoraConversation, args: dict[s
 
 async def update_task(ctx: Context, conversation: NoraConversation, args: dict[str, Any]) -> dict[str, Any]:
     task = await _find_task(ctx, conversation, _required_text(args, "task"))
-    changes: dict[str, Any] = {}
+    changes: task_resolvers.TaskChanges = {}
     if status := _enum(TaskStatus, args, "status"):
         changes["status"] = status
     if priority := _enum(TaskPriority, args, "priority"):

@@ -8,14 +8,15 @@ that also bumps the version, so of two writers that read the same version exactl
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 
 from fractional_indexing import FIError, generate_key_between
 from tortoise import timezone
 from tortoise.expressions import F, Q, Subquery
+from tortoise.queryset import QuerySet
 
 from models import (
     AuditAction,
@@ -28,13 +29,14 @@ from models import (
     TaskLabel,
     TaskPriority,
     TaskStatus,
+    orm,
 )
 from models.snapshot import dump
 from models.task import PRIORITY_RANK
 from resolvers import validation
 from resolvers.access import Permission
 from resolvers.errors import BadInput, Conflict, NotFound
-from resolvers.loaders import PageSpec, prime_task_counts, task_count_columns
+from resolvers.loaders import CountedPage, PageSpec, prime_task_counts, task_count_columns
 from resolvers.org import plans
 from resolvers.pagination import Order
 from resolvers.project import custom_fields
@@ -68,7 +70,7 @@ class TaskFilter:
     include_archived: bool = False
 
 
-def apply_filter(qs, f: TaskFilter | None):
+def apply_filter(qs: QuerySet[Task], f: TaskFilter | None) -> QuerySet[Task]:
     f = f or TaskFilter()
     if not f.include_archived:
         qs = qs.filter(archived_at__isnull=True)
@@ -101,8 +103,21 @@ def apply_filter(qs, f: TaskFilter | None):
 
 CREATED_ORDER = Order((("created_at", False),))
 
+# A TaskFilter as (field, value) pairs, lists made tuples: hashable.
+FrozenFilter = tuple[tuple[str, Hashable], ...]
 
-def _freeze(flt: TaskFilter | None) -> tuple:
+
+@dataclass(frozen=True)
+class TaskListVariant:
+    """What a project's task list is asked with, as its loader groups lists by: lists asked
+    with equal variants share a statement."""
+
+    flt: FrozenFilter
+    order_by: str
+    descending: bool
+
+
+def _freeze(flt: TaskFilter | None) -> FrozenFilter:
     """A hashable form of a filter, so lists asked with equal filters share a statement."""
     f = flt or TaskFilter()
     return tuple(
@@ -110,24 +125,30 @@ def _freeze(flt: TaskFilter | None) -> tuple:
     )
 
 
-async def _filtered_tasks(ctx: Context, variant):
-    frozen, _, _ = variant
-    flt = TaskFilter(**{k: list(v) if isinstance(v, tuple) else v for k, v in frozen})
-    return apply_filter(Task.all(), flt)
+async def _filtered_tasks(ctx: Context, variant: Hashable) -> QuerySet[Task]:
+    assert isinstance(variant, TaskListVariant)  # the variant project_tasks() passed to the loader
+    # The filter's fields by name, each of its own type.
+    fields: dict[str, Any] = {k: list(v) if isinstance(v, tuple) else v for k, v in variant.flt}
+    return apply_filter(Task.all(), TaskFilter(**fields))
 
 
-async def _open_subtasks(ctx: Context, variant):
+def _task_order(variant: Hashable) -> Order:
+    assert isinstance(variant, TaskListVariant)
+    return Order(((ORDERS[variant.order_by], variant.descending),))
+
+
+async def _open_subtasks(ctx: Context, variant: Hashable) -> QuerySet[Task]:
     return Task.filter(archived_at__isnull=True)
 
 
-async def _all_comments(ctx: Context, variant):
+async def _all_comments(ctx: Context, variant: Hashable) -> QuerySet[Comment]:
     return Comment.all()
 
 
 PROJECT_TASKS = PageSpec(
     group=("project_id",),
     source=_filtered_tasks,
-    order=lambda variant: Order(((ORDERS[variant[1]], variant[2]),)),
+    order=_task_order,
     extras=task_count_columns,
     on_rows=prime_task_counts,
     row=TaskRow,
@@ -137,21 +158,54 @@ TASK_COMMENTS = PageSpec(group=("task_id",), source=_all_comments, order=CREATED
 
 
 async def project_tasks(
-    ctx: Context, project: Project, flt, order_by: str, descending: bool, *, load=(), **page
-):
+    ctx: Context,
+    project: Project,
+    flt: TaskFilter | None,
+    order_by: str,
+    descending: bool,
+    *,
+    load: Iterable[str] = (),
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> CountedPage[Task]:
     """A project's tasks; the relations named in `load` are loaded for the page at once."""
-    variant = (_freeze(flt), order_by, descending)
-    result = await ctx.loaders.page(ctx, PROJECT_TASKS, (project.id,), variant=variant, **page)
+    variant = TaskListVariant(_freeze(flt), order_by, descending)
+    result = await ctx.loaders.page(
+        ctx, PROJECT_TASKS, (project.id,), variant=variant,
+        first=first, after=after, last=last, before=before,
+    )
     await ctx.loaders.warm_tasks(result.items, load)
     return result
 
 
-async def subtasks(ctx: Context, task: Task, **page):
-    return await ctx.loaders.page(ctx, SUBTASKS, (task.id,), **page)
+async def subtasks(
+    ctx: Context,
+    task: Task,
+    *,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> CountedPage[Task]:
+    return await ctx.loaders.page(
+        ctx, SUBTASKS, (task.id,), first=first, after=after, last=last, before=before
+    )
 
 
-async def comments(ctx: Context, task: Task, **page):
-    return await ctx.loaders.page(ctx, TASK_COMMENTS, (task.id,), **page)
+async def comments(
+    ctx: Context,
+    task: Task,
+    *,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> CountedPage[Comment]:
+    return await ctx.loaders.page(
+        ctx, TASK_COMMENTS, (task.id,), first=first, after=after, last=last, before=before
+    )
 
 
 async def check_assignee(project: Project, user_id: int | None, field: str = "assigneeId") -> None:
@@ -182,7 +236,14 @@ async def check_labels(
     return label_ids
 
 
-def _column(project_id: int, status: TaskStatus, exclude_id: int | None):
+def _key_between(a: str | None, b: str | None) -> str:
+    """fractional_indexing's rank strictly between `a` and `b` (None: an open end); FIError
+    when there is none. The library has no type information: its keys are str."""
+    key: str = generate_key_between(a, b)
+    return key
+
+
+def _column(project_id: int, status: TaskStatus, exclude_id: int | None) -> QuerySet[Task]:
     # Archived tasks keep their rank, so they count as neighbours: a new key never collides
     # with the rank a task gets back when it is unarchived.
     qs = Task.filter(project_id=project_id, status=status)
@@ -192,12 +253,10 @@ def _column(project_id: int, status: TaskStatus, exclude_id: int | None):
 async def last_position(
     project_id: int, status: TaskStatus, exclude_id: int | None = None
 ) -> str | None:
-    return await (
-        _column(project_id, status, exclude_id)
-        .order_by("-position", "-id")
-        .first()
-        .values_list("position", flat=True)
+    position: str | None = await orm.first_value(
+        _column(project_id, status, exclude_id).order_by("-position", "-id"), "position"
     )
+    return position
 
 
 async def create_task(
@@ -212,7 +271,7 @@ async def create_task(
     parent_id: int | None = None,
     due_date: date | None = None,
     label_ids: list[int] | None = None,
-    custom_properties: dict | None = None,
+    custom_properties: object = None,
 ) -> Task:
     project = await require_project(ctx, project_id, Permission.WRITE_TASKS)
     if project.archived_at is not None:
@@ -230,7 +289,7 @@ async def create_task(
         # writes are serial), so two tasks created at once never get the same rank.
         await work.lock_project(project.id)
         await plans.check_task(project.id, project.organization_id, settings=ctx.settings)
-        position = generate_key_between(await last_position(project.id, status), None)
+        position = _key_between(await last_position(project.id, status), None)
         task = await Task.create(
             project_id=project.id,
             title=title,
@@ -267,6 +326,21 @@ async def get_task_or_none(ctx: Context, task_id: int) -> Task | None:
 _ATTEMPTS = 5
 MAX_DEPTH = 100
 
+class TaskChanges(TypedDict, total=False):
+    """The fields an update changes: the ones the client sent (None means null). Values are
+    checked again (a client's JSON reaches here as it was sent)."""
+
+    title: str | None
+    description: str | None
+    priority: TaskPriority | None
+    status: TaskStatus | None
+    assignee_id: int | None
+    due_date: date | None
+    parent_id: int | None
+    label_ids: list[int] | None
+    custom_properties: object
+
+
 # Python argument → GraphQL input field: the names in `changed` lists and error fields.
 UPDATABLE = {
     "title": "title",
@@ -285,10 +359,10 @@ UPDATABLE = {
 class _Write:
     """What one versioned write changes, decided before its transaction opens."""
 
-    columns: dict
+    columns: dict[str, Any]  # column values by name, as Tortoise's update() takes them
     action: AuditAction
     event: BoardEventType
-    payload: dict = dataclasses.field(default_factory=dict)
+    payload: dict[str, Any] = dataclasses.field(default_factory=dict)
     label_ids: list[int] | None = None  # the task's new label set, when it changes
     # Recomputes the rank under the project's row lock, inside the transaction: a rank
     # planned outside it could equal the one a concurrent writer takes for the same slot.
@@ -307,7 +381,8 @@ def _conflict(current_version: int) -> Conflict:
 
 
 async def label_ids_of(task_id: int) -> list[int]:
-    return sorted(await TaskLabel.filter(task_id=task_id).values_list("label_id", flat=True))
+    ids: list[int] = await orm.column_values(TaskLabel.filter(task_id=task_id), "label_id")
+    return sorted(ids)
 
 
 async def writable_task(ctx: Context, task_id: int, permission: Permission) -> Task:
@@ -343,7 +418,7 @@ async def _versioned_write(
             return await _commit(ctx, task, labels, write)
         except _Stale:
             if expected_version is not None:
-                current = await Task.filter(id=task_id).first().values_list("version", flat=True)
+                current: int | None = await orm.first_value(Task.filter(id=task_id), "version")
                 if current is None:
                     raise NotFound("Task") from None
                 raise _conflict(current) from None
@@ -394,10 +469,12 @@ async def check_no_cycle(task_id: int, parent_id: int | None, field: str = "pare
         depth += 1
         if depth > MAX_DEPTH:
             raise BadInput(f"Subtasks nest at most {MAX_DEPTH} levels deep", field=field)
-        current = await Task.filter(id=current).first().values_list("parent_id", flat=True)
+        current = await orm.first_value(Task.filter(id=current), "parent_id")
 
 
-async def update_task(ctx: Context, task_id: int, *, expected_version: int | None = None, **changes) -> Task:
+async def update_task(
+    ctx: Context, task_id: int, *, expected_version: int | None = None, **changes: Unpack[TaskChanges]
+) -> Task:
     """Change exactly the fields in `changes` (the ones the client sent; None means null)."""
     if unknown := set(changes) - UPDATABLE.keys():
         raise TypeError(f"not updatable: {sorted(unknown)}")
@@ -408,24 +485,26 @@ async def update_task(ctx: Context, task_id: int, *, expected_version: int | Non
     return await _versioned_write(ctx, task_id, expected_version, Permission.WRITE_TASKS, plan)
 
 
-async def _plan_update(task: Task, labels: list[int], changes: dict) -> _Write | None:
+async def _plan_update(task: Task, labels: list[int], changes: TaskChanges) -> _Write | None:
     if task.archived_at is not None:
         raise BadInput("The task is archived; unarchive it to change it", field="id")
     project = task.project
-    columns: dict = {}
+    columns: dict[str, Any] = {}
     changed: list[str] = []
 
-    def put(name: str, value, **also) -> None:
+    def put(name: str, value: object, **also: object) -> None:
         if getattr(task, name) != value:
             columns[name] = value
             columns.update(also)
             changed.append(UPDATABLE[name])
 
-    for name in ("title", "priority", "status"):
+    required: tuple[Literal["title", "priority", "status"], ...] = ("title", "priority", "status")
+    for name in required:
         if name in changes and changes[name] is None:
             raise BadInput(f"`{name}` cannot be null", field=name)
-    if "title" in changes:
-        put("title", validation.text(changes["title"], "title", max_len=validation.TITLE_MAX))
+    # Sent, these three are not None (refused just above).
+    if (title := changes.get("title")) is not None:
+        put("title", validation.text(title, "title", max_len=validation.TITLE_MAX))
     if "description" in changes:
         description = changes["description"] or ""
         put(
@@ -434,13 +513,11 @@ async def _plan_update(task: Task, labels: list[int], changes: dict) -> _Write |
                 description, "description", max_len=validation.DESCRIPTION_MAX, required=False
             ),
         )
-    if "priority" in changes:
-        priority = changes["priority"]
+    if (priority := changes.get("priority")) is not None:
         put("priority", priority, priority_rank=PRIORITY_RANK[priority])
-    if "status" in changes and changes["status"] != task.status:
-        status = changes["status"]
+    if (status := changes.get("status")) is not None and status != task.status:
         # A column change through updateTask lands at the bottom, like a new task.
-        bottom = generate_key_between(await last_position(project.id, status), None)
+        bottom = _key_between(await last_position(project.id, status), None)
         put("status", status, position=bottom)
     if "due_date" in changes:
         put("due_date", changes["due_date"])
@@ -472,10 +549,10 @@ async def _plan_update(task: Task, labels: list[int], changes: dict) -> _Write |
         return None
     place = None
     if "position" in columns:  # a column change: the bottom is read again under the lock
-        status = columns["status"]
+        column: TaskStatus = columns["status"]
 
         async def place() -> str:
-            return generate_key_between(await last_position(project.id, status, task.id), None)
+            return _key_between(await last_position(project.id, column, task.id), None)
 
     return _Write(columns, AuditAction.TASK_UPDATE, BoardEventType.TASK_UPDATED, {"changed": changed}, label_ids, place)
 
@@ -509,7 +586,7 @@ async def move_task(
     return await _versioned_write(ctx, task_id, expected_version, Permission.WRITE_TASKS, plan)
 
 
-async def _neighbour(task: Task, neighbour_id: int | None, status: TaskStatus, field: str):
+async def _neighbour(task: Task, neighbour_id: int | None, status: TaskStatus, field: str) -> str | None:
     if neighbour_id is None:
         return None
     # Scoped to the task's project: a task elsewhere, visible or not, is simply not a neighbour.
@@ -533,31 +610,23 @@ async def _slot(task: Task, status: TaskStatus, after_id: int | None, before_id:
             raise BadInput("`afterId` must sit above `beforeId` in the column", field="beforeId")
         # Someone may have put a task between them since the client looked (or is doing so
         # right now): the moved task goes directly below `afterId`, as asked.
-        closer = await (
-            column.filter(position__gt=after, position__lt=before)
-            .order_by("position", "id")
-            .first()
-            .values_list("position", flat=True)
+        closer: str | None = await orm.first_value(
+            column.filter(position__gt=after, position__lt=before).order_by("position", "id"),
+            "position",
         )
         before = closer or before
     elif after is not None:
-        before = await (
-            column.filter(position__gt=after)
-            .order_by("position", "id")
-            .first()
-            .values_list("position", flat=True)
+        before = await orm.first_value(
+            column.filter(position__gt=after).order_by("position", "id"), "position"
         )
     elif before is not None:
-        after = await (
-            column.filter(position__lt=before)
-            .order_by("-position", "-id")
-            .first()
-            .values_list("position", flat=True)
+        after = await orm.first_value(
+            column.filter(position__lt=before).order_by("-position", "-id"), "position"
         )
     else:
         after = await last_position(task.project_id, status, task.id)
     try:
-        return generate_key_between(after, before)
+        return _key_between(after, before)
     except FIError:
         raise BadInput("These neighbours leave no room for the task", field="afterId") from None
 
@@ -590,7 +659,7 @@ async def delete_task(ctx: Context, task_id: int) -> int:
     before = dump(task) | {"labelIds": await label_ids_of(task.id)}
     async with unit_of_work(ctx) as work:
         await work.lock_project(task.project_id)
-        subtask_ids = sorted(await Task.filter(parent_id=task.id).values_list("id", flat=True))
+        subtask_ids: list[int] = sorted(await orm.column_values(Task.filter(parent_id=task.id), "id"))
         if subtask_ids:
             # The foreign key would null the parent too; doing it here bumps their versions,
             # so a client holding a subtask's old version learns that it changed.
