@@ -30,7 +30,7 @@ from graphql import ExecutionResult, parse
 from bench.board import PG_ADMIN_URL, SECRET, seed
 from models import BoardEvent, Label
 from resolvers.context import Context
-from resolvers.identity.auth import issue_access_token
+from resolvers.identity.sessions import issue_outside_request
 from resolvers.ids import to_global_id
 from resolvers.loaders import Loaders
 from schema import event as board_events
@@ -55,7 +55,7 @@ async def bench(args, url: str) -> None:
     app = create_app(settings)
     async with LifespanManager(app):
         owner, project = await seed(20, 5, random.Random(7))
-        token, _ = issue_access_token(owner, SECRET, 3600)
+        token = (await issue_outside_request(owner, SECRET, 3600)).access_token
         labels = [to_global_id("Label", label.id) for label in await Label.filter(project=project)][:3]
         pid = to_global_id("Project", project.id)
         context = Context(settings=settings, access=await access_for(f"Bearer {token}", SECRET),

@@ -34,7 +34,7 @@ from tortoise import Tortoise
 from bench import harness
 from bench.board import PG_ADMIN_URL, SECRET, seed
 from models import Task, TaskPriority, TaskStatus
-from resolvers.identity.auth import issue_access_token
+from resolvers.identity.sessions import issue_outside_request
 from resolvers.ids import parse_global_id, to_global_id
 from schema import execution
 from server.app import create_app
@@ -114,7 +114,7 @@ async def bench(args, url: str, postgres: bool) -> None:
     async with LifespanManager(app):
         owner, project = await seed(50, 5, random.Random(7))
         task = await Task.filter(project=project).order_by("id").first()
-        token, _ = issue_access_token(owner, SECRET, 3600)
+        token = (await issue_outside_request(owner, SECRET, 3600)).access_token
         task_gid = to_global_id("Task", task.id)
         async with harness.client(app) as client:
             headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
@@ -140,9 +140,14 @@ async def bench(args, url: str, postgres: bool) -> None:
                 async def http_only() -> bytes:
                     return (await canned.post("/graphql", content=body, headers=headers)).content
 
+                def warm() -> None:
+                    harness.use_executor(app, True)
+                    harness.use_cache(app, True)
+
                 sides = [
-                    harness.Side("compiled", graphql, lambda: harness.use_executor(app, True)),
-                    harness.Side("graphql-core", graphql, lambda: harness.use_executor(app, False)),
+                    harness.Side("compiled", graphql, lambda: harness.use_executor_cold(app, True)),
+                    harness.Side("graphql-core", graphql, lambda: harness.use_executor_cold(app, False)),
+                    harness.Side("cached", graphql, warm),
                     harness.Side("HTTP client+transport only", http_only),
                     harness.Side("floor (SQL + orjson)", floor),
                 ]
@@ -155,22 +160,23 @@ async def bench(args, url: str, postgres: bool) -> None:
                 results = await harness.interleaved(sides, args.requests, 1, rounds=10)
                 after = execution.stats()
             harness.use_executor(app, True)
+            harness.use_cache(app, False)
+            if args.profile:
+                from bench.board import profile
+
+                await profile(graphql, args.profile)
         print(f"pcg light-query benchmark — {'PostgreSQL' if postgres else 'SQLite'}: task(id) with 5 fields"
               f"{', rate limiter on' if args.rate_limit else ''}")
         print(f"  {args.requests} requests per row, concurrency 1, interleaved in blocks")
         for name, m in results.items():
             print(harness.row(name, m, 30))
         h, f = results["HTTP client+transport only"], results["floor (SQL + orjson)"]
-        for name in ("compiled", "graphql-core"):
+        for name in ("compiled", "graphql-core", "cached"):
             g = results[name]
             print(f"  {name}: server CPU {g['cpu'] - h['cpu']:.2f} ms/request "
                   f"(x{(g['cpu'] - h['cpu']) / f['cpu']:.1f} the floor's {f['cpu']:.2f} ms)")
         print(f"  statements: GraphQL {statements}, floor {floor_statements}; compiled executions "
               f"{after['compiled'] - before['compiled']}, fallbacks {after['fallback'] - before['fallback']}")
-        if args.profile:
-            from bench.board import profile
-
-            await profile(graphql, args.profile)
 
 
 def main() -> None:

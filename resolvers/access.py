@@ -11,7 +11,7 @@ from enum import Enum
 from typing import Any, TypeVar
 
 from pypika_tortoise.functions import Cast
-from pypika_tortoise.queries import Table
+from pypika_tortoise.queries import Query, Table
 from pypika_tortoise.terms import Parameterizer, ValueWrapper
 from tortoise.expressions import Q, Subquery
 from tortoise.models import Model
@@ -132,10 +132,16 @@ _PLAN_RANK = [Plan.FREE, Plan.PRO, Plan.ENTERPRISE]
 _IMPLIED_PROJECT_ROLE = {OrgRole.OWNER: ProjectRole.OWNER, OrgRole.ADMIN: ProjectRole.ADMIN}
 
 
-def _memberships_query(user_id: int, organization_id: int | None) -> tuple[str, list[Any]]:
-    """One UNION ALL statement for every membership, with bound parameters, built by
-    Tortoise's query builder for the connection's dialect."""
-    query = orm.db_of(OrganizationMember).query_class
+class _Slot(Enum):
+    """Where a value goes in a cached statement (a sentinel while it is built)."""
+
+    USER = "user"
+    ORG = "org"
+
+
+def _memberships_statement(query: type[Query], one_org: bool) -> tuple[str, list[Any]]:
+    """One UNION ALL statement for every membership, built by Tortoise's query builder for
+    the connection's dialect, with every value a bound parameter (slots for the caller's)."""
     om = Table(orm.table_of(OrganizationMember)).as_("om")
     o = Table(orm.table_of(Organization)).as_("o")
     m = Table(orm.table_of(ProjectMember)).as_("m")
@@ -146,7 +152,7 @@ def _memberships_query(user_id: int, organization_id: int | None) -> tuple[str, 
             om.organization_id.as_("org_id"), Cast(ValueWrapper(None), "INTEGER").as_("project_id"),
             om.role, o.plan, o.audit_seq.as_("version"),
         )
-        .where(om.user_id == ValueWrapper(int(user_id)))
+        .where(om.user_id == ValueWrapper(_Slot.USER))
     )
     projects = (
         query.from_(m).join(p).on(p.id == m.project_id)
@@ -154,18 +160,39 @@ def _memberships_query(user_id: int, organization_id: int | None) -> tuple[str, 
             p.organization_id, m.project_id, m.role, Cast(ValueWrapper(None), "VARCHAR(16)"),
             Cast(ValueWrapper(None), "BIGINT"),
         )
-        .where(m.user_id == ValueWrapper(int(user_id)))
+        .where(m.user_id == ValueWrapper(_Slot.USER))
     )
-    if organization_id is not None:
-        orgs = orgs.where(om.organization_id == ValueWrapper(int(organization_id)))
-        projects = projects.where(p.organization_id == ValueWrapper(int(organization_id)))
+    if one_org:
+        orgs = orgs.where(om.organization_id == ValueWrapper(_Slot.ORG))
+        projects = projects.where(p.organization_id == ValueWrapper(_Slot.ORG))
     # One parameterizer numbers the parameters of both halves ($1.. on PostgreSQL). The halves
     # are joined here: pypika's own union loses the dialect on PostgreSQL, and SQLite refuses
     # the parentheses it puts around each half.
-    parameterizer = Parameterizer()
+    parameterizer = _SlotParameterizer()
     context = query.SQL_CONTEXT.copy(parameterizer=parameterizer)
     sql = f"{orgs.get_sql(context)} UNION ALL {projects.get_sql(context)}"
     return sql, parameterizer.values
+
+
+class _SlotParameterizer(Parameterizer):
+    def should_parameterize(self, value: Any) -> bool:
+        # The builder leaves enum members inline as text; the slots must become parameters.
+        return isinstance(value, _Slot) or super().should_parameterize(value)
+
+
+# Built once per dialect and shape: building it cost more than running it (~0.9 ms).
+_STATEMENTS: dict[tuple[type[Query], bool], tuple[str, list[Any]]] = {}
+
+
+def _memberships_query(user_id: int, organization_id: int | None) -> tuple[str, list[Any]]:
+    query = orm.db_of(OrganizationMember).query_class
+    key = (query, organization_id is not None)
+    statement = _STATEMENTS.get(key)
+    if statement is None:
+        statement = _STATEMENTS[key] = _memberships_statement(query, organization_id is not None)
+    sql, slots = statement
+    values = {_Slot.USER: int(user_id), _Slot.ORG: None if organization_id is None else int(organization_id)}
+    return sql, [values[v] if isinstance(v, _Slot) else v for v in slots]
 
 
 async def _memberships(user_id: int, organization_id: int | None) -> list[tuple[Any, ...]]:

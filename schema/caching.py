@@ -15,7 +15,8 @@ Why a key is enough, with no invalidation:
   old key is never asked for again. A caller who loses access has other memberships, hence
   another key: no answer read with the old access can reach them.
 - The versions are read before the answer's own reads, so an answer is at least as new as
-  its key says (a write committed in between makes it newer, never older).
+  its key says (a write committed in between makes it newer, never older). On a websocket,
+  whose access lives as long as the connection, they are read again for every operation.
 
 What the versions do not cover makes an operation uncacheable (VOLATILE): answers that change
 with the clock (invite expiry, usage of the day, rate limits), rows written outside a write's
@@ -133,6 +134,11 @@ def _key(ctx: Context, executor: Any) -> str | None:
     return hashlib.sha256(raw).hexdigest()
 
 
+def _on_websocket(ctx: Context) -> bool:
+    request = ctx.request
+    return request is not None and request.scope.get("type") == "websocket"
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, set | frozenset):
         return sorted(value, key=repr)
@@ -146,7 +152,12 @@ async def answer(
     has no errors)."""
     ctx: Context = executor.context_value
     if ctx.access.is_authenticated:
-        await ctx.access.load()
+        if _on_websocket(ctx):
+            # A socket's access lives as long as the connection: its versions were read by an
+            # earlier operation. Read them again, or a write made since would go unseen.
+            await ctx.access.reload()
+        else:
+            await ctx.access.load()
     key = _key(ctx, executor)
     if key is None:
         metrics.RESPONSE_CACHE.labels("bypass").inc()

@@ -216,7 +216,7 @@ async def test_redis_down_admits_and_warns_once_then_limiting_resumes(settings, 
                 r = await post(http, PING)
                 assert r.status_code == 200 and r.json()["data"] == {"__typename": "Query"}
                 assert "x-ratelimit-limit" not in r.headers
-            warnings = [r for r in caplog.records if "Redis unavailable" in r.getMessage()]
+            warnings = [r for r in caplog.records if r.name == "pcg.ratelimit" and "Redis unavailable" in r.getMessage()]
             assert len(warnings) == 1, caplog.text
 
             await asyncio.to_thread(redis_server.start)  # empty: the old counts are gone
