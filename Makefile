@@ -29,7 +29,7 @@ test: $(STAMP) graphiql-if-npm
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-## make typecheck: mypy, strict, over what pyproject.toml lists ([tool.mypy] files, less the modules not typed yet)
+## make typecheck: mypy, strict, over models/ and resolvers/ ([tool.mypy] in pyproject.toml)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
