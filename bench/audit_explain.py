@@ -29,8 +29,8 @@ from tortoise import Tortoise
 from tortoise.expressions import Q
 
 from models import AuditEntry, Organization, orm
-from resolvers.audit_retention import _after, _up_to
-from resolvers.audit_stream import AUDIT_LOG
+from resolvers.audit.retention import _after, _up_to
+from resolvers.audit.stream import AUDIT_LOG
 from resolvers.event.log import REFILL_BATCH
 from server.db import migrate, tortoise_config
 from server.settings import Settings

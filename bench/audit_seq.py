@@ -60,8 +60,9 @@ from models import (
     User,
     orm,
 )
-from resolvers import audit_stream, unit_of_work
+from resolvers import unit_of_work
 from resolvers.access import Access
+from resolvers.audit import stream as audit_stream
 from resolvers.context import Context
 from resolvers.identity.auth import Principal
 from resolvers.task.tasks import update_task

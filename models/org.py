@@ -39,7 +39,7 @@ class Organization(Model):
     name = fields.CharField(max_length=200)
     plan = fields.CharEnumField(Plan, max_length=16, default=Plan.FREE)
     # The last `AuditEntry.seq` given in this organization: the audit log's dense counter,
-    # taken at the end of each write's transaction (resolvers/audit_stream.py). Save an
+    # taken at the end of each write's transaction (resolvers/audit/stream.py). Save an
     # Organization with update_fields only: a whole-row save of an instance read before other
     # writes puts an old count back, and the next entry's seq collides (as Project.event_seq).
     # Tortoise 1.1 subclasses BigIntField from IntField without its value type: the

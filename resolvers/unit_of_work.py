@@ -8,7 +8,7 @@ entry, the events (board and NORA logs) and the outbox's emails, or nothing.
         await work.email(user.email, "invite", {...})  # queued, sent by the outbox worker
 
 Audit entries are collected and written last, just before the commit: their per-organization
-seq takes the organization's row lock, held only for that tail (resolvers/audit_stream.py).
+seq takes the organization's row lock, held only for that tail (resolvers/audit/stream.py).
 After the commit (never before, so a rolled-back write publishes nothing) it clears the
 request's loaders, so what the payload reads next is fresh, publishes the events, the audit
 entries and the access nudges, and wakes this process's outbox worker. A dataloader must never
@@ -36,7 +36,7 @@ from models import (
     OutboxEmail,
     Project,
 )
-from resolvers.audit_stream import AUDIT_LOG
+from resolvers.audit.stream import AUDIT_LOG
 from resolvers.email import outbox
 from resolvers.email.transport import parse_sender
 from resolvers.event import log

@@ -12,8 +12,8 @@ from strawberry.scalars import JSON
 
 from models import AuditEntry as AuditEntryModel
 from models import OrgRole
-from resolvers import audit_stream
-from resolvers.audit import AuditFilter
+from resolvers.audit import stream as audit_stream
+from resolvers.audit.entries import AuditFilter
 from resolvers.event.streams import LogGap
 from resolvers.ids import decode_id
 from resolvers.loaders import Loaders

@@ -10,8 +10,8 @@ import strawberry
 from models import Invite as InviteModel
 from models import Organization as OrganizationModel
 from models import OrganizationMember as OrganizationMemberModel
-from resolvers import audit as audit_resolvers
-from resolvers import audit_stream
+from resolvers.audit import entries as audit_resolvers
+from resolvers.audit import stream as audit_stream
 from resolvers.identity import api_keys as api_key_resolvers
 from resolvers.ids import decode_id, to_global_id
 from resolvers.org import invites as invite_resolvers

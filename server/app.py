@@ -15,7 +15,8 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from tortoise.contrib.starlette import RegisterTortoise
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from resolvers import audit_retention, response_cache
+from resolvers import response_cache
+from resolvers.audit import retention as audit_retention
 from resolvers.broadcast import Hub
 from resolvers.documents import TrustedDocuments
 from resolvers.email.worker import OutboxWorker

@@ -2,7 +2,7 @@
 
 Owners and admins, with the same Bearer credential as /graphql and the filters of
 `Organization.auditEntries` as query parameters. Rows leave in keyset batches (see
-resolvers/audit.py), so a million entries cost the memory of one batch.
+resolvers/audit/entries.py), so a million entries cost the memory of one batch.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from models import User
-from resolvers import audit
+from resolvers.audit import entries as audit
 from resolvers.context import Context, user_agent_of
 from resolvers.errors import AppError, BadInput, NotFound
 from resolvers.ids import to_global_id

@@ -423,8 +423,8 @@ def cmd_create_api_key(args: argparse.Namespace) -> int:
 async def audit_export(settings: Settings, args: argparse.Namespace, out) -> int:
     """Write the organization's audit log as CSV to `out`; returns the number of entries."""
     from models import Organization, User
-    from resolvers import audit
     from resolvers.access import Access
+    from resolvers.audit import entries as audit
     from resolvers.context import Context
     from resolvers.errors import AppError
     from resolvers.ids import to_global_id
@@ -471,7 +471,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def cmd_audit_prune(args: argparse.Namespace) -> int:
     """Delete the audit entries past their plan's retention now (what every instance also does
     hourly), in batches of --batch rows."""
-    from resolvers import audit_retention
+    from resolvers.audit import retention as audit_retention
 
     settings = Settings.from_env()
 

@@ -322,7 +322,7 @@ async def _create() -> None:
                 for sub in subtasks.get(parent.title, []):
                     await board.add(sub, parent=parent)
             counts[name] = board.count
-        # The organization's first entry: seq 1 of its live audit log (resolvers/audit_stream.py).
+        # The organization's first entry: seq 1 of its live audit log (resolvers/audit/stream.py).
         await AuditEntry.create(
             organization=org,
             actor=ada,

@@ -8,7 +8,7 @@ with the reason it writes no entry. Mutations of tests/api_catalog.py (MUTATIONS
 inputs; the rest are arranged here.
 
 The same run checks the lock order of each write on PostgreSQL: no project row is locked after
-the organization row (resolvers/audit_stream.py), or two writes could wait for each other.
+the organization row (resolvers/audit/stream.py), or two writes could wait for each other.
 """
 
 from __future__ import annotations

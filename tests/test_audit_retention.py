@@ -1,4 +1,4 @@
-"""Audit retention per plan (resolvers/audit_retention.py): only entries past their plan's
+"""Audit retention per plan (resolvers/audit/retention.py): only entries past their plan's
 window go, enterprise keeps everything unless set, and no DELETE removes more than a batch."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from models import AuditEntry, Organization, OrgRole, Plan
-from resolvers import audit_retention
-from resolvers.audit_retention import NO_ORGANIZATION, prune
+from resolvers.audit import retention as audit_retention
+from resolvers.audit.retention import NO_ORGANIZATION, prune
 from server.cli import main
 from server.settings import replace
 from tests.querycount import count_statements
@@ -111,7 +111,7 @@ async def test_no_statement_deletes_more_than_a_batch(settings, orgs):
 async def test_a_resumed_stream_past_pruned_entries_is_told_to_resync(settings, live, orgs, factory):
     import httpx
 
-    from resolvers.audit_stream import encode_cursor
+    from resolvers.audit.stream import encode_cursor
     from tests.conftest import gid
     from tests.wsclient import GraphQLWS
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from models import AuditEntry, Organization, OrganizationMember, OrgRole
-from resolvers.audit_stream import encode_cursor
+from resolvers.audit.stream import encode_cursor
 from resolvers.event.streams import encode_cursor as board_cursor
 from tests.conftest import PASSWORD, gid
 from tests.wsclient import LEGACY_WS, TRANSPORT_WS, GraphQLWS

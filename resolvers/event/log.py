@@ -51,7 +51,7 @@ class EventLog(ABC, Generic[E]):
     at it; `extra` names further columns carried on the wire; `kind` prefixes cursors so that
     a cursor of one stream is rejected by another. What is read off an event (its type, its
     seq, its wire form) depends on the event's model: `PayloadLog` (board, NORA) and
-    resolvers/audit_stream.py `AuditLog` say it.
+    resolvers/audit/stream.py `AuditLog` say it.
     """
 
     kind: str

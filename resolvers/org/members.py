@@ -162,7 +162,7 @@ async def remove_member(ctx: Context, member_id: int) -> int:
         work.access_changed_for(member.user_id)
         # The last-owner rule, checked again under the organization's row lock, AFTER the
         # board events took their projects' rows: every write locks projects before its
-        # organization (resolvers/audit_stream.py), or two writes could wait for each other.
+        # organization (resolvers/audit/stream.py), or two writes could wait for each other.
         # The member is already deleted here: no owner left means it was the last.
         if is_owner and await _org_owner_count(org_id, lock=True) < 1:
             raise last_owner(_LAST_OWNER_LEAVES)

@@ -13,7 +13,7 @@ organization likewise (the index holds NULL too). Each DELETE is its own short s
 transaction spans the walk), so pruning a backlog of millions never holds the table or a long
 lock, and another instance pruning at the same time only finds fewer rows. Seqs are taken in
 commit order, so what goes is a prefix of each organization's log: a live subscriber resuming
-from a pruned cursor gets AuditResyncRequired (resolvers/audit_stream.py).
+from a pruned cursor gets AuditResyncRequired (resolvers/audit/stream.py).
 """
 
 from __future__ import annotations

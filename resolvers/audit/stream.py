@@ -15,7 +15,7 @@ for every mutation. Entries of no organization (an account's own: sign-ups, logi
 
 Entries are published after commit on `audit:<organization id>`; a subscriber replays from
 `after`, refills gaps from the table and, once its cursor is older than what retention kept
-(resolvers/audit_retention.py), gets `AuditResyncRequired`.
+(resolvers/audit/retention.py), gets `AuditResyncRequired`.
 """
 
 from __future__ import annotations
