@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from datetime import UTC, datetime
+from urllib.parse import parse_qsl, quote
 
 import orjson
 
@@ -44,6 +45,56 @@ class RequestContextFilter(logging.Filter):
         record.user_id = context.user_id if context is not None else None
         record.org_id = context.org_id if context is not None else None
         return True
+
+
+# Query-string parameters whose values a log line may keep: the operation's name helps find a
+# request and is chosen by the client to be seen. Every other value is dropped.
+_KEPT_PARAMETERS = frozenset({"operationName"})
+_REDACTED = "[redacted]"
+
+
+def redact_query_string(path: str) -> str:
+    """`/graphql?query=...&variables=...` → `/graphql?query=[redacted]&variables=[redacted]`:
+    a GET request's document and variables can hold a password, a reset or verification
+    token or a customer's data, and an access log line is kept and shipped far longer and
+    wider than the request."""
+    head, mark, query = path.partition("?")
+    if not mark:
+        return path
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if not pairs and query:
+        return f"{head}?{_REDACTED}"
+    return head + "?" + "&".join(
+        f"{quote(name, safe='')}={quote(value, safe='') if name in _KEPT_PARAMETERS else _REDACTED}"
+        for name, value in pairs
+    )
+
+
+class QueryStringRedactor(logging.Filter):
+    """On uvicorn's access and error loggers, whose lines carry the request's path with its
+    query string (the HTTP access line, the websocket handshake lines): values redacted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(
+            isinstance(arg, str) and "?" in arg for arg in record.args
+        ):
+            record.args = tuple(
+                redact_query_string(arg) if isinstance(arg, str) and arg.startswith("/") else arg
+                for arg in record.args
+            )
+        return True
+
+
+_REDACTOR = QueryStringRedactor()
+
+
+def install_query_string_redaction() -> None:
+    """On the loggers themselves, so it holds whatever handler (ours, an embedding's, a test's)
+    writes their lines."""
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        if _REDACTOR not in logger.filters:
+            logger.addFilter(_REDACTOR)
 
 
 class TextFormatter(logging.Formatter):
@@ -98,6 +149,7 @@ def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    install_query_string_redaction()
     install_statement_counter(show_sql=level == "debug")
     _configured = True
 
@@ -106,4 +158,5 @@ def configure_if_needed() -> None:
     """Leaves alone a process whose logging someone else configured (tests, embeddings)."""
     if not _configured and not logging.getLogger().handlers:
         configure_logging()
+    install_query_string_redaction()
     install_statement_counter()

@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from resolvers.log_context import LogContext, current
-from server.logs import JsonFormatter, RequestContextFilter, TextFormatter
+from server.logs import JsonFormatter, RequestContextFilter, TextFormatter, redact_query_string
 from server.settings import PROJECT_ROOT, Settings, SettingsError
 from tests.faulty_server import FAULT
-from tests.processes import _stop, free_port, subprocess_env
+from tests.processes import _stop, free_port, serving, subprocess_env
 from tests.querycount import count_statements
 
 ORG = 'query FindOrg { organization(slug: "anything") { id } }'
@@ -133,3 +133,42 @@ def test_log_settings_are_checked():
     for name, bad in (("PCG_LOG_FORMAT", "xml"), ("PCG_SLOW_OPERATION_MS", "-1"), ("PCG_LOG_LEVEL", "loud")):
         with pytest.raises(SettingsError):
             Settings.from_env({name: bad})
+
+
+SECRET_PASSWORD = "correct-horse-battery-staple-7"
+
+
+def test_access_lines_never_carry_query_string_values(tmp_path):
+    """A real `pcg serve`: a GET request's document and variables (here a logIn with its
+    password, refused as a GET mutation) and a websocket handshake's query string reach the
+    log with their values redacted; the path, the parameter names and operationName stay."""
+    import websockets.sync.client
+
+    port = free_port()
+    env = subprocess_env(tmp_path, PCG_SECRET_KEY="log-test-secret-" + "x" * 32)
+    login = f'mutation Login {{ logIn(email: "a@example.com", password: "{SECRET_PASSWORD}") {{ token }} }}'
+    with serving(env, port, tmp_path / "serve.log"):
+        response = httpx.get(
+            f"http://127.0.0.1:{port}/graphql",
+            params={"query": login, "operationName": "Login",
+                    "variables": json.dumps({"token": SECRET_PASSWORD})},
+        )
+        with websockets.sync.client.connect(
+            f"ws://127.0.0.1:{port}/graphql?access_token={SECRET_PASSWORD}",
+            subprotocols=["graphql-transport-ws"],
+        ):
+            pass
+    assert response.status_code == 405
+    log = (tmp_path / "serve.log").read_text()
+    assert SECRET_PASSWORD not in log
+    assert '"GET /graphql?query=[redacted]&operationName=Login&variables=[redacted] HTTP/1.1" 405' in log
+    assert '"WebSocket /graphql?access_token=[redacted]"' in log
+
+
+def test_redacting_odd_query_strings():
+    assert redact_query_string("/graphql") == "/graphql"
+    assert redact_query_string("/graphql?") == "/graphql?"
+    assert redact_query_string("/x?flag") == "/x?flag=[redacted]"
+    assert redact_query_string("/x?a=1&a=2") == "/x?a=[redacted]&a=[redacted]"
+    assert redact_query_string("/x?operationName=a%26b%20c") == "/x?operationName=a%26b%20c"
+    assert redact_query_string("/x?%%%") == "/x?%25%25%25=[redacted]"
