@@ -1,11 +1,15 @@
 """Bad input and bad credentials: a clear error with extensions.code, never a 500 or a trace."""
 
+import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
 
-from models import AuditEntry, Organization, Task
+from models import AuditEntry, Organization, Task, User
+from resolvers.errors import Unauthenticated
+from resolvers.identity.auth import authenticate, verified_tokens
 from tests.conftest import PASSWORD, SECRET, gid
 
 VIEWER = "{ viewer { user { id name } } }"
@@ -226,3 +230,43 @@ async def test_get_graphql_serves_graphiql(client):
     r = await client.get("/graphql", headers={"Accept": "text/html"})
     assert r.status_code == 200
     assert "graphiql" in r.text.lower()
+
+
+# Verified tokens are kept (resolvers/identity/auth.py verified_tokens): what may change after
+# the first verification is still checked on every use.
+
+
+async def test_a_verified_token_is_refused_once_it_expires(gql, factory):
+    alice = await factory.user()
+    claims = jwt.decode(alice.token, options={"verify_signature": False})
+    expires = int(time.time()) + 2
+    token = jwt.encode({**claims, "exp": expires}, SECRET, algorithm="HS256")
+    assert (await gql.ok(VIEWER, token=token))["viewer"]["user"]["id"] == alice.gid
+    assert verified_tokens.get(SECRET, token) is not None
+    await asyncio.sleep(max(0.0, expires - time.time()) + 0.05)
+    error = await gql.error(VIEWER, token=token)
+    assert error["extensions"] == {"code": "UNAUTHENTICATED", "reason": "TOKEN_EXPIRED"}
+
+
+async def test_a_verified_token_of_a_deactivated_user_is_refused(gql, factory):
+    alice = await factory.user()
+    await gql.ok(VIEWER, token=alice.token)
+    await User.filter(id=alice.user.id).update(is_active=False)
+    error = await gql.error(VIEWER, token=alice.token)
+    assert error["extensions"] == {"code": "UNAUTHENTICATED", "reason": "TOKEN_INVALID"}
+
+
+async def test_a_token_verified_under_one_secret_is_not_accepted_under_another(gql, factory):
+    alice = await factory.user()
+    await gql.ok(VIEWER, token=alice.token)
+    with pytest.raises(Unauthenticated) as refused:
+        await authenticate(f"Bearer {alice.token}", "a-rotated-secret-" + "y" * 32, None)
+    assert refused.value.extensions["reason"] == "TOKEN_INVALID"
+
+
+async def test_refused_tokens_are_not_kept(gql, factory):
+    alice = await factory.user()
+    forged = alice.token[:-3] + ("AAA" if not alice.token.endswith("AAA") else "BBB")
+    for _ in range(2):
+        assert (await gql.error(VIEWER, token=forged))["extensions"]["reason"] == "TOKEN_INVALID"
+    assert verified_tokens.get(SECRET, forged) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -121,7 +122,43 @@ async def authenticate(
     return await _token_principal(credential, secret, sessions)
 
 
-async def _token_principal(token: str, secret: str, sessions: SessionRegistry | None) -> Principal:
+@dataclass(frozen=True, slots=True)
+class _AccessClaims:
+    user_id: int
+    session_id: int
+    expires: int  # the token's `exp`, seconds since the epoch
+
+
+class _VerifiedTokens:
+    """Access tokens whose signature and claims were checked, by (secret, token).
+
+    A client presents the same token for up to 15 minutes, and verifying it again (pyjwt:
+    base64, JSON, HMAC, claim checks) was a tenth of a small request's CPU. Only a token that
+    passed every check is kept, so a forged or malformed one costs the full verification
+    each time; what can change after verification is checked on every use: expiry here,
+    the session's end and the user's row in `_token_principal`. Bounded: the oldest entries
+    go first."""
+
+    def __init__(self, size: int = 8192) -> None:
+        self.size = size
+        self._entries: dict[tuple[str, str], _AccessClaims] = {}
+
+    def get(self, secret: str, token: str) -> _AccessClaims | None:
+        return self._entries.get((secret, token))
+
+    def put(self, secret: str, token: str, claims: _AccessClaims) -> None:
+        if len(self._entries) >= self.size:
+            del self._entries[next(iter(self._entries))]
+        self._entries[(secret, token)] = claims
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+verified_tokens = _VerifiedTokens()
+
+
+def _verify(token: str, secret: str) -> _AccessClaims:
     try:
         claims = jwt.decode(
             token, secret, algorithms=["HS256"], options={"require": ["exp", "sub", "iat"]}
@@ -145,14 +182,25 @@ async def _token_principal(token: str, secret: str, sessions: SessionRegistry | 
     session_id = parse_pk("Session", claims["sid"])
     if session_id is None:
         raise Unauthenticated("Invalid access token", reason="TOKEN_INVALID")
+    return _AccessClaims(user_id, session_id, claims["exp"])
+
+
+async def _token_principal(token: str, secret: str, sessions: SessionRegistry | None) -> Principal:
+    claims = verified_tokens.get(secret, token)
+    if claims is None:
+        claims = _verify(token, secret)
+        verified_tokens.put(secret, token, claims)
+    elif claims.expires <= time.time():  # pyjwt's own test, without leeway
+        raise Unauthenticated("Access token expired", reason="TOKEN_EXPIRED")
     # Before any statement: an ended session's token costs nothing to refuse.
-    if sessions is not None and sessions.is_revoked(session_id):
+    if sessions is not None and sessions.is_revoked(claims.session_id):
         raise Unauthenticated("This session has ended: log in again", reason="SESSION_REVOKED")
-    user = await lookups.one(User, id=user_id, is_active=True)
+    user = await lookups.one(User, id=claims.user_id, is_active=True)
     if user is None:
         raise Unauthenticated("Invalid access token", reason="TOKEN_INVALID")
     return Principal(
-        user=user, token_expires_at=datetime.fromtimestamp(claims["exp"], UTC), session_id=session_id
+        user=user, token_expires_at=datetime.fromtimestamp(claims.expires, UTC),
+        session_id=claims.session_id,
     )
 
 
