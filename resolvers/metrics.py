@@ -21,6 +21,8 @@ from contextvars import ContextVar
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from models import orm
+
 # -- operations --------------------------------------------------------------------------------
 
 OPERATIONS = Counter(
@@ -209,14 +211,20 @@ class StatementTally:
 
 # The operation's tally; tasks it starts inherit it (their statements count to it until it ends).
 statements: ContextVar[StatementTally | None] = ContextVar("pcg_statements", default=None)
-_NOT_STATEMENTS = ("Created connection", "Closed connection")
 
 
-class StatementCounter(logging.Filter):
-    """On the `tortoise.db_client` logger, which logs one DEBUG record per statement: counts
-    each, and lets DEBUG records on only when someone listens for them (a handler on that
-    logger, as tests/querycount.py adds, or `--log-level debug`). Without the filter, putting
-    the logger at DEBUG would flood every handler of the root logger with SQL."""
+def _count_statement() -> None:
+    SQL_STATEMENTS.inc()
+    tally = statements.get()
+    if tally is not None:
+        tally.count += 1
+
+
+class SqlVisibility(logging.Filter):
+    """On the `tortoise.db_client` logger: its DEBUG records (one per statement, made only when
+    the logger is at DEBUG) go on only to someone who listens for them (a handler on that
+    logger, as tests/querycount.py adds, or `--log-level debug`), not to every handler of the
+    root logger."""
 
     def __init__(self, logger: logging.Logger) -> None:
         super().__init__()
@@ -224,25 +232,21 @@ class StatementCounter(logging.Filter):
         self.show = False
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno > logging.DEBUG:
-            return True
-        if not str(record.msg).startswith(_NOT_STATEMENTS):
-            SQL_STATEMENTS.inc()
-            tally = statements.get()
-            if tally is not None:
-                tally.count += 1
-        return self.show or bool(self.logger.handlers)
+        return record.levelno > logging.DEBUG or self.show or bool(self.logger.handlers)
 
 
-def install_statement_counter(show_sql: bool = False) -> StatementCounter:
-    """Idempotent: one counter on the logger per process."""
+def install_statement_counter(show_sql: bool = False) -> None:
+    """Idempotent: statements counted (models/orm.on_statement) for the operation's tally and
+    pcg_sql_statements_total; SQL logged when `show_sql`."""
+    orm.on_statement(_count_statement)
     logger = logging.getLogger("tortoise.db_client")
     for existing in logger.filters:
-        if isinstance(existing, StatementCounter):
+        if isinstance(existing, SqlVisibility):
             existing.show = existing.show or show_sql
-            return existing
-    counter = StatementCounter(logger)
-    counter.show = show_sql
-    logger.addFilter(counter)
-    logger.setLevel(logging.DEBUG)
-    return counter
+            break
+    else:
+        visibility = SqlVisibility(logger)
+        visibility.show = show_sql
+        logger.addFilter(visibility)
+    if show_sql:
+        logger.setLevel(logging.DEBUG)

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextvars
 import inspect
+import logging
 from pathlib import Path
 
 import broadcaster
@@ -139,6 +141,63 @@ async def test_tortoise_seams(app):
     converted = {attr for _, attr, _ in (*native, *default, *complex_)}
     assert converted == set(orm.columns_of(Task)) - {"project_id"} | {"project_id"}
     assert all(callable(field.to_python_value) for _, _, field in complex_)
+
+
+@pytest.mark.both_databases
+async def test_every_statement_reaches_the_statement_listeners(app):
+    """Tortoise's clients log through models/orm.StatementLog (the module global they take
+    when made, and the connection's inside a transaction): one call per statement, none for
+    the pool's set-up lines, and no log record built unless the logger is at DEBUG."""
+    heard: list[int] = []
+    # Only this test's statements: the app's background tasks (NORA's sweep) run their own.
+    mine: contextvars.ContextVar[bool] = contextvars.ContextVar("mine", default=False)
+
+    def listener() -> None:
+        if mine.get():
+            heard.append(1)
+
+    orm.on_statement(listener)
+    mine.set(True)
+    try:
+        await _statements_heard(heard)
+    finally:
+        orm._statement_listeners.remove(listener)  # noqa: SLF001 - the test's own listener
+
+
+async def _statements_heard(heard: list[int]) -> None:
+    from tortoise.transactions import in_transaction
+
+    db = orm.db_of(Organization)
+    assert isinstance(db.log, orm.StatementLog)
+    await Organization.filter(id=-1).first()
+    assert len(heard) == 1
+    async with in_transaction() as connection:
+        assert isinstance(connection.log, orm.StatementLog)
+        await Organization.filter(id=-1).using_db(connection).first()
+        await Organization.filter(id=-2).using_db(connection).exists()
+    assert len(heard) == 3
+    db.log.debug("Created connection pool %s with params: %s", None, None)
+    assert len(heard) == 3
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    logger = logging.getLogger("tortoise.db_client")
+    handler, previous = Keep(level=logging.DEBUG), logger.level
+    logger.addHandler(handler)
+    try:
+        logger.setLevel(logging.INFO)
+        await Organization.filter(id=-1).first()
+        assert records == [] and len(heard) == 4
+        logger.setLevel(logging.DEBUG)
+        await Organization.filter(id=-1).first()
+        assert len(records) == 1 and len(heard) == 5
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
 
 
 def Comment_model():  # noqa: N802 - the model named as the API names it
