@@ -62,6 +62,7 @@ from models import (
 from models.snapshot import dump
 from resolvers import metrics
 from resolvers.access import Access
+from resolvers.broadcast import GAP
 from resolvers.context import Context
 from resolvers.errors import AppError, BadInput, QuotaExceeded
 from resolvers.event.log import access_channel
@@ -544,8 +545,11 @@ class Generation:
                 while True:
                     event = await subscription.get()
                     if event.channel == cancel:
-                        self.stop("cancel")
-                        return
+                        # A GAP (the broker reconnected) is no cancel: a lost one is still
+                        # found by the flag in the database, at the next write or check.
+                        if event.message != GAP:
+                            self.stop("cancel")
+                            return
                     elif not await credential.key_still_valid(self.ctx):
                         self.stop(credential.KEY_REVOKED)
                         return
