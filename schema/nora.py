@@ -97,7 +97,8 @@ class NoraMessage(Node):
     )
     error_code: str | None = strawberry.field(
         description="Why a FAILED reply failed: PROVIDER_ERROR, PROVIDER_TIMEOUT, "
-        "PROVIDER_UNAVAILABLE, PROVIDER_RATE_LIMITED, QUOTA_EXCEEDED, INTERRUPTED, INTERNAL_ERROR."
+        "PROVIDER_UNAVAILABLE, PROVIDER_RATE_LIMITED, QUOTA_EXCEEDED, INTERRUPTED, SESSION_ENDED, "
+        "API_KEY_REVOKED, INTERNAL_ERROR."
     )
     error_message: str | None = strawberry.field(description="Why a FAILED reply failed, for people.")
     created_at: datetime = strawberry.field(description="When the message was created.")
@@ -319,7 +320,9 @@ class MessageCompleted(NoraEvent):
 
 @strawberry.type(description="The reply failed; `message` holds what was written before.")
 class MessageFailed(NoraEvent):
-    code: str = strawberry.field(description="PROVIDER_ERROR, PROVIDER_TIMEOUT, QUOTA_EXCEEDED, INTERRUPTED, ...")
+    code: str = strawberry.field(
+        description="PROVIDER_ERROR, PROVIDER_TIMEOUT, QUOTA_EXCEEDED, INTERRUPTED, SESSION_ENDED, ..."
+    )
     error_message: str = strawberry.field(description="What went wrong, for people.")
 
     @strawberry.field(description="The reply, status FAILED.")

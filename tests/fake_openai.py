@@ -114,6 +114,28 @@ class FakeOpenAI:
                 pass
         return behave
 
+    def gated(self, first: list[dict], gate: asyncio.Event, rest: list[dict], seconds: float = 15.0):
+        """Send `first`, then nothing until the test sets `gate`, then `rest` and the end.
+        A client that goes away meanwhile is noted (and gets nothing more)."""
+        async def behave(writer, reader):
+            await _head(writer, 200, "text/event-stream")
+            for event in first:
+                await _send_chunk(writer, f"data: {json.dumps(event)}\n\n")
+            gone = asyncio.ensure_future(reader.read(1))
+            opened = asyncio.ensure_future(gate.wait())
+            done, _ = await asyncio.wait([gone, opened], timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+            if gone in done or not done:
+                opened.cancel()
+                if gone in done:
+                    self.disconnected.set()
+                return
+            gone.cancel()
+            for event in rest:
+                await _send_chunk(writer, f"data: {json.dumps(event)}\n\n")
+            await _send_chunk(writer, "data: [DONE]\n\n")
+            await _send_chunk(writer, "")
+        return behave
+
     @staticmethod
     def http_error(status: int, body: dict):
         async def behave(writer, reader):

@@ -284,6 +284,42 @@ async def test_shutdown_ends_running_replies_failed_and_startup_sweeps_orphans(s
         assert (final.type, final.payload["messageId"]) == ("MessageFailed", orphan.id)
 
 
+async def test_a_broker_reconnection_does_not_cancel_a_running_reply(settings, fake, password_hash, redis_server):
+    """The hub puts a GAP on every channel it resubscribes after a reconnection: that is no
+    cancel request, and the reply goes on (a cancel lost meanwhile is still in the database)."""
+    from prometheus_client import REGISTRY
+
+    def reconnects() -> float:
+        return REGISTRY.get_sample_value("pcg_broker_reconnects_total") or 0.0
+
+    gate = asyncio.Event()
+    fake.script = [fake.gated([chunk({"content": "Before"})], gate, text_events([" after"])[1:])]
+    shared = settings.model_copy(update={"broadcast_url": redis_server.url, "nora_timeout": 20})
+    application = create_app(shared)
+    async with LifespanManager(application):
+        factory = Factory(password_hash)
+        owner, org, project = await make_team(factory)
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            gql = GraphQLClient(http)
+            conversation = await start(gql, owner.token, org, project)
+            sent = await send(gql, owner.token, conversation["id"], "go on")
+            reply_id = pk(sent["assistantMessage"]["id"])
+            while (await NoraMessage.get(id=reply_id)).content != "Before":
+                await asyncio.sleep(0.01)
+            before = reconnects()
+            await asyncio.to_thread(redis_server.stop)
+            await asyncio.to_thread(redis_server.start)
+            async with asyncio.timeout(10):
+                while reconnects() == before:
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)  # the GAP reaches the reply's listener
+            assert (await NoraMessage.get(id=reply_id)).status is NoraMessageStatus.STREAMING
+            gate.set()
+            reply = await settled(reply_id)
+    assert (reply.status, reply.content) == (NoraMessageStatus.COMPLETE, "Before after")
+
+
 # -- SSE framing (httpx-sse), against the fake server, through the provider itself -------------
 
 

@@ -8,8 +8,9 @@ the set holds only the revocations of the last access-token lifetime (15 minutes
 
 - the instance that ends a session adds it here right after the commit, before answering;
 - it publishes the ids on the broadcast channel `sessions:revoked` (Redis or PostgreSQL
-  between instances, in-process with memory://), and every instance adds them and closes that
-  session's websockets (4403) as the message arrives: within milliseconds;
+  between instances, in-process with memory://), and every instance adds them, closes that
+  session's websockets (4403) and stops what else acts with it (`on_end`: running NORA
+  replies) as the message arrives: within milliseconds;
 - a broker reconnection may have lost messages (the hub puts a GAP on the channel): the set is
   reloaded from the database then, at startup (after subscribing, so nothing falls between),
   and every RESYNC_SECONDS on a shared broker in case a publish failed at its sender.
@@ -21,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -55,6 +56,8 @@ class SessionRegistry:
         # session id -> its open websockets; and each websocket's session
         self._sockets: dict[int, set[Any]] = {}
         self._socket_session: dict[int, int] = {}
+        # session id -> what must stop when it ends (running NORA replies started with it)
+        self._listeners: dict[int, set[Callable[[], None]]] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._loaded = asyncio.Event()
@@ -81,6 +84,8 @@ class SessionRegistry:
             for websocket in list(self._sockets.pop(session_id, ())):
                 self._socket_session.pop(id(websocket), None)
                 self._close(websocket)
+            for callback in self._listeners.pop(session_id, ()):
+                callback()
         self._forget_expired(now)
 
     async def publish(self, entries: list[tuple[int, float]]) -> None:
@@ -119,6 +124,30 @@ class SessionRegistry:
     def watched(self) -> int:
         """Sockets waiting on their session (0 once every socket has closed)."""
         return len(self._socket_session)
+
+    # -- other work done with a session ---------------------------------------------------------
+
+    def on_end(self, session_id: int, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` (synchronously; it must not raise) when `session_id` ends, on the
+        same signal that closes its websockets; at once if it has ended already (ended while
+        the work was starting). Returns the function that forgets it."""
+        if self.is_revoked(session_id):
+            callback()
+            return lambda: None
+        self._listeners.setdefault(session_id, set()).add(callback)
+
+        def forget() -> None:
+            callbacks = self._listeners.get(session_id)
+            if callbacks is not None:
+                callbacks.discard(callback)
+                if not callbacks:
+                    del self._listeners[session_id]
+
+        return forget
+
+    def listening(self) -> int:
+        """Callbacks waiting on their session (0 once every such work has ended)."""
+        return sum(len(callbacks) for callbacks in self._listeners.values())
 
     def _close(self, websocket: Any) -> None:
         async def close() -> None:

@@ -14,7 +14,11 @@ closes the provider's HTTP request).
 Stopping: `Generation.stop(reason)` from cancelNoraMessage on this instance, a message on
 `nora-cancel:<message id>` from another instance, or the message's `cancel_requested`
 flag, which every write of the generator checks. Shutdown stops every generation; each
-ends FAILED (INTERRUPTED) with what was written.
+ends FAILED (INTERRUPTED) with what was written. A reply acts as its asker, so it also stops
+when the asker's credential ends (resolvers/nora/credential.py): its session ended, on the
+signal that closes the session's websockets, or its API key revoked, on the access nudge;
+and the credential is checked before every tool call. It ends FAILED (SESSION_ENDED,
+API_KEY_REVOKED) with what was written.
 
 Crashes: every reply carries its instance's random id (`owner_instance`), and the instance
 beats for all its running replies at once (one UPDATE of `heartbeat_at` every BEAT_SECONDS
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import secrets
 import time
@@ -57,10 +62,12 @@ from models import (
 from models.snapshot import dump
 from resolvers import metrics
 from resolvers.access import Access
+from resolvers.broadcast import GAP
 from resolvers.context import Context
 from resolvers.errors import AppError, BadInput, QuotaExceeded
+from resolvers.event.log import access_channel
 from resolvers.loaders import Loaders
-from resolvers.nora import tools
+from resolvers.nora import credential, tools
 from resolvers.nora.events import cancel_channel
 from resolvers.nora.limits import check_quota, make_rate_limiter
 from resolvers.nora.providers import (
@@ -113,8 +120,8 @@ _Item = Chunk | BaseException | _Signal
 
 
 class Stop(Exception):
-    """The generation must end now: `reason` is cancel, shutdown, or taken (someone else
-    already ended the message)."""
+    """The generation must end now: `reason` is cancel, shutdown, taken (someone else
+    already ended the message), or one of credential.ENDINGS."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -363,6 +370,8 @@ class ReplyWriter:
 
     async def check(self) -> None:
         """Between turns and while the provider is silent: has someone asked us to stop?"""
+        if ending := credential.ended(self.ctx):
+            raise Stop(ending)
         if time.monotonic() - self.beat > HEARTBEAT_SECONDS:
             try:
                 await self._still_ours(timezone.now())
@@ -479,13 +488,18 @@ class Generation:
             self._queue.put_nowait(_WAKE)
 
     def _check(self) -> None:
+        # In-process (no statement): the session's end normally arrives through stop() from
+        # the registry; this catches one that ended before the generation listened.
+        if self.reason is None and (ending := credential.ended(self.ctx)):
+            self.stop(ending)
         if self.reason is not None:
             raise Stop(self.reason)
 
     async def _run(self) -> None:
         started = time.monotonic()
         writer = ReplyWriter(self.ctx, self.conversation, self.reply)
-        watcher = asyncio.create_task(self._watch_cancel())
+        watcher = asyncio.create_task(self._watch())
+        forget_session = credential.on_end(self.ctx, functools.partial(self.stop, credential.SESSION_ENDED))
         try:
             status, code, text = NoraMessageStatus.COMPLETE, None, None
             try:
@@ -507,22 +521,41 @@ class Generation:
                 status, code, text = (
                     NoraMessageStatus.FAILED, "INTERRUPTED", "The server stopped while NORA was answering; ask again",
                 )
+            elif self.reason in credential.ENDINGS:
+                status = NoraMessageStatus.FAILED
+                code, text = credential.ENDINGS[self.reason]
             await writer.finish(status, code, text, int((time.monotonic() - started) * 1000))
             metrics.nora_reply(self.reply.provider, code or status.value, writer.tokens_in, writer.tokens_out)
         except Exception:
             log.exception("NORA reply %s could not be finished", self.reply.id)
         finally:
             watcher.cancel()
+            forget_session()
             self.runtime.running.pop(self.reply.id, None)
 
-    async def _watch_cancel(self) -> None:
+    async def _watch(self) -> None:
+        """A cancel from another instance; for a reply asked with an API key, its creator's
+        access nudge too (sent when the key is revoked), after which the key is read again."""
+        cancel = cancel_channel(self.reply.id)
+        channels = [cancel]
+        if self.ctx.access.api_key is not None:
+            channels.append(access_channel(self.ctx.access.user_id))
         try:
-            async with self.runtime.broadcast.subscribe(cancel_channel(self.reply.id)) as subscription:
-                await subscription.get()
-                self.stop("cancel")
+            async with self.runtime.broadcast.subscribe(*channels) as subscription:
+                while True:
+                    event = await subscription.get()
+                    if event.channel == cancel:
+                        # A GAP (the broker reconnected) is no cancel: a lost one is still
+                        # found by the flag in the database, at the next write or check.
+                        if event.message != GAP:
+                            self.stop("cancel")
+                            return
+                    elif not await credential.key_still_valid(self.ctx):
+                        self.stop(credential.KEY_REVOKED)
+                        return
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - the cancel flag in the database still works
+        except Exception:  # noqa: BLE001 - the flag and the checks before each tool call still work
             log.warning("NORA cancel listener for %s failed", self.reply.id, exc_info=True)
 
     async def _generate(self, writer: ReplyWriter) -> None:
@@ -613,6 +646,11 @@ class Generation:
         return calls, "".join(parts)
 
     async def _call_tool(self, writer: ReplyWriter, call: ToolCall) -> dict[str, Any]:
+        # A tool acts as the asker: never with a credential that has ended, even when its
+        # signal was lost (the nudge is best effort; the key's row is not).
+        if not await credential.key_still_valid(self.ctx):
+            self.stop(credential.KEY_REVOKED)
+        self._check()
         try:
             parsed: object = orjson.loads(call.arguments or "{}")
         except orjson.JSONDecodeError:
@@ -620,6 +658,7 @@ class Generation:
         # Recorded as an object (the API's NoraMessage.toolArguments and ToolCallStarted say
         # so): arguments that are not one are kept as their text.
         tool = await writer.tool_started(call, parsed if isinstance(parsed, dict) else None)
+        self._check()  # the session may have ended while the call was being recorded
         # Each call sees the user's current memberships and fresh loaders.
         ctx = dataclasses.replace(self.ctx, access=Access(self.ctx.access.principal), loaders=Loaders())
         result: dict[str, Any]
