@@ -14,7 +14,9 @@ A Tortoise engine module (`"engine": "server.db_resilience"`): Tortoise imports 
   (asyncpg refused to send it on a connection it already knew to be closed or broken);
 - a transaction whose BEGIN fails on a dead connection starts again on a fresh one (nothing
   was applied), and a transaction whose connection died is not rolled back over it (the
-  server already did).
+  server already did);
+- a released connection goes back to the pool without asyncpg's reset statement (see
+  `_keep_session`): one round trip per statement, not two.
 
 It relies on these Tortoise internals, pinned by tests/test_db_faults.py::
 test_tortoise_seams_the_adapter_relies_on: `AsyncpgDBClient.create_pool`, `.acquire_connection`,
@@ -76,6 +78,17 @@ async def _discard(pool, connection) -> None:
     except asyncpg.InterfaceError:
         pass  # asyncpg saw it close and already took it back
     await pool.expire_connections()
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """The pool's reset of a released connection: nothing beyond what asyncpg always does
+    first (roll back a transaction left open, drop listeners). Its default sends one more
+    statement per release (`SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET
+    ALL`): a second round trip for every statement outside a transaction, 7% of a small
+    request's CPU and as much latency. The state it clears is state this application never
+    creates on these connections: settings are fixed at connect (server_settings), locks are
+    transaction-scoped, no cursor outlives its transaction, LISTEN has its own connection
+    (resolvers/broadcast.py). tests/test_db_session_state.py holds the code to that."""
 
 
 class _WaitingPool:
@@ -143,6 +156,7 @@ class ResilientAsyncpgClient(AsyncpgDBClient):
         self.acquire_timeout = float(acquire_timeout)
 
     async def create_pool(self, **kwargs: Any):
+        kwargs.setdefault("reset", _keep_session)
         return _WaitingPool(await super().create_pool(**kwargs), self.acquire_timeout)
 
     def acquire_connection(self) -> PoolConnectionWrapper:
