@@ -188,12 +188,14 @@ async def _labels_by_task(task_ids: list[int]) -> list[list[Label]]:
     )
     labels: dict[int, Label] = {}
     groups: dict[int, list[Label]] = defaultdict(list)
-    for row in await db.execute_query_dict(sql, ids):
-        task_id = row.pop("_task_id")
-        label = labels.get(row["id"])
+    # The driver's rows read by column name (no dict per link: a board has hundreds).
+    _, rows = await db.execute_query(sql, ids)
+    for row in rows:
+        label_id = row["id"]
+        label = labels.get(label_id)
         if label is None:
-            label = labels[row["id"]] = orm.from_row(Label, row)
-        groups[task_id].append(label)
+            label = labels[label_id] = orm.from_row(Label, row)
+        groups[row["_task_id"]].append(label)
     return [groups.get(t, []) for t in task_ids]
 
 
