@@ -331,6 +331,9 @@ def test_tortoise_seams_the_adapter_relies_on():
     # The asyncpg pool API the adapter wraps.
     assert {"timeout"} <= set(inspect.signature(asyncpg.Pool.acquire).parameters)
     assert hasattr(asyncpg.Pool, "expire_connections")
+    # A checkout without a timeout when a connection is idle; asyncpg's reset replaced.
+    assert hasattr(asyncpg.Pool, "get_idle_size")
+    assert "reset" in inspect.signature(asyncpg.create_pool).parameters
     assert "connection is closed" in inspect.getsource(asyncpg.connection.Connection._check_open)
 
 
