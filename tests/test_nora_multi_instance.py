@@ -120,7 +120,7 @@ async def test_a_session_ended_through_b_stops_its_reply_on_a(tmp_path, settings
             assert not body.get("errors"), body
             ended = time.monotonic()
             final = (await until_final(ws, timeout=5))[-1]
-            assert time.monotonic() - ended < 0.5  # A heard of it on the broker, not by its 1 s poll
+            assert time.monotonic() - ended < 0.8  # A heard of it on the broker, not by its 1 s poll
             assert (final["__typename"], final["code"], final["message"]["content"]) == (
                 "MessageFailed", "SESSION_ENDED", "Working",
             )
