@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
+from models import orm
 from server.graphql_app import PcgGraphQL
 
 
@@ -84,7 +85,7 @@ class StatementCount(logging.Handler):
         self.count = 0
 
     def emit(self, record: logging.LogRecord) -> None:
-        if not str(record.msg).startswith(("Created connection", "Closed connection")):
+        if not str(record.msg).startswith(orm.NOT_STATEMENTS):
             self.count += 1
 
     async def around(self, call) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 
-_NOT_STATEMENTS = ("Created connection", "Closed connection")
+from models.orm import NOT_STATEMENTS
 
 
 class StatementLog(logging.Handler):
@@ -21,7 +21,7 @@ class StatementLog(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         message = str(record.msg)
-        if message.startswith(_NOT_STATEMENTS):
+        if message.startswith(NOT_STATEMENTS):
             return
         self.statements.append(str(record.args[0]) if record.args else message)
 
