@@ -182,7 +182,8 @@ def _verify(token: str, secret: str) -> _AccessClaims:
     session_id = parse_pk("Session", claims["sid"])
     if session_id is None:
         raise Unauthenticated("Invalid access token", reason="TOKEN_INVALID")
-    return _AccessClaims(user_id, session_id, claims["exp"])
+    # pyjwt accepts any int()-able `exp`; kept as the number it compared.
+    return _AccessClaims(user_id, session_id, int(claims["exp"]))
 
 
 async def _token_principal(token: str, secret: str, sessions: SessionRegistry | None) -> Principal:
