@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import PASSWORD, SECRET, gid
 from tests.processes import aserving, free_port, subprocess_env
-from tests.wsclient import Closed, GraphQLWS
+from tests.wsclient import Closed, GraphQLWS, closed_within
 
 pytestmark = pytest.mark.postgres_only
 
@@ -50,26 +50,6 @@ def _env(tmp_path, name: str, settings, broadcast_url: str) -> dict:
         PCG_BROADCAST_URL=broadcast_url,
         PCG_SECRET_KEY=SECRET,
     )
-
-
-async def closed_within(ws: GraphQLWS, seconds: float) -> Closed:
-    """The close of `ws` within `seconds`; a stream's own UNAUTHENTICATED error may come first
-    (its access check and the close race), anything else may not."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while True:
-        try:
-            message = await ws.receive(timeout=max(0.0, deadline - loop.time()))
-        except Closed as closed:
-            return closed
-        if message["type"] == "complete":
-            continue
-        payload = message.get("payload")
-        if message["type"] in ("next", "data"):
-            errors = payload.get("errors")
-        else:
-            errors = payload if isinstance(payload, list) else [payload]
-        assert errors and errors[0]["extensions"]["code"] == "UNAUTHENTICATED", message
 
 
 @pytest.mark.parametrize("broker", ["redis", "postgres"])

@@ -16,7 +16,7 @@ from models import AuditEntry, OrgRole, Session, SessionEndReason
 from tests.conftest import PASSWORD, SECRET, gid
 from tests.membership_helpers import make_key
 from tests.querycount import count_statements
-from tests.wsclient import LEGACY_WS, TRANSPORT_WS, Closed, GraphQLWS
+from tests.wsclient import LEGACY_WS, TRANSPORT_WS, Closed, GraphQLWS, closed_within
 
 VIEWER = "{ viewer { user { id } } }"
 SESSIONS = """query($all: Boolean!) { viewer { sessions(includeEnded: $all) {
@@ -38,26 +38,6 @@ async def log_in(gql, actor) -> dict:
 
 def sid(token: str) -> int:
     return int(jwt.decode(token, SECRET, algorithms=["HS256"])["sid"])
-
-
-async def closed_within(ws: GraphQLWS, seconds: float) -> Closed:
-    """The close of `ws` within `seconds`; a stream's own UNAUTHENTICATED error may come first
-    (its access check and the close race), anything else may not."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while True:
-        try:
-            message = await ws.receive(timeout=max(0.0, deadline - loop.time()))
-        except Closed as closed:
-            return closed
-        if message["type"] == "complete":
-            continue
-        payload = message.get("payload")
-        if message["type"] in ("next", "data"):
-            errors = payload.get("errors")
-        else:
-            errors = payload if isinstance(payload, list) else [payload]
-        assert errors and errors[0]["extensions"]["code"] == "UNAUTHENTICATED", message
 
 
 async def refused(gql, token: str) -> str:

@@ -81,3 +81,23 @@ class GraphQLWS:
 
     async def close(self) -> None:
         await self.socket.close()
+
+
+async def closed_within(ws: GraphQLWS, seconds: float) -> Closed:
+    """The close of `ws` within `seconds`; a stream's own UNAUTHENTICATED error may come first
+    (its access check and the close race), anything else may not."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        try:
+            message = await ws.receive(timeout=max(0.0, deadline - loop.time()))
+        except Closed as closed:
+            return closed
+        if message["type"] == "complete":
+            continue
+        payload = message.get("payload")
+        if message["type"] in ("next", "data"):
+            errors = payload.get("errors")
+        else:
+            errors = payload if isinstance(payload, list) else [payload]
+        assert errors and errors[0]["extensions"]["code"] == "UNAUTHENTICATED", message
